@@ -1,0 +1,187 @@
+"""Transformer building blocks shared by the Kronos tokenizer and predictor, with a two-part key/value cache.
+
+State-dict names follow the published checkpoints (see docs: `norm1`, `self_attn.q_proj`, `ffn.w1`, ...).
+Shapes: B batch, T new positions, D model width, H heads, E head width, P prefix length, N suffix length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """x * rsqrt(mean(x^2) + eps) * weight, computed in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+class FeedForward(nn.Module):
+    """SwiGLU without biases: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding, "rotate half" layout, base 10000; `inv_freq` is a persistent buffer."""
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))
+
+    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        # x: (B, H, T, E), positions start..start+T-1
+        t = torch.arange(start, start + x.shape[-2], device=x.device, dtype=self.inv_freq.dtype)
+        angles = torch.outer(t, self.inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)  # (T, E)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * angles.cos() + torch.cat((-x2, x1), dim=-1) * angles.sin()
+
+
+class KVCache:
+    """Keys and values of one attention layer in two parts.
+
+    The prefix (history) is computed once at batch 1 and shared by every path; the suffix
+    (generated tokens) is per path, preallocated to `capacity` positions and filled in order.
+    """
+
+    def __init__(self, paths: int, heads: int, head_dim: int, capacity: int, like: torch.Tensor):
+        self.prefix_k: torch.Tensor | None = None  # (H, P, E)
+        self.prefix_v: torch.Tensor | None = None
+        self.suffix_k = like.new_zeros(paths, heads, capacity, head_dim)  # (S, H, capacity, E)
+        self.suffix_v = like.new_zeros(paths, heads, capacity, head_dim)
+        self.length = 0
+
+    @property
+    def is_empty(self) -> bool:
+        return self.prefix_k is None and self.length == 0
+
+    def set_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store the shared keys/values (1, H, P, E) of the history."""
+        assert k.shape[0] == 1 and self.is_empty
+        self.prefix_k, self.prefix_v = k[0], v[0]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write per-path keys/values (S, H, T, E) at the next T suffix positions."""
+        end = self.length + k.shape[2]
+        assert end <= self.suffix_k.shape[2], "key/value cache overflow"
+        self.suffix_k[:, :, self.length:end] = k
+        self.suffix_v[:, :, self.length:end] = v
+        self.length = end
+
+    def attend(self, q: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Softmax attention of q (S, H, T, E) over prefix + filled suffix; with `causal`, q holds the last T suffix positions."""
+        paths, heads, t, dim = q.shape
+        scale = 1.0 / math.sqrt(dim)
+        parts = []
+        if self.prefix_k is not None:
+            # every path's queries against the one shared prefix: a single (H, S*T, E) x (H, E, P) product
+            qh = q.transpose(0, 1).reshape(heads, paths * t, dim)
+            parts.append((qh @ self.prefix_k.transpose(1, 2)).reshape(heads, paths, t, -1).transpose(0, 1))
+        n = self.length
+        if n:
+            scores = q @ self.suffix_k[:, :, :n].transpose(2, 3)  # (S, H, T, N)
+            if causal and t > 1:
+                mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
+                scores = scores.masked_fill(~mask, float("-inf"))
+            parts.append(scores)
+        weights = torch.softmax(torch.cat(parts, dim=-1) * scale, dim=-1)
+        out = 0
+        p = 0
+        if self.prefix_k is not None:
+            p = self.prefix_k.shape[1]
+            wh = weights[..., :p].transpose(0, 1).reshape(heads, paths * t, p)
+            out = (wh @ self.prefix_v).reshape(heads, paths, t, dim).transpose(0, 1)
+        if n:
+            out = out + weights[..., p:] @ self.suffix_v[:, :, :n]
+        return out  # (S, H, T, E)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with biased projections and rotary positions on q and k."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        assert dim % heads == 0
+        self.heads, self.head_dim = heads, dim // heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.rotary = Rotary(self.head_dim)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, T, D) -> (B, H, T, E)
+        return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
+
+    def merge(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, H, T, E) -> (B, T, D)
+        return self.out_proj(x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1))
+
+    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        """Causal self-attention of x (B, T, D) at positions start.. .
+
+        Without a cache: plain causal attention over x. With an empty cache and batch 1: x becomes
+        the shared prefix. Otherwise x (one row per path) is appended to the cache's suffix.
+        """
+        q = self.rotary(self.split(self.q_proj(x)), start)
+        k = self.rotary(self.split(self.k_proj(x)), start)
+        v = self.split(self.v_proj(x))
+        if cache is None or cache.is_empty and x.shape[0] == 1:
+            if cache is not None:
+                cache.set_prefix(k, v)
+            return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        cache.append(k, v)
+        return self.merge(cache.attend(q, causal=True))
+
+    def remember(self, h: torch.Tensor, cache: KVCache) -> None:
+        """Cross-attention: project h (B, T, D) to keys/values and add them to the cache (batch 1 into an empty one: shared)."""
+        k, v = self.split(self.k_proj(h)), self.split(self.v_proj(h))
+        if cache.is_empty and h.shape[0] == 1:
+            cache.set_prefix(k, v)
+        else:
+            cache.append(k, v)
+
+    def cross(self, query: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Cross-attention of query (S, 1, D) over every remembered position, no mask.
+
+        Rotary is left out: with one query the reference rotates q and k by position 0, the identity.
+        """
+        return self.merge(cache.attend(self.split(self.q_proj(query)), causal=False))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1 x), then + ffn(norm2 x)."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int):
+        super().__init__()
+        self.norm1 = RMSNorm(dim)
+        self.self_attn = Attention(dim, heads)
+        self.norm2 = RMSNorm(dim)
+        self.ffn = FeedForward(dim, ff_dim)
+
+    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), start, cache)
+        return x + self.ffn(self.norm2(x))
+
+
+def new_caches(blocks: nn.ModuleList, paths: int, capacity: int, like: torch.Tensor) -> list[KVCache]:
+    """One empty cache per block, sized for `paths` paths and `capacity` generated positions."""
+    return [KVCache(paths, b.self_attn.heads, b.self_attn.head_dim, capacity, like) for b in blocks]

@@ -1,0 +1,213 @@
+"""The Kronos tokenizer and predictor, weight-compatible with the published `NeoQuasar/` checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kronos.layers import Attention, Block, KVCache, RMSNorm
+
+
+def _from_config(cls, config: dict):
+    """Build a config dataclass from a checkpoint's config.json, warning about keys it does not know."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing = sorted(n for n in names if n not in config and not _has_default(cls, n))
+    if missing:
+        raise ValueError(f"{cls.__name__}: config.json lacks {', '.join(missing)}")
+    unknown = sorted(set(config) - names)
+    if unknown:
+        warnings.warn(f"{cls.__name__}: ignoring unknown config key(s) {', '.join(unknown)}", stacklevel=3)
+    return cls(**{k: v for k, v in config.items() if k in names})
+
+
+def _has_default(cls, name: str) -> bool:
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return field.default is not dataclasses.MISSING
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """config.json of a Kronos tokenizer (dropouts and loss weights are kept for layout only)."""
+
+    d_in: int
+    d_model: int
+    n_heads: int
+    ff_dim: int
+    n_enc_layers: int
+    n_dec_layers: int
+    s1_bits: int
+    s2_bits: int
+    group_size: int
+    ffn_dropout_p: float = 0.0
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
+    beta: float = 0.05
+    gamma0: float = 1.0
+    gamma: float = 1.1
+    zeta: float = 0.05
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "TokenizerConfig":
+        return _from_config(cls, config)
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """config.json of a Kronos predictor."""
+
+    s1_bits: int
+    s2_bits: int
+    n_layers: int
+    d_model: int
+    n_heads: int
+    ff_dim: int
+    learn_te: bool = True
+    ffn_dropout_p: float = 0.0
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
+    token_dropout_p: float = 0.0
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "PredictorConfig":
+        return _from_config(cls, config)
+
+
+def _bits(ids: torch.Tensor, n: int) -> torch.Tensor:
+    """Unpack ids (...) into n signs +-1, least significant bit first: (..., n)."""
+    mask = 2 ** torch.arange(n, device=ids.device)
+    return ((ids.unsqueeze(-1) & mask) != 0).float() * 2 - 1
+
+
+class _QuantiserBuffers(nn.Module):
+    """The quantiser's bit weights as the published state dict stores them; unused at inference."""
+
+    def __init__(self, bits: int, group_size: int):
+        super().__init__()
+        self.register_buffer("basis", 2 ** torch.arange(bits, dtype=torch.int64))
+        self.register_buffer("group_basis", 2 ** torch.arange(group_size, dtype=torch.int64))
+
+
+class KronosTokenizer(nn.Module):
+    """Causal encoder -> binary spherical quantisation into (coarse, fine) ids -> causal decoder."""
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        c = self.config = config
+        self.embed = nn.Linear(c.d_in, c.d_model)
+        self.encoder = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_enc_layers - 1))
+        self.quant_embed = nn.Linear(c.d_model, c.s1_bits + c.s2_bits)
+        self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)  # training only; kept for the layout
+        self.post_quant_embed = nn.Linear(c.s1_bits + c.s2_bits, c.d_model)
+        self.decoder = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_dec_layers - 1))
+        self.head = nn.Linear(c.d_model, c.d_in)
+        self.tokenizer = nn.ModuleDict({"bsq": _QuantiserBuffers(c.s1_bits + c.s2_bits, c.group_size)})
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised rows (B, T, d_in) -> coarse and fine ids, each (B, T) int64."""
+        z = self.embed(x)
+        for block in self.encoder:
+            z = block(z)
+        positive = (self.quant_embed(z) > 0).long()  # (B, T, s1+s2); the L2 normalisation keeps signs
+        s1, s2 = self.config.s1_bits, self.config.s2_bits
+        weights = 2 ** torch.arange(max(s1, s2), device=x.device)
+        return (positive[..., :s1] * weights[:s1]).sum(-1), (positive[..., s1:] * weights[:s2]).sum(-1)
+
+    def decode(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, start: int = 0,
+               caches: list[KVCache] | None = None) -> torch.Tensor:
+        """Ids (B, T) at positions start.. -> normalised rows (B, T, d_in); see `Block` for the caches."""
+        c = self.config
+        codes = torch.cat((_bits(s1_ids, c.s1_bits), _bits(s2_ids, c.s2_bits)), dim=-1)
+        z = self.post_quant_embed(codes / math.sqrt(c.s1_bits + c.s2_bits))  # (B, T, D)
+        for i, block in enumerate(self.decoder):
+            z = block(z, start, caches[i] if caches else None)
+        return self.head(z)
+
+
+class TemporalEmbedding(nn.Module):
+    """Sum of learned minute, hour, weekday, day-of-month and month embeddings."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.minute_embed = nn.Embedding(60, dim)
+        self.hour_embed = nn.Embedding(24, dim)
+        self.weekday_embed = nn.Embedding(7, dim)
+        self.day_embed = nn.Embedding(32, dim)
+        self.month_embed = nn.Embedding(13, dim)
+
+    def forward(self, stamp: torch.Tensor) -> torch.Tensor:
+        # stamp: (B, T, 5) int64 minute, hour, weekday, day, month -> (B, T, D)
+        tables = (self.minute_embed, self.hour_embed, self.weekday_embed, self.day_embed, self.month_embed)
+        return sum(table(stamp[..., i]) for i, table in enumerate(tables))
+
+
+class HierarchicalEmbedding(nn.Module):
+    """fusion_proj(cat(emb_s1[s1] * sqrt(d), emb_s2[s2] * sqrt(d)))."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, dim: int):
+        super().__init__()
+        self.scale = math.sqrt(dim)
+        self.emb_s1 = nn.Embedding(2 ** s1_bits, dim)
+        self.emb_s2 = nn.Embedding(2 ** s2_bits, dim)
+        self.fusion_proj = nn.Linear(2 * dim, dim)
+
+    def forward(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        return self.fusion_proj(torch.cat((self.emb_s1(s1) * self.scale, self.emb_s2(s2) * self.scale), dim=-1))
+
+
+class DualHead(nn.Module):
+    """Coarse logits from h; fine logits from the dependency layer's output."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, dim: int):
+        super().__init__()
+        self.proj_s1 = nn.Linear(dim, 2 ** s1_bits)
+        self.proj_s2 = nn.Linear(dim, 2 ** s2_bits)
+
+
+class DependencyLayer(nn.Module):
+    """Fine-token conditioning: norm(h_last + cross_attn(emb_s1[coarse], h over the window))."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.cross_attn = Attention(dim, heads=4)
+        self.norm = RMSNorm(dim)
+
+
+class Kronos(nn.Module):
+    """The autoregressive predictor over (coarse, fine) token pairs with time features."""
+
+    def __init__(self, config: PredictorConfig):
+        super().__init__()
+        c = self.config = config
+        self.embedding = HierarchicalEmbedding(c.s1_bits, c.s2_bits, c.d_model)
+        self.time_emb = TemporalEmbedding(c.d_model)
+        self.transformer = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_layers))
+        self.norm = RMSNorm(c.d_model)
+        self.head = DualHead(c.s1_bits, c.s2_bits, c.d_model)
+        self.dep_layer = DependencyLayer(c.d_model)
+
+    def hidden(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, start: int = 0,
+               caches: list[KVCache] | None = None) -> torch.Tensor:
+        """Token pairs (B, T) with stamps (B, T, 5) at positions start.. -> final-norm hidden states (B, T, D)."""
+        x = self.embedding(s1, s2) + self.time_emb(stamp)
+        for i, block in enumerate(self.transformer):
+            x = block(x, start, caches[i] if caches else None)
+        return self.norm(x)
+
+    def coarse_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., D) -> coarse logits (..., 2^s1)."""
+        return self.head.proj_s1(h)
+
+    def fine_logits(self, h_last: torch.Tensor, s1: torch.Tensor, context: KVCache) -> torch.Tensor:
+        """Fine logits (S, 2^s2) given the last hidden state (S or 1, D), chosen coarse ids (S,) and the window's context."""
+        attn = self.dep_layer.cross_attn.cross(self.embedding.emb_s1(s1)[:, None, :], context)  # (S, 1, D)
+        return self.head.proj_s2(self.dep_layer.norm(h_last + attn[:, 0]))
+
+    def new_context(self, paths: int, capacity: int, like: torch.Tensor) -> KVCache:
+        """An empty store of the dependency layer's keys/values over the window's hidden states."""
+        attn = self.dep_layer.cross_attn
+        return KVCache(paths, attn.heads, attn.head_dim, capacity, like)
