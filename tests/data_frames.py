@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +29,10 @@ def candle_frame(rows: int = 40, start: str = "2024-01-01", step: str = "1h", se
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """The frame as a CSV file's bytes."""
     return frame.to_csv(index=False).encode()
+
+
+def json_text(frame: pd.DataFrame, **changes: list) -> str:
+    """The frame in the seed's custom JSON format {"timestamps": [...], "open": [...], ...}, some columns replaced."""
+    data = {"timestamps": frame["timestamps"].dt.strftime("%Y-%m-%dT%H:%M:%S").tolist(),
+            **{c: frame[c].tolist() for c in frame.columns[1:]}}
+    return json.dumps({**data, **changes})

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from data_frames import REAL_DATA, candle_frame, csv_bytes, needs_real_data
+from data_frames import REAL_DATA, candle_frame, csv_bytes, json_text, needs_real_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,13 +27,6 @@ def edit(row: int, column: str, value: str, data: bytes = GOOD) -> bytes:
     cells[header.index(column)] = value
     lines[row] = ",".join(cells)
     return ("\n".join(lines) + "\n").encode()
-
-
-def seed_json(frame: pd.DataFrame = BASE, **changes: list) -> str:
-    """The frame in the seed's custom JSON format, with some columns replaced."""
-    data = {"timestamps": frame["timestamps"].dt.strftime("%Y-%m-%dT%H:%M:%S").tolist(),
-            **{c: frame[c].tolist() for c in frame.columns[1:]}}
-    return json.dumps({**data, **changes})
 
 
 LINES = GOOD.decode().splitlines()
@@ -76,14 +69,14 @@ MALFORMED_CSV = [
 ]
 MALFORMED_JSON = [
     ("json empty", "  ", "the JSON is empty"),
-    ("json syntax", seed_json()[:-5], "the JSON is not valid at line 1"),
+    ("json syntax", json_text(BASE)[:-5], "the JSON is not valid at line 1"),
     ("json shape", "[1, 2, 3]", "the JSON holds a list"),
     ("json not lists", json.dumps({"timestamps": "2024-01-01", "open": 1}), "'timestamps', 'open' should be a list"),
-    ("json lengths", seed_json(open=BASE["open"].tolist()[:-1]), "the lists differ in length ('timestamps' has 40"),
-    ("json null", seed_json(close=[None] * 4 + BASE["close"].tolist()[4:]),
+    ("json lengths", json_text(BASE, open=BASE["open"].tolist()[:-1]), "the lists differ in length ('timestamps' has 40"),
+    ("json null", json_text(BASE, close=[None] * 4 + BASE["close"].tolist()[4:]),
      "close: row 1 (item 0 of each JSON list), row 2 (item 1 of each JSON list), row 3 (item 2 of each JSON list) "
      "and 1 more row(s): empty"),
-    ("json text price", seed_json(open=["x"] + BASE["open"].tolist()[1:]), "open: row 1 (item 0 of each JSON list)"),
+    ("json text price", json_text(BASE, open=["x"] + BASE["open"].tolist()[1:]), "open: row 1 (item 0 of each JSON list)"),
 ]
 
 
@@ -153,7 +146,7 @@ def test_time_zones_are_converted_to_naive_utc(stamps, shift):
 @pytest.mark.parametrize("unit", ["s", "ms"])
 def test_epoch_seconds_and_milliseconds(unit):
     epoch = BASE["timestamps"].astype("datetime64[ns]").astype("int64") // {"s": 10**9, "ms": 10**6}[unit]
-    result = read_json_text(seed_json(timestamps=epoch.tolist()))
+    result = read_json_text(json_text(BASE, timestamps=epoch.tolist()))
     pd.testing.assert_frame_equal(result.frame, BASE)
 
 
@@ -217,7 +210,7 @@ def frames(draw) -> pd.DataFrame:
 @settings(max_examples=40, deadline=None)
 @given(frame=frames(), as_json=st.booleans())
 def test_any_valid_frame_round_trips_through_csv_or_json(frame, as_json):
-    result = read_json_text(seed_json(frame)) if as_json else read_csv_bytes(csv_bytes(frame))
+    result = read_json_text(json_text(frame)) if as_json else read_csv_bytes(csv_bytes(frame))
     assert result.ok, result.errors
     assert not [w for w in result.warnings if "bound" in w or "spacing" in w]
     pd.testing.assert_frame_equal(result.frame, frame)

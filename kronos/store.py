@@ -1,0 +1,189 @@
+"""The local candle store: every candle fetched or imported, kept on disk in SQLite, keyed by market."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import ccxt
+import pandas as pd
+
+from kronos.errors import DataUnavailableError, InvalidInputError
+from kronos.validation import FEATURE_COLUMNS, Validation, format_duration, read_file
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS candles (
+    exchange TEXT NOT NULL, symbol TEXT NOT NULL, timeframe TEXT NOT NULL, ts INTEGER NOT NULL,
+    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
+    volume REAL NOT NULL, amount REAL NOT NULL, amount_estimated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (exchange, symbol, timeframe, ts)
+) WITHOUT ROWID
+"""
+KEY = "exchange = ? AND symbol = ? AND timeframe = ?"
+COLUMNS = ("ts", *FEATURE_COLUMNS, "amount_estimated")
+
+
+class EmptyStoreError(DataUnavailableError):
+    """The local store holds no candles for the market asked for."""
+
+
+def default_path() -> Path:
+    """`$KRONOS_STORE`, else the per-user data folder: ~/.local/share/kronos (Linux), Application Support, AppData."""
+    if os.environ.get("KRONOS_STORE"):
+        return Path(os.environ["KRONOS_STORE"]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "kronos" / "candles.sqlite"
+
+
+def timeframe_delta(timeframe: str) -> pd.Timedelta:
+    """The length of a ccxt timeframe such as 5m, 1h, 1d; InvalidInputError for anything else."""
+    try:
+        return pd.Timedelta(seconds=ccxt.Exchange.parse_timeframe(timeframe))
+    except Exception as error:  # ccxt raises NotSupported, KeyError or ValueError depending on the text
+        raise InvalidInputError(f"timeframe {timeframe!r} is not understood; use e.g. 1m, 5m, 1h, 4h, 1d") from error
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows read from the file, rows new to the store, and the validator's warnings."""
+
+    rows_read: int
+    rows_added: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class CandleStore:
+    """Candles on disk, one row per (exchange, symbol, timeframe, open time); safe across threads and processes."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A fresh connection per call, committed (or rolled back) and closed on exit."""
+        with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+            yield db
+
+    def merge(self, frame: pd.DataFrame, exchange: str, symbol: str, timeframe: str, *,
+              amount_estimated: bool = False) -> int:
+        """Upsert the engine-format `frame` (newer values win); return how many candles were new."""
+        ts = pd.to_datetime(frame["timestamps"]).astype("datetime64[ms]").astype("int64")
+        rows = [(exchange, symbol, timeframe, t, *values, int(amount_estimated))
+                for t, values in zip(ts.tolist(), frame[list(FEATURE_COLUMNS)].itertuples(index=False, name=None))]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            before = self._count(db, exchange, symbol, timeframe)
+            db.executemany(f"INSERT INTO candles (exchange, symbol, timeframe, {', '.join(COLUMNS)}) "
+                           f"VALUES ({', '.join('?' * (len(COLUMNS) + 3))}) "
+                           f"ON CONFLICT (exchange, symbol, timeframe, ts) DO UPDATE SET {updates}", rows)
+            return self._count(db, exchange, symbol, timeframe) - before
+
+    @staticmethod
+    def _count(db: sqlite3.Connection, *key: str) -> int:
+        return db.execute(f"SELECT COUNT(*) FROM candles WHERE {KEY}", key).fetchone()[0]
+
+    def load(self, exchange: str, symbol: str, timeframe: str, limit: int | None = None) -> pd.DataFrame:
+        """The latest `limit` candles (all when None), oldest first, in the engine's format."""
+        return self._load(exchange, symbol, timeframe, limit)[["timestamps", *FEATURE_COLUMNS]]
+
+    def amount_is_estimated(self, exchange: str, symbol: str, timeframe: str, limit: int | None = None) -> bool:
+        """True when any of the latest `limit` candles has an estimated (not exchange-reported) amount."""
+        return bool(self._load(exchange, symbol, timeframe, limit)["amount_estimated"].any())
+
+    def _load(self, exchange: str, symbol: str, timeframe: str, limit: int | None) -> pd.DataFrame:
+        query = (f"SELECT {', '.join(COLUMNS)} FROM candles WHERE {KEY} ORDER BY ts DESC"
+                 + ("" if limit is None else f" LIMIT {int(limit)}"))
+        with self._connect() as db:
+            rows = db.execute(query, (exchange, symbol, timeframe)).fetchall()
+        frame = pd.DataFrame(rows[::-1], columns=list(COLUMNS)).astype({c: "float64" for c in FEATURE_COLUMNS})
+        frame.insert(0, "timestamps", pd.to_datetime(frame.pop("ts").astype("int64"), unit="ms")
+                     .astype("datetime64[ns]"))
+        return frame
+
+    def span(self, exchange: str, symbol: str, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """Open times of the first and the latest stored candle, or None when there are none."""
+        with self._connect() as db:
+            first, last = db.execute(f"SELECT MIN(ts), MAX(ts) FROM candles WHERE {KEY}",
+                                     (exchange, symbol, timeframe)).fetchone()
+        return None if first is None else (pd.Timestamp(first, unit="ms"), pd.Timestamp(last, unit="ms"))
+
+    def latest_timestamp(self, exchange: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
+        """Open time of the newest stored candle, or None."""
+        found = self.span(exchange, symbol, timeframe)
+        return None if found is None else found[1]
+
+    def contents(self) -> pd.DataFrame:
+        """One row per stored market: exchange, symbol, timeframe, rows, first, last."""
+        with self._connect() as db:
+            rows = db.execute("SELECT exchange, symbol, timeframe, COUNT(*), MIN(ts), MAX(ts) FROM candles "
+                              "GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe").fetchall()
+        frame = pd.DataFrame(rows, columns=["exchange", "symbol", "timeframe", "rows", "first", "last"])
+        for column in ("first", "last"):
+            frame[column] = pd.to_datetime(frame[column].astype("int64"), unit="ms")
+        return frame
+
+    def import_file(self, path: str | os.PathLike, exchange: str, symbol: str, timeframe: str) -> ImportReport:
+        """Validate a CSV (.csv, .csv.gz) or custom-format JSON file and merge it; InvalidInputError on problems."""
+        path = Path(path)
+        result = read_file(path)
+        _check_import(result, timeframe, path)
+        added = self.merge(result.frame, exchange, symbol, timeframe, amount_estimated=result.amount_is_estimated)
+        return ImportReport(len(result.frame), added, result.warnings)
+
+
+def _check_import(result: Validation, timeframe: str, path: Path) -> None:
+    """Raise unless the file validated and its rows are `timeframe` apart (a 1d file is no 1h history)."""
+    if result.errors:
+        raise InvalidInputError([f"{path.name}: {message}" for message in result.errors])
+    step = timeframe_delta(timeframe)
+    if result.spacing is not None and result.spacing != step:
+        raise InvalidInputError(f"{path.name}: its rows are {format_duration(result.spacing)} apart but "
+                                f"--timeframe is {timeframe}; pass the timeframe the file holds")
+
+
+def empty_store_message(store: CandleStore, exchange: str, symbol: str, timeframe: str) -> str:
+    """Say that the store has nothing for a market and how to fill it."""
+    return (f"the local store {store.path} has no {symbol} {timeframe} candles from {exchange}; fill it with "
+            f"`python -m kronos import FILE.csv --exchange {exchange} --symbol {symbol} --timeframe {timeframe}`, "
+            "`python -m kronos fetch` while online, or the custom data page")
+
+
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `FILE.csv --exchange --symbol --timeframe` (and `--store`) to the `import` subcommand."""
+    parser.add_argument("file", metavar="FILE.csv", help="CSV (.csv, .csv.gz) or custom-format JSON file")
+    parser.add_argument("--exchange", default="binance", help="exchange the candles come from (default binance)")
+    parser.add_argument("--symbol", default="BTC/USDT", help="market symbol (default BTC/USDT)")
+    parser.add_argument("--timeframe", default="1h", help="candle length, e.g. 5m, 1h, 1d (default 1h)")
+    add_store_argument(parser)
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--store PATH` (default: $KRONOS_STORE or the per-user data folder)."""
+    parser.add_argument("--store", default=None, help="candle store file (default $KRONOS_STORE or per-user data)")
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """`python -m kronos import`: validate and merge a file, print what was added and any warnings."""
+    store = CandleStore(args.store)
+    report = store.import_file(args.file, args.exchange, args.symbol, args.timeframe)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{report.rows_added} new of {report.rows_read} candles merged into {store.path} "
+          f"({args.exchange} {args.symbol} {args.timeframe})")
+    return 0
