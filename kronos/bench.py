@@ -1,0 +1,131 @@
+"""Benchmark the engine against the reference's full-recompute method on random weights of the real shapes.
+
+    python -m kronos.bench                 # every case, markdown table on stdout
+    python -m kronos.bench --case demo --recompute-steps 24
+
+The recompute method is timed over its first `--recompute-steps` steps and scaled to the horizon
+when that is shorter than the horizon (its steps cost about the same once the window is full).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kronos.engine import Forecaster
+from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
+
+TOKENIZERS = {
+    "base": TokenizerConfig(d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
+                            s1_bits=10, s2_bits=10, group_size=4),
+    "2k": TokenizerConfig(d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
+                          s1_bits=10, s2_bits=10, group_size=5),
+}
+MODELS = {  # name: (predictor config, tokenizer, context)
+    "mini": (PredictorConfig(s1_bits=10, s2_bits=10, n_layers=4, d_model=256, n_heads=4, ff_dim=512), "2k", 2048),
+    "small": (PredictorConfig(s1_bits=10, s2_bits=10, n_layers=8, d_model=512, n_heads=8, ff_dim=1024), "base", 512),
+    "base": (PredictorConfig(s1_bits=10, s2_bits=10, n_layers=12, d_model=832, n_heads=16, ff_dim=2048), "base", 512),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    rows: int
+    horizon: int
+    samples: int
+    target_s: float
+
+
+CASES = {
+    "demo": Case("mini", 383, 24, 30, 0.5),
+    "max": Case("mini", 2000, 48, 100, 5.0),
+    "small": Case("small", 488, 24, 30, 2.0),
+}
+
+
+def random_forecaster(model: str, seed: int = 0) -> Forecaster:
+    """A Forecaster with random weights of a published model's shapes."""
+    torch.manual_seed(seed)
+    config, tokenizer, context = MODELS[model]
+    return Forecaster(KronosTokenizer(TOKENIZERS[tokenizer]), Kronos(config), max_context=context, name=f"random-{model}")
+
+
+def random_walk(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Synthetic hourly BTC-like candles (geometric random walk)."""
+    rng = np.random.default_rng(seed)
+    close = 60000 * np.exp(np.cumsum(rng.normal(0, 0.006, rows)))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    spread = np.abs(rng.normal(0, 0.003, rows)) * close
+    volume = rng.lognormal(7, 0.5, rows)
+    return pd.DataFrame({
+        "timestamps": pd.date_range("2025-01-01", periods=rows, freq="h"),
+        "open": open_, "high": np.maximum(open_, close) + spread, "low": np.minimum(open_, close) - spread,
+        "close": close, "volume": volume, "amount": volume * close})
+
+
+def timed(fn, repeat: int) -> float:
+    """Best wall time of `repeat` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_case(name: str, recompute_steps: int, repeat: int) -> dict:
+    """Time one case with the cache and with the reference's recompute; return a table row."""
+    case = CASES[name]
+    forecaster = random_forecaster(case.model)
+    history = random_walk(case.rows)
+    settings = dict(samples=case.samples, temperature=1.0, top_p=0.9, seed=1)
+    forecaster.forecast(history, horizon=2, **settings)  # warm-up
+    cached = timed(lambda: forecaster.forecast(history, horizon=case.horizon, **settings), repeat)
+    steps = min(recompute_steps, case.horizon)
+    recompute = timed(lambda: forecaster.forecast(history, horizon=steps, cache=False, **settings), 1)
+    recompute *= case.horizon / steps
+    return {"case": name, "model": case.model, "rows": case.rows, "horizon": case.horizon, "paths": case.samples,
+            "cached_s": cached, "recompute_s": recompute, "extrapolated": steps < case.horizon,
+            "speedup": recompute / cached, "target_s": case.target_s}
+
+
+def serving_peak_mb() -> float:
+    """Peak resident memory (MB) of a fresh process that loads Kronos-mini's shapes and serves the demo forecast."""
+    code = ("import resource; from kronos.bench import random_forecaster, random_walk;"
+            "f = random_forecaster('mini'); f.forecast(random_walk(383), horizon=24, samples=30, top_p=0.9, seed=1);"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=list(CASES), action="append", help="case(s) to run (default: all)")
+    parser.add_argument("--recompute-steps", type=int, default=4, help="recompute steps timed before scaling")
+    parser.add_argument("--repeat", type=int, default=3, help="cached runs; the best is reported")
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, Python {platform.python_version()}")
+    print("| case | model | rows | horizon | paths | engine (s) | target (s) | recompute (s) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.case or list(CASES):
+        r = run_case(name, args.recompute_steps, args.repeat)
+        mark = "*" if r["extrapolated"] else ""
+        print(f"| {r['case']} | {r['model']} | {r['rows']} | {r['horizon']} | {r['paths']} | {r['cached_s']:.3f} "
+              f"| <= {r['target_s']} | {r['recompute_s']:.1f}{mark} | {r['speedup']:.0f}x |", flush=True)
+    print(f"\npeak memory of a process serving the demo forecast: {serving_peak_mb():.0f} MB (target <= 600 MB)")
+    print(f"benchmark process peak: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Finding and loading Kronos checkpoints: presets, hub ids (pinned revisions, offline cache) or local directories.
+
+A checkpoint is a directory or hub repo holding `config.json` and `model.safetensors`. Weights are read
+with safetensors only; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from kronos.errors import InvalidInputError, WeightsUnavailableError
+from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
+
+FILES = ("config.json", "model.safetensors")
+DEFAULT_CONTEXT = 512
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A published model with the tokenizer and context length it was trained with."""
+
+    model: str
+    tokenizer: str
+    max_context: int
+
+
+PRESETS = {
+    "mini": Preset("NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-2k", 2048),
+    "small": Preset("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base", 512),
+    "base": Preset("NeoQuasar/Kronos-base", "NeoQuasar/Kronos-Tokenizer-base", 512),
+}
+
+# Default hub revisions, overridable with `revision=` (None = the repo's main branch).
+PINNED_REVISIONS = {
+    "NeoQuasar/Kronos-mini": "f4e68697d9d5aed55cef5c96aabc3376bcad9f81",
+    "NeoQuasar/Kronos-Tokenizer-2k": "26966d0035065a0cae0ebad7af8ece35bc1fb51c",
+    "NeoQuasar/Kronos-small": "901c26c1332695a2a8f243eb2f37243a37bea320",
+    "NeoQuasar/Kronos-Tokenizer-base": "0e0117387f39004a9016484a186a908917e22426",
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to load: model and tokenizer sources (hub id or directory) and the context length."""
+
+    model: str
+    tokenizer: str
+    max_context: int
+
+
+def select(model: str, tokenizer: str | None = None, max_context: int | None = None) -> Selection:
+    """Resolve a preset name, hub id or directory (and an optional tokenizer) into what to load."""
+    preset = PRESETS.get(model) or next((p for p in PRESETS.values() if p.model == model), None)
+    source = preset.model if preset else model
+    if tokenizer is None:
+        tokenizer = preset.tokenizer if preset else _sibling_tokenizer(source)
+    context = max_context or (preset.max_context if preset else DEFAULT_CONTEXT)
+    if context < 2:
+        raise InvalidInputError(f"max_context must be at least 2, got {context}")
+    return Selection(source, tokenizer, context)
+
+
+def _sibling_tokenizer(model: str) -> str:
+    """For a local model directory without a named tokenizer: `<dir>/tokenizer` or `<dir>/../tokenizer`."""
+    path = Path(model).expanduser()
+    for candidate in (path / "tokenizer", path.parent / "tokenizer"):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise WeightsUnavailableError(
+        f"no tokenizer given for model {model!r}: name one (a preset's hub id such as "
+        "NeoQuasar/Kronos-Tokenizer-base, or a directory with config.json and model.safetensors)")
+
+
+def locate(source: str, revision: str | None = None) -> Path:
+    """Return a local directory holding config.json and model.safetensors for a directory or hub id."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        absent = [f for f in FILES if not (path / f).is_file()]
+        if absent:
+            raise WeightsUnavailableError(
+                f"directory {path} lacks {', '.join(absent)}; a checkpoint directory needs config.json "
+                "and model.safetensors (pickled .bin/.pt weights are not loaded)")
+        return path
+    if source.count("/") != 1 or source.startswith((".", "/", "~")):
+        raise WeightsUnavailableError(f"{source!r} is neither a checkpoint directory nor a hub id like 'NeoQuasar/Kronos-mini'")
+    from huggingface_hub import hf_hub_download
+
+    revision = revision or PINNED_REVISIONS.get(source)
+    try:
+        files = [hf_hub_download(source, f, revision=revision) for f in FILES]
+    except Exception as exc:  # the hub raises many kinds: offline, not found, HTTP, connection
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        where = "the local Hugging Face cache (offline mode is on)" if offline else "the Hugging Face hub and its local cache"
+        raise WeightsUnavailableError(
+            f"could not get {source}@{revision or 'main'} from {where}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0].rstrip('.') if str(exc) else ''}. Download it where the hub is reachable "
+            f"(`hf download {source}`), or point at a local directory with config.json and "
+            "model.safetensors (--model/--tokenizer DIR, or KRONOS_MODEL/KRONOS_TOKENIZER)") from exc
+    return Path(files[0]).parent
+
+
+def _load(module_cls, config_cls, source: str, revision: str | None, device: str) -> torch.nn.Module:
+    directory = locate(source, revision)
+    try:
+        config = config_cls.from_dict(json.loads((directory / "config.json").read_text()))
+        module = module_cls(config)
+        module.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+        raise WeightsUnavailableError(
+            f"{directory} does not hold a {module_cls.__name__} checkpoint of the published layout: "
+            f"{str(exc).splitlines()[0]}") from exc
+    return module.to(device).eval()
+
+
+def load_tokenizer(source: str, revision: str | None = None, device: str = "cpu") -> KronosTokenizer:
+    """Load a tokenizer strictly from a directory or hub id, in eval mode on `device`."""
+    return _load(KronosTokenizer, TokenizerConfig, source, revision, device)
+
+
+def load_predictor(source: str, revision: str | None = None, device: str = "cpu") -> Kronos:
+    """Load a predictor strictly from a directory or hub id, in eval mode on `device`."""
+    return _load(Kronos, PredictorConfig, source, revision, device)
+
+
+def check_device(device: str) -> torch.device:
+    """Return the torch device, or raise InvalidInputError when it is not available here."""
+    dev = torch.device(device)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(dev.type, False):
+        raise InvalidInputError(f"device {device!r} is not available here; use one of "
+                                f"{', '.join(k for k, ok in available.items() if ok)}")
+    return dev

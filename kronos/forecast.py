@@ -1,0 +1,148 @@
+"""The result of a forecast: every Monte Carlo path, and the summaries and JSON shapes derived from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from kronos.errors import InvalidInputError
+from kronos.validation import FEATURE_COLUMNS
+
+DEFAULT_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Monte Carlo paths of future candles.
+
+    `paths` is (samples, horizon, 6) in the column order open, high, low, close, volume, amount;
+    `timestamps` are the horizon's candle times; `history` is the lookback the model saw;
+    `tokens` (samples, horizon, 2) are the coarse and fine ids drawn at each step.
+    """
+
+    paths: np.ndarray
+    timestamps: pd.DatetimeIndex
+    history: pd.DataFrame
+    seed: int
+    model: str
+    settings: dict = field(default_factory=dict)
+    tokens: np.ndarray | None = None
+
+    def __post_init__(self):
+        assert self.paths.ndim == 3 and self.paths.shape[1:] == (len(self.timestamps), len(FEATURE_COLUMNS))
+
+    @property
+    def samples(self) -> int:
+        return self.paths.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.paths.shape[1]
+
+    @property
+    def last_close(self) -> float:
+        return float(self.history["close"].iloc[-1])
+
+    @property
+    def last_timestamp(self) -> pd.Timestamp:
+        return self.history["timestamps"].iloc[-1]
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of every path: (samples, horizon)."""
+        return self.paths[:, :, FEATURE_COLUMNS.index(name)]
+
+    def _frame(self, values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=self.timestamps, columns=list(FEATURE_COLUMNS))
+
+    def mean(self) -> pd.DataFrame:
+        """Mean over paths, one row per hour ahead."""
+        return self._frame(self.paths.mean(axis=0))
+
+    def minimum(self) -> pd.DataFrame:
+        """Minimum over paths, one row per hour ahead."""
+        return self._frame(self.paths.min(axis=0))
+
+    def maximum(self) -> pd.DataFrame:
+        """Maximum over paths, one row per hour ahead."""
+        return self._frame(self.paths.max(axis=0))
+
+    def quantile(self, q: float) -> pd.DataFrame:
+        """The q-quantile over paths (linear interpolation), one row per hour ahead."""
+        return self._frame(np.quantile(self.paths, q, axis=0))
+
+    def close_quantiles(self, qs: tuple[float, ...] = DEFAULT_QUANTILES) -> pd.DataFrame:
+        """Quantiles of the close, one column per q, one row per hour ahead."""
+        return pd.DataFrame(np.quantile(self.column("close"), qs, axis=0).T, index=self.timestamps, columns=list(qs))
+
+    def upside_probability(self) -> np.ndarray:
+        """For every hour ahead, the share of paths whose close is strictly above the last close."""
+        return (self.column("close") > self.last_close).mean(axis=0)
+
+    def volatility_amplification_probability(self) -> float | None:
+        """Share of paths whose log-return std (ddof=1) over the horizon exceeds that of the last `horizon` candles.
+
+        As the live demo defines it (24 h: 24 path returns against 23 historical ones); None below 3 hours.
+        """
+        h = self.horizon
+        closes = self.history["close"].to_numpy()
+        if h < 3 or len(closes) < h:
+            return None
+        past = np.std(np.diff(np.log(closes[-h:])), ddof=1)
+        paths = np.concatenate([np.full((self.samples, 1), self.last_close), self.column("close")], axis=1)
+        future = np.std(np.diff(np.log(paths), axis=1), axis=1, ddof=1)
+        return float((future > past).mean())
+
+    def hour_index(self, hour_idx: int | None) -> int:
+        """Check a 1-based hour index (None means the last hour) and return it."""
+        hour_idx = self.horizon if hour_idx is None else hour_idx
+        if not 1 <= hour_idx <= self.horizon:
+            raise InvalidInputError(f"hour_idx must be between 1 and the horizon ({self.horizon}), got {hour_idx}")
+        return hour_idx
+
+    def to_long_frame(self) -> pd.DataFrame:
+        """Every path in long format: path (1-based), hour, timestamp and the six columns."""
+        s, h, _ = self.paths.shape
+        frame = pd.DataFrame(self.paths.reshape(s * h, -1), columns=list(FEATURE_COLUMNS))
+        frame.insert(0, "timestamp", np.tile(self.timestamps.to_numpy(), s))
+        frame.insert(0, "hour", np.tile(np.arange(1, h + 1), s))
+        frame.insert(0, "path", np.repeat(np.arange(1, s + 1), h))
+        return frame
+
+    def to_dict(self, hour_idx: int | None = None, all_samples: bool = False) -> dict:
+        """JSON-ready summary with the seed API's keys; `all_samples` adds every path (`pred-1..pred-N`)."""
+        k = self.hour_index(hour_idx)
+        upside = self.upside_probability()
+        stamps = [t.isoformat() for t in self.timestamps]
+        mean, low, high = self.paths.mean(axis=0), self.paths.min(axis=0), self.paths.max(axis=0)
+        result = {
+            "model": self.model,
+            "seed": self.seed,
+            "settings": self.settings,
+            "last_timestamp": self.last_timestamp.isoformat(),
+            "last_close": self.last_close,
+            "hour_idx": k,
+            "upside_probability": float(upside[k - 1]),
+            "upside_probability_all_hours": [
+                {"hour": i + 1, "timestamp": stamps[i], "probability": float(p)} for i, p in enumerate(upside)],
+            "volatility_amplification_probability": self.volatility_amplification_probability(),
+            "predictions": [
+                {"hour": i + 1, "timestamp": stamps[i],
+                 **{stat: _row(values[i]) for stat, values in (("mean", mean), ("min", low), ("max", high))}}
+                for i in range(self.horizon)],
+        }
+        if all_samples:
+            result["all_samples"] = {
+                name: {f"pred-{j + 1}": _floats(self.paths[j, :, c]) for j in range(self.samples)}
+                for c, name in enumerate(FEATURE_COLUMNS)}
+        return result
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def _row(values: np.ndarray) -> dict[str, float | None]:
+    return dict(zip(FEATURE_COLUMNS, _floats(values)))

@@ -1,0 +1,55 @@
+"""`python -m kronos forecast`: JSON on stdout, one line on stderr and exit status 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import PARITY
+
+MODEL = ["--model", str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer")]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kronos", *args], capture_output=True, text=True, timeout=120,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_forecast_from_csv_prints_the_api_json():
+    out = run("forecast", "--csv", str(PARITY / "input.csv"), *MODEL, "--horizon", "4", "--samples", "5",
+              "--seed", "11", "--hour-idx", "2", "--all-samples", "--top-p", "0.8", "--temperature", "0.9")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["hour_idx"] == 2 and d["seed"] == 11 and len(d["upside_probability_all_hours"]) == 4
+    assert len(d["all_samples"]["close"]) == 5 and len(d["all_samples"]["close"]["pred-5"]) == 4
+    assert d["settings"]["top_p"] == 0.8 and d["settings"]["temperature"] == 0.9
+
+
+def test_json_input_in_the_seed_format_gives_the_same_answer_as_csv(tmp_path):
+    frame = pd.read_csv(PARITY / "input.csv")
+    path = tmp_path / "custom.json"
+    path.write_text(json.dumps(frame.to_dict(orient="list")))
+    common = [*MODEL, "--horizon", "3", "--samples", "3", "--seed", "2"]
+    from_json = run("forecast", "--json", str(path), *common)
+    from_csv = run("forecast", "--csv", str(PARITY / "input.csv"), *common)
+    assert from_json.returncode == 0, from_json.stderr
+    assert json.loads(from_json.stdout)["predictions"] == json.loads(from_csv.stdout)["predictions"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--csv", "/no/such.csv", *MODEL], "no/such.csv"),
+    (["--csv", str(PARITY / "input.csv"), *MODEL, "--horizon", "0"], "horizon must be between 1"),
+    (["--csv", str(PARITY / "input.csv"), "--model", "mini"], "Kronos"),
+    (["--csv", str(PARITY / "input.csv"), "--model", "/no/such/dir"], "/no/such/dir"),
+    (["--csv", str(PARITY / "input.csv"), *MODEL, "--samples", "x"], "invalid int value"),
+    (["--csv", str(PARITY / "meta.json"), *MODEL], "timestamps"),
+])
+def test_bad_input_is_one_line_on_stderr_with_status_2(args, message):
+    out = run("forecast", *args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
