@@ -6,13 +6,14 @@ with safetensors only; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from kronos.errors import InvalidInputError, WeightsUnavailableError
 from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
@@ -126,6 +127,15 @@ def load_tokenizer(source: str, revision: str | None = None, device: str = "cpu"
 def load_predictor(source: str, revision: str | None = None, device: str = "cpu") -> Kronos:
     """Load a predictor strictly from a directory or hub id, in eval mode on `device`."""
     return _load(Kronos, PredictorConfig, source, revision, device)
+
+
+def save_checkpoint(module: KronosTokenizer | Kronos, directory: str | os.PathLike) -> Path:
+    """Write a tokenizer or predictor in the published layout (config.json + model.safetensors)."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(dataclasses.asdict(module.config), indent=2))
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path / "model.safetensors"))
+    return path
 
 
 def check_device(device: str) -> torch.device:
