@@ -397,7 +397,8 @@ def _check_spacing(stamps: pd.Series, warnings: list[str]) -> pd.Timedelta | Non
     if len(odd):
         i = odd[0] + 1
         warnings.append(f"timestamps: the spacing is irregular ({len(odd)} gap(s) differ from the median "
-                        f"{format_duration(median)}; the first, after {stamps.iloc[i - 1]}, is {format_duration(deltas.iloc[i - 1])}); "
+                        f"{format_duration(median)}; the first, after {stamps.iloc[i - 1]}, is "
+                        f"{format_duration(deltas.iloc[i - 1])}); "
                         "the forecast steps use the median spacing")
     return median
 

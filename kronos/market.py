@@ -1,0 +1,325 @@
+"""Live candles from exchanges through ccxt, kept in the local store and answered from it when no exchange can."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import ccxt
+import pandas as pd
+
+from kronos.errors import DataUnavailableError, InvalidInputError
+from kronos.store import CandleStore, EmptyStoreError, add_store_argument, empty_store_message, timeframe_delta
+from kronos.validation import Validation, format_duration, read_file, validate_frame
+
+EXCHANGES = ("binance", "okx", "bybit", "kraken")
+MODES = ("aligned", "realtime")
+DEFAULT_LIMIT = 512
+PAGE_LIMITS = {"binance": 1000, "okx": 300, "bybit": 1000, "kraken": 720}
+DEFAULT_PAGE_LIMIT = 500
+MAX_TIMEOUT = 10.0
+RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds slept before each retry after a rate limit
+STALE_AFTER = 2  # a result is stale when its newest candle closed more than this many timeframes ago
+SPOT_ONLY = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}}
+BINANCE_MARKET_DATA = "https://data-api.binance.vision/api/v3"  # public market data only, no account endpoints
+ALTERNATIVES = {"BTC": ("XBT",), "XBT": ("BTC",), "USDT": ("USD", "USDC"), "USD": ("USDT", "USDC"),
+                "USDC": ("USDT", "USD")}
+PRICE_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+class ExchangeUnreachableError(DataUnavailableError):
+    """The exchange could not be reached in time, or answered with an error or unusable data."""
+
+
+class UnknownMarketError(DataUnavailableError):
+    """The exchange, symbol or timeframe does not exist where it was asked for."""
+
+
+class RateLimitedError(DataUnavailableError):
+    """The exchange kept refusing for too many requests, after every retry."""
+
+
+class RegionRefusedError(DataUnavailableError):
+    """The exchange refuses requests from this location (Binance: HTTP 451 restricted location)."""
+
+
+@dataclass
+class Candles:
+    """Candles in the engine's format and where they came from, for the banner the UI shows."""
+
+    frame: pd.DataFrame
+    source: str  # "exchange", "store", "csv" or "json"
+    exchange: str | None
+    symbol: str
+    timeframe: str
+    as_of: pd.Timestamp  # open time of the newest candle
+    is_stale: bool
+    amount_is_estimated: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def utc_now() -> pd.Timestamp:
+    """The current time, naive UTC (tests replace this)."""
+    return pd.Timestamp(time.time(), unit="s")
+
+
+def make_exchange(name: str, timeout: float) -> ccxt.Exchange:
+    """A ccxt exchange that loads spot markets only, with a timeout; Binance candles from its market-data host."""
+    exchange = getattr(ccxt, name)({"timeout": int(timeout * 1000), "enableRateLimit": True, "options": SPOT_ONLY})
+    if name == "binance":
+        exchange.urls = {**exchange.urls, "api": {**exchange.urls["api"], "public": BINANCE_MARKET_DATA}}
+    return exchange
+
+
+def fetch_candles(exchange: str = "binance", symbol: str = "BTC/USDT", timeframe: str = "1h",
+                  limit: int = DEFAULT_LIMIT, mode: str = "aligned", *, store: CandleStore | None = None,
+                  fallbacks: tuple[str, ...] | None = None, timeout: float = MAX_TIMEOUT) -> Candles:
+    """The latest `limit` candles from the first exchange of `exchange`, `fallbacks` that answers, else the store.
+
+    "aligned" drops the still-open candle, "realtime" keeps it. Only missing candles are fetched; every
+    closed candle fetched is stored. `fallbacks` defaults to the other EXCHANGES, in order.
+    """
+    _check_arguments(limit, mode, timeout)
+    step = timeframe_delta(timeframe)
+    chain = [exchange, *(fallbacks if fallbacks is not None else EXCHANGES)]
+    chain = list(dict.fromkeys(chain))
+    unknown = [name for name in chain if name not in ccxt.exchanges]
+    if unknown:
+        raise UnknownMarketError(f"unknown exchange(s) {', '.join(unknown)}; use a ccxt id such as "
+                                 f"{', '.join(EXCHANGES)}")
+    store = store if store is not None else CandleStore()
+    notes: list[str] = []
+    failures: list[DataUnavailableError] = []
+    for name in chain:
+        try:
+            candles = _fetch_live(name, symbol, timeframe, step, limit, mode, store, timeout)
+        except (ccxt.BaseError, DataUnavailableError) as error:
+            failures.append(_typed(name, error))
+            notes.append(str(failures[-1]))
+            continue
+        candles.notes[:0] = notes
+        return candles
+    if all(isinstance(f, UnknownMarketError) for f in failures):
+        raise UnknownMarketError("; ".join(map(str, failures)))
+    try:
+        candles = load_stored(chain, symbol, timeframe, limit, store)
+    except EmptyStoreError as error:
+        raise EmptyStoreError(f"no exchange answered ({'; '.join(notes)}), and {error}") from failures[-1]
+    candles.notes[:0] = notes + ["answered from the local store"]
+    return candles
+
+
+def load_stored(exchanges: list[str] | tuple[str, ...], symbol: str, timeframe: str, limit: int = DEFAULT_LIMIT,
+                store: CandleStore | None = None) -> Candles:
+    """The latest `limit` stored candles of the listed exchange with the newest data; EmptyStoreError if none."""
+    store = store if store is not None else CandleStore()
+    keys = [(name, candidate) for name in exchanges for candidate in _symbol_candidates(symbol)]
+    newest = {key: store.latest_timestamp(*key, timeframe) for key in keys}
+    found = [key for key in keys if newest[key] is not None]
+    if not found:
+        raise EmptyStoreError(empty_store_message(store, exchanges[0], symbol, timeframe))
+    name, stored_symbol = max(found, key=newest.__getitem__)
+    frame = store.load(name, stored_symbol, timeframe, limit)
+    return _candles(frame, "store", name, stored_symbol, timeframe,
+                    store.amount_is_estimated(name, stored_symbol, timeframe, limit), [])
+
+
+def custom_candles(result: Validation, name: str, source: str) -> Candles:
+    """Candles from a validated custom file (`source` "csv" or "json"); InvalidInputError listing its errors."""
+    if result.errors:
+        raise InvalidInputError([f"{name}: {message}" for message in result.errors])
+    return Candles(result.frame, source, None, name, format_duration(result.spacing),
+                   result.frame["timestamps"].iloc[-1], False, result.amount_is_estimated, list(result.warnings))
+
+
+def _check_arguments(limit: int, mode: str, timeout: float) -> None:
+    problems = []
+    if not isinstance(limit, int) or limit < 1:
+        problems.append(f"limit must be a positive whole number of candles, got {limit!r}")
+    if mode not in MODES:
+        problems.append(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        problems.append(f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, got {timeout!r}")
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def _fetch_live(name: str, symbol: str, timeframe: str, step: pd.Timedelta, limit: int, mode: str,
+                store: CandleStore, timeout: float) -> Candles:
+    """Fetch what the store lacks of the wanted window from one exchange, store it, answer from the store."""
+    exchange = make_exchange(name, timeout)
+    _call(exchange.load_markets)
+    market = _market(exchange, symbol)
+    if exchange.timeframes and timeframe not in exchange.timeframes:
+        raise UnknownMarketError(f"{name} has no {timeframe} candles; it offers {', '.join(exchange.timeframes)}")
+    now = utc_now()
+    still_open = now.floor(step)
+    last_closed = still_open - step
+    first = (still_open if mode == "realtime" else last_closed) - step * (limit - 1)
+    end = still_open if mode == "realtime" else last_closed
+    key = (name, market["symbol"], timeframe)
+    rows = [row for start, stop in _missing(first, end, step, store.span(*key))
+            for row in _paginate(exchange, market, timeframe, start, stop, step)]
+    columns = ["timestamps", *PRICE_FIELDS, "amount"]
+    checked = validate_frame(pd.DataFrame(rows, columns=columns[:len(rows[0])] if rows else columns), min_rows=0)
+    if checked.errors:
+        raise ExchangeUnreachableError(f"{name} sent unusable candles: {checked.errors[0]}")
+    closed = checked.frame[checked.frame["timestamps"] <= last_closed]
+    store.merge(closed, *key, amount_estimated=checked.amount_is_estimated)
+    frame = store.load(*key, limit)
+    frame = frame[frame["timestamps"] >= first]
+    if mode == "realtime":
+        frame = pd.concat([frame, checked.frame[checked.frame["timestamps"] == still_open]]).iloc[-limit:]
+    if frame.empty:
+        raise ExchangeUnreachableError(f"{name} returned no {market['symbol']} {timeframe} candles")
+    estimated = checked.amount_is_estimated or store.amount_is_estimated(*key, limit)
+    mapped = [] if market["symbol"] == symbol else [f"{name} lists {symbol} as {market['symbol']}"]
+    return _candles(frame.reset_index(drop=True), "exchange", name, market["symbol"], timeframe, estimated,
+                    mapped + [f"{name} answered"])
+
+
+def _candles(frame: pd.DataFrame, source: str, name: str, symbol: str, timeframe: str, estimated: bool,
+             notes: list[str]) -> Candles:
+    """Wrap a frame, judging staleness by when its newest candle closed."""
+    step = timeframe_delta(timeframe)
+    as_of = frame["timestamps"].iloc[-1]
+    return Candles(frame, source, name, symbol, timeframe, as_of, utc_now() - (as_of + step) > STALE_AFTER * step,
+                   estimated, notes)
+
+
+def _missing(first: pd.Timestamp, last: pd.Timestamp, step: pd.Timedelta,
+             span: tuple[pd.Timestamp, pd.Timestamp] | None) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The parts of [first, last] before and after the stored span (all of it when nothing is stored)."""
+    if span is None:
+        return [(first, last)]
+    ranges = []
+    if first < span[0]:
+        ranges.append((first, min(last, span[0] - step)))
+    if last > span[1]:
+        ranges.append((max(first, span[1] + step), last))
+    return ranges
+
+
+def _paginate(exchange: ccxt.Exchange, market: dict, timeframe: str, start: pd.Timestamp, end: pd.Timestamp,
+              step: pd.Timedelta) -> list[list]:
+    """Every candle opening in [start, end], page after page, each page asked with `since` and `until`."""
+    step_ms, cursor, end_ms = _ms(step), _ms(start), _ms(end)
+    page_limit = PAGE_LIMITS.get(exchange.id, DEFAULT_PAGE_LIMIT)
+    rows: list[list] = []
+    while cursor <= end_ms:
+        page = _page(exchange, market, timeframe, cursor, end_ms, min(page_limit, (end_ms - cursor) // step_ms + 1))
+        page = [row for row in page if cursor <= int(row[0]) <= end_ms]
+        if not page:
+            break
+        rows += page
+        cursor = int(page[-1][0]) + step_ms
+    return rows
+
+
+def _page(exchange: ccxt.Exchange, market: dict, timeframe: str, since: int, until: int, limit: int) -> list[list]:
+    """One page: Binance's raw klines (field 7 is the quote volume: the amount), else ccxt's OHLCV rows."""
+    if exchange.id == "binance":
+        raw = _call(exchange.publicGetKlines, {"symbol": market["id"], "interval": exchange.timeframes[timeframe],
+                                               "startTime": since, "endTime": until, "limit": limit})
+        return [[int(k[0]), *k[1:6], k[7]] for k in raw]
+    return [row[:6] for row in _call(exchange.fetch_ohlcv, market["symbol"], timeframe, since, limit,
+                                     {"until": until})]
+
+
+def _ms(moment: pd.Timestamp | pd.Timedelta) -> int:
+    return int(moment.value // 1_000_000)
+
+
+def _call(method: Callable[..., Any], *args: Any) -> Any:
+    """Call an exchange method, sleeping RETRY_DELAYS between tries while it answers 'too many requests'."""
+    for delay in RETRY_DELAYS:
+        try:
+            return method(*args)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded):
+            time.sleep(delay)
+    return method(*args)
+
+
+def _market(exchange: ccxt.Exchange, symbol: str) -> dict:
+    """The exchange's market for `symbol`, or for the closest listed name (BTC as XBT, USDT as USD or USDC)."""
+    for candidate in _symbol_candidates(symbol):
+        if candidate in exchange.markets:
+            return exchange.markets[candidate]
+    base = symbol.split("/")[0]
+    similar = [s for s in exchange.symbols if s.startswith(base + "/")][:5]
+    raise UnknownMarketError(f"{exchange.id} does not list {symbol}"
+                             + (f"; it lists {', '.join(similar)}" if similar else "; check the symbol, e.g. BTC/USDT"))
+
+
+def _symbol_candidates(symbol: str) -> list[str]:
+    """`symbol` first, then the same pair spelled as other exchanges do."""
+    if symbol.count("/") != 1:
+        raise InvalidInputError(f"symbol {symbol!r} should look like BASE/QUOTE, e.g. BTC/USDT")
+    base, quote = symbol.upper().split("/")
+    bases, quotes = (base, *ALTERNATIVES.get(base, ())), (quote, *ALTERNATIVES.get(quote, ()))
+    return list(dict.fromkeys([symbol] + [f"{b}/{q}" for q in quotes for b in bases]))
+
+
+def _typed(name: str, error: Exception) -> DataUnavailableError:
+    """Turn whatever an exchange raised into one of this module's errors, worded for people."""
+    if isinstance(error, DataUnavailableError):
+        return error
+    text = str(error)
+    detail = " ".join(text.split())[:160]
+    if isinstance(error, (ccxt.RestrictedLocation, ccxt.PermissionDenied)) or re.search(r"\b451\b", text) \
+            or "restricted location" in text.lower():
+        return RegionRefusedError(f"{name} refused requests from this location ({detail})")
+    if isinstance(error, ccxt.BadSymbol):
+        return UnknownMarketError(f"{name} does not know the symbol ({detail})")
+    if isinstance(error, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
+        return RateLimitedError(f"{name} kept answering 'too many requests' after {len(RETRY_DELAYS)} retries")
+    if isinstance(error, ccxt.RequestTimeout):
+        return ExchangeUnreachableError(f"{name} did not answer in time ({detail})")
+    return ExchangeUnreachableError(f"{name} could not be reached or failed ({type(error).__name__}: {detail})")
+
+
+def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--exchange --symbol --timeframe --limit --mode --out --store` to the `fetch` subcommand."""
+    parser.add_argument("--exchange", default="binance", help=f"first exchange to ask (then {', '.join(EXCHANGES)})")
+    parser.add_argument("--symbol", default="BTC/USDT", help="market symbol (default BTC/USDT)")
+    parser.add_argument("--timeframe", default="1h", help="candle length, e.g. 5m, 1h, 1d (default 1h)")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"candles wanted (default {DEFAULT_LIMIT})")
+    parser.add_argument("--mode", choices=MODES, default="aligned", help="drop (aligned) or keep the open candle")
+    parser.add_argument("--out", metavar="FILE.csv", default=None, help="also write the candles to this CSV file")
+    add_store_argument(parser)
+
+
+def fetch_command(args: argparse.Namespace) -> int:
+    """`python -m kronos fetch`: fill the store; 0 when an exchange answered, 1 when only the store could."""
+    candles = fetch_candles(args.exchange, args.symbol, args.timeframe, args.limit, args.mode,
+                            store=CandleStore(args.store))
+    for note in candles.notes:
+        print(note, file=sys.stderr)
+    if args.out:
+        candles.frame.to_csv(args.out, index=False)
+    print(f"{len(candles.frame)} {candles.symbol} {candles.timeframe} candles from {candles.exchange} "
+          f"({candles.source}), newest {candles.as_of}{' (stale)' if candles.is_stale else ''}"
+          + (f", written to {args.out}" if args.out else ""))
+    return 0 if candles.source == "exchange" else 1
+
+
+def load_source(args: argparse.Namespace) -> Candles:
+    """Candles for `forecast --source exchange|store|csv|json` (args: exchange, symbol, timeframe, csv, json,
+    lookback, mode, and optionally store)."""
+    limit = args.lookback or DEFAULT_LIMIT
+    store = getattr(args, "store", None)
+    if args.source == "exchange":
+        return fetch_candles(args.exchange, args.symbol, args.timeframe, limit, args.mode, store=CandleStore(store))
+    if args.source == "store":
+        return load_stored([args.exchange], args.symbol, args.timeframe, limit, CandleStore(store))
+    if args.source in ("csv", "json"):
+        path = getattr(args, args.source)
+        if not path:
+            raise InvalidInputError(f"--source {args.source} needs --{args.source} FILE")
+        return custom_candles(read_file(path, args.source, lookback=args.lookback), Path(path).name, args.source)
+    raise InvalidInputError(f"--source must be exchange, store, csv or json, got {args.source!r}")
