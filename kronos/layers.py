@@ -46,13 +46,18 @@ class Rotary(nn.Module):
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))
 
-    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        # x: (B, H, T, E), positions start..start+T-1
-        t = torch.arange(start, start + x.shape[-2], device=x.device, dtype=self.inv_freq.dtype)
+    def forward(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate q and k (B, H, T, E) to positions start..start+T-1."""
+        t = torch.arange(start, start + q.shape[-2], device=q.device, dtype=self.inv_freq.dtype)
         angles = torch.outer(t, self.inv_freq)
         angles = torch.cat((angles, angles), dim=-1)  # (T, E)
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * angles.cos() + torch.cat((-x2, x1), dim=-1) * angles.sin()
+        cos, sin = angles.cos(), angles.sin()
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
 
 
 class KVCache:
@@ -141,8 +146,7 @@ class Attention(nn.Module):
         Without a cache: plain causal attention over x. With an empty cache and batch 1: x becomes
         the shared prefix. Otherwise x (one row per path) is appended to the cache's suffix.
         """
-        q = self.rotary(self.split(self.q_proj(x)), start)
-        k = self.rotary(self.split(self.k_proj(x)), start)
+        q, k = self.rotary(self.split(self.q_proj(x)), self.split(self.k_proj(x)), start)
         v = self.split(self.v_proj(x))
         if cache is None or cache.is_empty and x.shape[0] == 1:
             if cache is not None:

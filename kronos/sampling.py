@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -18,12 +19,20 @@ def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
         return torch.softmax(values, dim=-1), ids
     if top_p >= 1.0:
         return torch.softmax(logits, dim=-1), torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
-    values, ids = torch.sort(logits, descending=True, dim=-1)
-    probs = torch.softmax(values, dim=-1)
-    before = probs.cumsum(dim=-1) - probs  # mass of the more likely ids
-    before[..., 0] = 0.0
-    probs = probs.masked_fill(before > top_p, 0.0)
-    return probs / probs.sum(dim=-1, keepdim=True), ids
+    ordered = _descending(logits)
+    sorted_probs = torch.softmax(ordered, dim=-1)
+    before = torch.nn.functional.pad(sorted_probs.cumsum(dim=-1)[..., :-1], (1, 0))  # mass of the more likely ids
+    kept = (before <= top_p).sum(dim=-1, keepdim=True)  # the nucleus is this many most likely ids
+    threshold = ordered.gather(-1, kept - 1)
+    probs = torch.softmax(logits, dim=-1).masked_fill(logits < threshold, 0.0)
+    return probs / probs.sum(dim=-1, keepdim=True), torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
+
+
+def _descending(logits: torch.Tensor) -> torch.Tensor:
+    """Each row's values sorted from largest to smallest (NumPy's sort is several times faster on the CPU)."""
+    if logits.device.type == "cpu":
+        return torch.from_numpy(np.ascontiguousarray(np.sort(logits.numpy(), axis=-1)[..., ::-1]))
+    return torch.sort(logits, descending=True, dim=-1).values
 
 
 def filtered_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
