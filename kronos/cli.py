@@ -6,12 +6,11 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
-
-import pandas as pd
 
 from kronos.engine import Forecaster
 from kronos.errors import KronosError
+from kronos.market import MODES, add_fetch_arguments, fetch_command, load_source
+from kronos.store import add_import_arguments, add_store_argument, import_command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,9 +21,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--csv", type=Path, help="OHLCV CSV file (timestamps, open, high, low, close[, volume, amount])")
-    source.add_argument("--json", type=Path, help='JSON file {"timestamps": [...], "open": [...], ...}')
+    parser.add_argument("--source", choices=("exchange", "store", "csv", "json"),
+                        help="where the candles come from (default: csv/json when a file is named, else exchange)")
+    parser.add_argument("--csv", help="OHLCV CSV file (timestamps, open, high, low, close[, volume, amount])")
+    parser.add_argument("--json", help='JSON file {"timestamps": [...], "open": [...], ...}')
+    parser.add_argument("--exchange", default="binance", help="exchange for --source exchange/store")
+    parser.add_argument("--symbol", default="BTC/USDT")
+    parser.add_argument("--timeframe", default="1h")
+    parser.add_argument("--mode", choices=MODES, default="aligned", help="aligned drops the still-open candle")
+    add_store_argument(parser)
     parser.add_argument("--model", default=os.environ.get("KRONOS_MODEL", "mini"),
                         help="preset (mini, small, base), hub id or checkpoint directory (env KRONOS_MODEL)")
     parser.add_argument("--tokenizer", default=os.environ.get("KRONOS_TOKENIZER"),
@@ -47,34 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m kronos", description="Kronos probabilistic forecasts as JSON")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_forecast_arguments(commands.add_parser("forecast", help="forecast and print JSON"))
+    add_fetch_arguments(commands.add_parser("fetch", help="fetch candles from an exchange into the local store"))
+    add_import_arguments(commands.add_parser("import", help="validate a CSV/JSON file and merge it into the store"))
     return parser
 
 
-def read_history(args: argparse.Namespace) -> pd.DataFrame:
-    """The history named by --csv or --json, as a frame the engine checks."""
-    path = args.csv or args.json
-    try:
-        if args.csv:
-            return pd.read_csv(path)
-        return pd.DataFrame(json.loads(path.read_text()))
-    except (OSError, ValueError) as exc:
-        raise KronosError(f"cannot read {path}: {exc}") from exc
-
-
 def forecast_command(args: argparse.Namespace) -> int:
-    """Run `forecast`: print the forecast's JSON on stdout."""
-    history = read_history(args)
+    """Run `forecast`: print the forecast's JSON, with where its data came from, on stdout."""
+    args.source = args.source or ("csv" if args.csv else "json" if args.json else "exchange")
+    candles = load_source(args)
+    for note in candles.notes:
+        print(f"note: {note}", file=sys.stderr)
     forecaster = Forecaster.from_pretrained(args.model, args.tokenizer, revision=args.revision,
                                             max_context=args.max_context)
-    forecast = forecaster.forecast(history, horizon=args.horizon, samples=args.samples,
+    forecast = forecaster.forecast(candles.frame, horizon=args.horizon, samples=args.samples,
                                    temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                    lookback=args.lookback, seed=args.seed)
-    json.dump(forecast.to_dict(hour_idx=args.hour_idx, all_samples=args.all_samples), sys.stdout)
+    result = forecast.to_dict(hour_idx=args.hour_idx, all_samples=args.all_samples)
+    json.dump({**result, "data": candles.describe()}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 
 
-COMMANDS = {"forecast": forecast_command}
+COMMANDS = {"forecast": forecast_command, "fetch": fetch_command, "import": import_command}
 
 
 def main(argv: list[str] | None = None) -> int:

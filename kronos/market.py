@@ -62,6 +62,12 @@ class Candles:
     amount_is_estimated: bool
     notes: list[str] = field(default_factory=list)
 
+    def describe(self) -> dict:
+        """Where the candles came from, JSON-ready (the `data` block of the CLI's and the API's answers)."""
+        return {"source": self.source, "exchange": self.exchange, "symbol": self.symbol, "timeframe": self.timeframe,
+                "rows": len(self.frame), "as_of": self.as_of.isoformat(), "is_stale": self.is_stale,
+                "amount_is_estimated": self.amount_is_estimated, "notes": list(self.notes)}
+
 
 def utc_now() -> pd.Timestamp:
     """The current time, naive UTC (tests replace this)."""

@@ -47,9 +47,24 @@ def test_json_input_in_the_seed_format_gives_the_same_answer_as_csv(tmp_path):
     (["--csv", str(PARITY / "input.csv"), "--model", "/no/such/dir"], "/no/such/dir"),
     (["--csv", str(PARITY / "input.csv"), *MODEL, "--samples", "x"], "invalid int value"),
     (["--csv", str(PARITY / "meta.json"), *MODEL], "timestamps"),
+    (["--source", "store", "--store", "{tmp}/empty.sqlite", *MODEL], "python -m kronos import"),
 ])
-def test_bad_input_is_one_line_on_stderr_with_status_2(args, message):
-    out = run("forecast", *args)
+def test_bad_input_is_one_line_on_stderr_with_status_2(args, message, tmp_path):
+    out = run("forecast", *(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert out.returncode == 2
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_import_then_forecast_from_the_store(tmp_path):
+    store = str(tmp_path / "candles.sqlite")
+    imported = run("import", str(PARITY / "input.csv"), "--store", store, "--symbol", "SYN/USD")
+    assert imported.returncode == 0, imported.stderr
+    assert "200 new of 200" in imported.stdout
+    again = run("import", str(PARITY / "input.csv"), "--store", store, "--symbol", "SYN/USD")
+    assert "0 new of 200" in again.stdout
+    out = run("forecast", "--source", "store", "--store", store, "--symbol", "SYN/USD", *MODEL,
+              "--horizon", "2", "--samples", "2", "--seed", "1")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)["data"]
+    assert data["source"] == "store" and data["symbol"] == "SYN/USD" and data["rows"] == 200
