@@ -333,6 +333,11 @@ def _epoch_unit(largest: float) -> str:
 def _numbers(raw: pd.Series, column: str, where: Where, errors: list[str]) -> np.ndarray:
     """Parse a column as float64; report empty cells, text that is not a number, NaN and infinities."""
     raw = raw.reset_index(drop=True)
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        values = raw.to_numpy(dtype="float64", na_value=np.nan)  # already numbers: no text to parse
+        _report(np.isnan(values), column, "empty or NaN", "fill the cell or drop the row", where, errors)
+        _report(np.isinf(values), column, "infinite", "give a finite number", where, errors)
+        return values
     text = raw.astype("string").str.strip()
     empty = (raw.isna() | (text == "")).to_numpy()
     values = pd.to_numeric(raw.where(~empty), errors="coerce").astype("float64").to_numpy()
