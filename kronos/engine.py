@@ -9,8 +9,11 @@ part per path. `cache=False` runs the reference's method instead (whole window, 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from typing import Callable
+import threading
+from collections import OrderedDict
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,7 +22,7 @@ import torch
 from kronos import checkpoints
 from kronos.errors import InvalidInputError
 from kronos.forecast import Forecast
-from kronos.layers import new_caches
+from kronos.layers import KVCache, new_caches
 from kronos.model import Kronos, KronosTokenizer
 from kronos.sampling import sample_ids
 from kronos.validation import FEATURE_COLUMNS, check_history
@@ -27,6 +30,7 @@ from kronos.validation import FEATURE_COLUMNS, check_history
 CLIP = 5.0
 MAX_SAMPLES = 1000
 PATH_CHUNK = 128  # paths generated together; more are done in turns to bound memory
+HISTORIES_KEPT = 4  # recent histories whose ids and caches are kept for the next forecast
 
 
 def time_features(stamps: pd.DatetimeIndex) -> np.ndarray:
@@ -48,6 +52,8 @@ class Forecaster:
                  name: str = "kronos"):
         self.tokenizer, self.model = tokenizer.eval(), model.eval()
         self.max_context, self.device, self.name = max_context, torch.device(device), name
+        self._histories: OrderedDict[str, _History] = OrderedDict()  # most recently used last
+        self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, model: str = "NeoQuasar/Kronos-mini", tokenizer: str | None = None, *,
@@ -87,14 +93,28 @@ class Forecaster:
                 progress(done, horizon * len(chunks))
 
         with torch.inference_mode():
-            features = torch.from_numpy(time_features(stamps.append(future))).to(self.device)
-            s1, s2 = self.tokenizer.encode(torch.from_numpy(x)[None].to(self.device))
-            run = _Run(self, s1[0], s2[0], features, horizon, (temperature, top_k, top_p), generator, tick)
+            shared = self._shared(x, time_features(stamps))
+            future_features = torch.from_numpy(time_features(future)).to(self.device)
+            run = _Run(self, shared, future_features, (temperature, top_k, top_p), generator, tick)
             rows, tokens = zip(*(run.paths(n, cache) for n in chunks))
         paths = torch.cat(rows).double().cpu().numpy() * (std.astype(np.float64) + 1e-5) + mean
         settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p, top_k=top_k,
                         lookback=lookback, max_context=self.max_context)
         return Forecast(paths, future, frame, seed, self.name, settings, torch.cat(tokens).cpu().numpy())
+
+    def _shared(self, x: np.ndarray, features: np.ndarray) -> "_History":
+        """The lookback's ids and pre-filled caches: reused while the same normalised history comes back."""
+        key = hashlib.sha1(x.tobytes() + features.tobytes()).hexdigest()
+        with self._lock:
+            shared = self._histories.pop(key, None)
+        if shared is None:
+            s1, s2 = self.tokenizer.encode(torch.from_numpy(x)[None].to(self.device))
+            shared = _History(s1[0], s2[0], torch.from_numpy(features).to(self.device))
+        with self._lock:
+            self._histories[key] = shared
+            while len(self._histories) > HISTORIES_KEPT:
+                self._histories.popitem(last=False)
+        return shared
 
     def _check_arguments(self, rows: int, horizon: int, samples: int, temperature: float, top_p: float,
                          top_k: int, lookback: int | None) -> int:
@@ -117,15 +137,34 @@ class Forecaster:
         return lookback or min(rows, self.max_context)
 
 
-class _Run:
-    """One forecast's shared state: the history's ids, time features and sampling settings."""
+class _Prefix(NamedTuple):
+    """A window's history part run once at batch 1: per-layer caches, dependency-layer context, last hidden state."""
 
-    def __init__(self, engine: Forecaster, s1: torch.Tensor, s2: torch.Tensor, features: torch.Tensor,
-                 horizon: int, sampling: tuple[float, int, float], generator: torch.Generator,
-                 on_step: Callable[[], None]):
+    layers: list[KVCache]
+    context: KVCache | None
+    h_last: torch.Tensor | None
+
+
+class _History:
+    """One lookback's token ids and time features, with its pre-filled caches once they are made.
+
+    Shared by every path and by later forecasts of the same history; the caches are read-only.
+    """
+
+    def __init__(self, s1: torch.Tensor, s2: torch.Tensor, features: torch.Tensor):
+        self.s1, self.s2, self.features = s1, s2, features  # (L,), (L,), (L, 5)
+        self.prefixes: dict[tuple[str, int], _Prefix] = {}
+
+
+class _Run:
+    """One forecast: the shared history, the future's time features and the sampling settings."""
+
+    def __init__(self, engine: Forecaster, history: _History, future: torch.Tensor,
+                 sampling: tuple[float, int, float], generator: torch.Generator, on_step: Callable[[], None]):
         self.model, self.tokenizer, self.context = engine.model, engine.tokenizer, engine.max_context
-        self.s1, self.s2, self.features = s1, s2, features  # (L,), (L,), (L + horizon, 5)
-        self.horizon, self.sampling, self.generator, self.on_step = horizon, sampling, generator, on_step
+        self.history, self.s1, self.s2 = history, history.s1, history.s2
+        self.features = torch.cat((history.features, future))  # (L + horizon, 5)
+        self.horizon, self.sampling, self.generator, self.on_step = len(future), sampling, generator, on_step
 
     def paths(self, n: int, cache: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate n paths: normalised rows (n, horizon, 6) and the (coarse, fine) ids (n, horizon, 2)."""
@@ -138,50 +177,61 @@ class _Run:
             if not cache:
                 h_last, ctx = self._recompute(gen1[:, :i], gen2[:, :i], start)
             elif caches is None or start > 0:
-                h_last, ctx, caches = self._prefill(gen1[:, :i], gen2[:, :i], start)
+                prefix = self._prefix("predictor", start, keep=i == 0)
+                caches = [c.fork(n, self.horizon) for c in prefix.layers]
+                h_last, ctx = prefix.h_last, prefix.context.fork(n, self.horizon)
+                if i:
+                    h_last = self._extend(gen1[:, :i], gen2[:, :i], 0, start, caches, ctx)
             else:
-                h_last, ctx = self._extend(gen1[:, i - 1:i], gen2[:, i - 1:i], history + i - 1, caches, ctx)
+                h_last = self._extend(gen1[:, i - 1:i], gen2[:, i - 1:i], i - 1, start, caches, ctx)
             logits = self.model.coarse_logits(h_last).expand(n, -1)
             gen1[:, i] = sample_ids(logits, *self.sampling, self.generator)
             gen2[:, i] = sample_ids(self.model.fine_logits(h_last, gen1[:, i], ctx), *self.sampling, self.generator)
             self.on_step()
         return self._decode(gen1, gen2, cache), torch.stack((gen1, gen2), dim=-1)
 
-    def _window(self, gen1: torch.Tensor, gen2: torch.Tensor, start: int):
-        """The window's history ids (1, P), generated ids (n, i) and their time features."""
-        history = len(self.s1)
-        end = history + gen1.shape[1]
-        return (self.s1[None, start:], self.s2[None, start:], self.features[None, start:history],
-                gen1, gen2, self.features[None, history:end].expand(len(gen1), -1, -1))
+    def _prefix(self, kind: str, start: int, keep: bool) -> _Prefix:
+        """The history from `start` on, run at batch 1 through the predictor or the tokenizer decoder.
 
-    def _prefill(self, gen1, gen2, start):
-        """Fresh caches: the window's history part at batch 1, then its generated part (if any) per path."""
-        h1, h2, hf, g1, g2, gf = self._window(gen1, gen2, start)
-        n = len(gen1)
-        caches = new_caches(self.model.transformer, n, self.horizon, hf.float())
-        ctx = self.model.new_context(n, self.horizon, hf.float())
-        h = self.model.hidden(h1, h2, hf, 0, caches)  # (1, P, D)
+        With `keep` it is kept on the shared history for later forecasts (only for windows that do not
+        depend on the horizon or the step, so the kept ones stay few).
+        """
+        found = self.history.prefixes.get((kind, start))
+        if found is not None:
+            return found
+        s1, s2, features = self.s1[None, start:], self.s2[None, start:], self.history.features[None, start:]
+        if kind == "decoder":
+            layers = new_caches(self.tokenizer.decoder, 0, 0, features.float())
+            self.tokenizer.decode(s1, s2, 0, layers)
+            prefix = _Prefix(layers, None, None)
+        else:
+            layers = new_caches(self.model.transformer, 0, 0, features.float())
+            context = self.model.new_context(0, 0, features.float())
+            h = self.model.hidden(s1, s2, features, 0, layers)  # (1, P, D)
+            self.model.dep_layer.cross_attn.remember(h, context)
+            prefix = _Prefix(layers, context, h[:, -1])
+        if keep:
+            self.history.prefixes[(kind, start)] = prefix
+        return prefix
+
+    def _extend(self, g1: torch.Tensor, g2: torch.Tensor, first: int, start: int, caches: list[KVCache],
+                ctx: KVCache) -> torch.Tensor:
+        """Run generated ids (n, k), the first being generated step `first`, through the cached predictor.
+
+        Adds their hidden states to the dependency layer's context and returns the last one (n, D).
+        """
+        at = len(self.s1) + first  # index in history + generated
+        features = self.features[None, at:at + g1.shape[1]].expand(len(g1), -1, -1)
+        h = self.model.hidden(g1, g2, features, at - start, caches)  # (n, k, D)
         self.model.dep_layer.cross_attn.remember(h, ctx)
-        h_last = h[:, -1]
-        if g1.shape[1]:
-            h_last, ctx = self._extend(g1, g2, h1.shape[1], caches, ctx, gf)
-        return h_last, ctx, caches
+        return h[:, -1]
 
-    def _extend(self, g1, g2, position, caches, ctx, gf=None):
-        """Run generated ids (n, k) at `position`.. through the cached predictor; return the last hidden state."""
-        if gf is None:
-            gf = self.features[None, position:position + g1.shape[1]].expand(len(g1), -1, -1)
-        h = self.model.hidden(g1, g2, gf, position, caches)  # (n, k, D)
-        self.model.dep_layer.cross_attn.remember(h, ctx)
-        return h[:, -1], ctx
-
-    def _recompute(self, gen1, gen2, start):
+    def _recompute(self, gen1: torch.Tensor, gen2: torch.Tensor, start: int) -> tuple[torch.Tensor, KVCache]:
         """The reference's step: the whole window for every path, no cache."""
-        h1, h2, hf, g1, g2, gf = self._window(gen1, gen2, start)
-        n = len(gen1)
-        s1 = torch.cat((h1.expand(n, -1), g1), dim=1)
-        s2 = torch.cat((h2.expand(n, -1), g2), dim=1)
-        h = self.model.hidden(s1, s2, torch.cat((hf.expand(n, -1, -1), gf), dim=1))  # (n, W, D)
+        n, end = len(gen1), len(self.s1) + gen1.shape[1]
+        s1 = torch.cat((self.s1[None, start:].expand(n, -1), gen1), dim=1)
+        s2 = torch.cat((self.s2[None, start:].expand(n, -1), gen2), dim=1)
+        h = self.model.hidden(s1, s2, self.features[None, start:end].expand(n, -1, -1))  # (n, W, D)
         ctx = self.model.new_context(n, h.shape[1], h)
         self.model.dep_layer.cross_attn.remember(h, ctx)
         return h[:, -1], ctx
@@ -194,6 +244,5 @@ class _Run:
             s1 = torch.cat((self.s1[None, start:].expand(n, -1), gen1), dim=1)
             s2 = torch.cat((self.s2[None, start:].expand(n, -1), gen2), dim=1)
             return self.tokenizer.decode(s1, s2)[:, -self.horizon:]
-        caches = new_caches(self.tokenizer.decoder, n, self.horizon, self.features.float())
-        self.tokenizer.decode(self.s1[None, start:], self.s2[None, start:], 0, caches)
+        caches = [c.fork(n, self.horizon) for c in self._prefix("decoder", start, keep=start == 0).layers]
         return self.tokenizer.decode(gen1, gen2, history - start, caches)

@@ -74,6 +74,13 @@ class KVCache:
         self.suffix_v = like.new_zeros(paths, heads, capacity, head_dim)
         self.length = 0
 
+    def fork(self, paths: int, capacity: int) -> "KVCache":
+        """A cache sharing this one's prefix (read-only) with an empty suffix for `paths` paths."""
+        heads, dim = self.suffix_k.shape[1], self.suffix_k.shape[3]
+        forked = KVCache(paths, heads, dim, capacity, self.suffix_k)
+        forked.prefix_k, forked.prefix_v = self.prefix_k, self.prefix_v
+        return forked
+
     @property
     def is_empty(self) -> bool:
         return self.prefix_k is None and self.length == 0

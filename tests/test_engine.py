@@ -168,3 +168,20 @@ def test_missing_volume_and_amount_are_filled_as_the_reference_does(forecaster, 
     no_amount = forecaster.forecast(parity_input.drop(columns=["amount"]), horizon=2, samples=2, seed=1)
     expected = parity_input["volume"] * parity_input[["open", "high", "low", "close"]].mean(axis=1)
     np.testing.assert_allclose(no_amount.history["amount"], expected.iloc[-len(no_amount.history):])
+
+
+def test_reused_history_caches_give_the_same_paths_as_a_fresh_engine(parity_input):
+    from kronos import Forecaster
+    from conftest import PARITY
+
+    def fresh():
+        return Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"), max_context=128)
+
+    engine = fresh()
+    kwargs = dict(horizon=5, samples=6, seed=9)
+    first = engine.forecast(parity_input.iloc[:100], **kwargs)
+    other = engine.forecast(parity_input.iloc[50:150], **kwargs)  # another history in between
+    again = engine.forecast(parity_input.iloc[:100], **kwargs | {"horizon": 7})
+    np.testing.assert_array_equal(again.paths[:, :5], fresh().forecast(parity_input.iloc[:100], **kwargs | {"horizon": 7}).paths[:, :5])
+    np.testing.assert_array_equal(first.paths, fresh().forecast(parity_input.iloc[:100], **kwargs).paths)
+    assert not np.array_equal(first.paths, other.paths)
