@@ -221,7 +221,7 @@ class _Run:
         Adds their hidden states to the dependency layer's context and returns the last one (n, D).
         """
         at = len(self.s1) + first  # index in history + generated
-        features = self.features[None, at:at + g1.shape[1]].expand(len(g1), -1, -1)
+        features = self.features[None, at:at + g1.shape[1]]  # (1, k, 5): the same for every path
         h = self.model.hidden(g1, g2, features, at - start, caches)  # (n, k, D)
         self.model.dep_layer.cross_attn.remember(h, ctx)
         return h[:, -1]
@@ -231,7 +231,7 @@ class _Run:
         n, end = len(gen1), len(self.s1) + gen1.shape[1]
         s1 = torch.cat((self.s1[None, start:].expand(n, -1), gen1), dim=1)
         s2 = torch.cat((self.s2[None, start:].expand(n, -1), gen2), dim=1)
-        h = self.model.hidden(s1, s2, self.features[None, start:end].expand(n, -1, -1))  # (n, W, D)
+        h = self.model.hidden(s1, s2, self.features[None, start:end])  # (n, W, D)
         ctx = self.model.new_context(n, h.shape[1], h)
         self.model.dep_layer.cross_attn.remember(h, ctx)
         return h[:, -1], ctx

@@ -101,7 +101,7 @@ class KVCache:
     def attend(self, q: torch.Tensor, causal: bool) -> torch.Tensor:
         """Softmax attention of q (S, H, T, E) over prefix + filled suffix; with `causal`, q holds the last T suffix positions."""
         paths, heads, t, dim = q.shape
-        scale = 1.0 / math.sqrt(dim)
+        q = q * (1.0 / math.sqrt(dim))
         parts = []
         if self.prefix_k is not None:
             # every path's queries against the one shared prefix: a single (H, S*T, E) x (H, E, P) product
@@ -114,7 +114,7 @@ class KVCache:
                 mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
                 scores = scores.masked_fill(~mask, float("-inf"))
             parts.append(scores)
-        weights = torch.softmax(torch.cat(parts, dim=-1) * scale, dim=-1)
+        weights = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
         out = 0
         p = 0
         if self.prefix_k is not None:

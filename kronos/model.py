@@ -192,7 +192,7 @@ class Kronos(nn.Module):
 
     def hidden(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, start: int = 0,
                caches: list[KVCache] | None = None) -> torch.Tensor:
-        """Token pairs (B, T) with stamps (B, T, 5) at positions start.. -> final-norm hidden states (B, T, D)."""
+        """Token pairs (B, T) with stamps (B or 1, T, 5) at positions start.. -> final-norm hidden states (B, T, D)."""
         x = self.embedding(s1, s2) + self.time_emb(stamp)
         for i, block in enumerate(self.transformer):
             x = block(x, start, caches[i] if caches else None)
