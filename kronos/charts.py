@@ -2,27 +2,112 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
+from kronos.errors import InvalidInputError
 from kronos.forecast import Forecast
 
 BANDS = ((0.95, "rgba(31,119,180,0.12)"), (0.80, "rgba(31,119,180,0.22)"), (0.50, "rgba(31,119,180,0.35)"))
+BLUE, ORANGE, GREY, RED = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728"
+LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h"}}
 
 
-def fan_chart(forecast: Forecast, history_rows: int = 120) -> go.Figure:
-    """Candles of the recent history, then the forecast's median, mean and 50/80/95% bands of the close."""
-    past = forecast.history.iloc[-history_rows:]
-    figure = go.Figure()
-    figure.add_trace(go.Candlestick(x=past["timestamps"], open=past["open"], high=past["high"], low=past["low"],
-                                    close=past["close"], name="history"))
+def candles_trace(frame: pd.DataFrame, name: str = "history") -> go.Candlestick:
+    """One candlestick trace of a frame with `timestamps` and open/high/low/close."""
+    return go.Candlestick(x=frame["timestamps"], open=frame["open"], high=frame["high"], low=frame["low"],
+                          close=frame["close"], name=name)
+
+
+def candles_chart(frame: pd.DataFrame, title: str = "", rows: int = 500) -> go.Figure:
+    """The last `rows` candles of a frame, e.g. to preview custom data before forecasting."""
+    figure = go.Figure(candles_trace(frame.iloc[-rows:]))
+    figure.update_layout(xaxis_rangeslider_visible=False, title=title, yaxis_title="price", **LAYOUT)
+    return figure
+
+
+def _add_bands(figure: go.Figure, forecast: Forecast) -> None:
+    """The 95/80/50% bands of the close (widest first, so the narrow ones stay visible)."""
     x = list(forecast.timestamps)
     for width, colour in BANDS:
         low, high = forecast.quantile((1 - width) / 2)["close"], forecast.quantile((1 + width) / 2)["close"]
         figure.add_trace(go.Scatter(x=x + x[::-1], y=list(high) + list(low)[::-1], fill="toself", fillcolor=colour,
                                     line={"width": 0}, hoverinfo="skip", name=f"{width:.0%} band"))
-    figure.add_trace(go.Scatter(x=x, y=forecast.quantile(0.5)["close"], name="median", line={"color": "#1f77b4"}))
-    figure.add_trace(go.Scatter(x=x, y=forecast.mean()["close"], name="mean",
-                                line={"color": "#ff7f0e", "dash": "dot"}))
-    figure.update_layout(xaxis_rangeslider_visible=False, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                         legend={"orientation": "h"}, yaxis_title="price")
+
+
+def fan_chart(forecast: Forecast, history_rows: int = 120) -> go.Figure:
+    """Candles of the recent history, then the forecast's median, mean and 50/80/95% bands of the close."""
+    figure = go.Figure(candles_trace(forecast.history.iloc[-history_rows:]))
+    _add_bands(figure, forecast)
+    figure.add_trace(go.Scatter(x=forecast.timestamps, y=forecast.quantile(0.5)["close"], name="median",
+                                line={"color": BLUE}))
+    figure.add_trace(go.Scatter(x=forecast.timestamps, y=forecast.mean()["close"], name="mean",
+                                line={"color": ORANGE, "dash": "dot"}))
+    figure.update_layout(xaxis_rangeslider_visible=False, yaxis_title="price", **LAYOUT)
+    return figure
+
+
+def upside_chart(forecast: Forecast, hour_idx: int | None = None) -> go.Figure:
+    """The probability that the close is above the last close, one bar per hour ahead; the chosen hour stands out."""
+    chosen = forecast.hour_index(hour_idx)
+    hours = np.arange(1, forecast.horizon + 1)
+    figure = go.Figure(go.Bar(x=hours, y=forecast.upside_probability(), name="upside probability",
+                              marker_color=[ORANGE if h == chosen else BLUE for h in hours],
+                              hovertemplate="hour %{x}: %{y:.0%}<extra></extra>"))
+    figure.add_hline(y=0.5, line={"color": GREY, "dash": "dash"})
+    figure.update_layout(title="Probability of closing above the last price", xaxis_title="hours ahead",
+                         yaxis={"range": [0, 1], "tickformat": ".0%"}, **LAYOUT)
+    return figure
+
+
+def volume_chart(forecast: Forecast, history_rows: int = 48) -> go.Figure:
+    """Recent volume, then the forecast's median volume per hour with its 10-90% range as error bars."""
+    past = forecast.history.iloc[-history_rows:]
+    median, low, high = (forecast.quantile(q)["volume"] for q in (0.5, 0.1, 0.9))
+    figure = go.Figure(go.Bar(x=past["timestamps"], y=past["volume"], name="history", marker_color=GREY))
+    figure.add_trace(go.Bar(x=forecast.timestamps, y=median, name="forecast median", marker_color=BLUE,
+                            error_y={"type": "data", "array": high - median, "arrayminus": median - low}))
+    figure.update_layout(title="Volume", yaxis_title="volume", barmode="overlay", **LAYOUT)
+    return figure
+
+
+def paths_chart(forecast: Forecast, show_paths: bool = True, history_rows: int = 48) -> go.Figure:
+    """The recent close, every sampled path (optional) and the quantile fan of the close."""
+    past = forecast.history.iloc[-history_rows:]
+    figure = go.Figure(go.Scatter(x=past["timestamps"], y=past["close"], name="history", line={"color": "black"}))
+    if show_paths:
+        closes = forecast.column("close")
+        for number, path in enumerate(closes, start=1):
+            figure.add_trace(go.Scatter(x=forecast.timestamps, y=path, name=f"path {number}", showlegend=False,
+                                        line={"width": 1, "color": "rgba(127,127,127,0.35)"}))
+    _add_bands(figure, forecast)
+    figure.add_trace(go.Scatter(x=forecast.timestamps, y=forecast.quantile(0.5)["close"], name="median",
+                                line={"color": BLUE}))
+    figure.update_layout(title=f"{forecast.samples} sampled paths of the close", yaxis_title="price", **LAYOUT)
+    return figure
+
+
+def final_close_histogram(forecast: Forecast) -> go.Figure:
+    """The distribution of the close at the last hour ahead, with the last known close marked."""
+    figure = go.Figure(go.Histogram(x=forecast.column("close")[:, -1], name="final close", marker_color=BLUE,
+                                    nbinsx=min(40, max(5, forecast.samples // 2))))
+    figure.add_vline(x=forecast.last_close, line={"color": RED, "dash": "dash"},
+                     annotation_text=f"last close {forecast.last_close:,.2f}")
+    figure.update_layout(title=f"Close after {forecast.horizon} steps", xaxis_title="price",
+                         yaxis_title="paths", **LAYOUT)
+    return figure
+
+
+def path_candles(forecast: Forecast, path: int, history_rows: int = 48) -> go.Figure:
+    """One sampled path (1-based) as OHLC candles after the recent history."""
+    if not 1 <= path <= forecast.samples:
+        raise InvalidInputError(f"path must be between 1 and {forecast.samples}, got {path}")
+    sampled = forecast.paths[path - 1]
+    figure = go.Figure(candles_trace(forecast.history.iloc[-history_rows:]))
+    figure.add_trace(go.Ohlc(x=forecast.timestamps, open=sampled[:, 0], high=sampled[:, 1], low=sampled[:, 2],
+                             close=sampled[:, 3], name=f"path {path}", increasing_line_color=BLUE,
+                             decreasing_line_color=ORANGE))
+    figure.update_layout(xaxis_rangeslider_visible=False, title=f"Path {path} as candles", yaxis_title="price",
+                         **LAYOUT)
     return figure

@@ -1,0 +1,91 @@
+"""What a front end shows about a forecast and its data: headline figures, the data banner, fingerprints, a template.
+
+No Streamlit here: the dashboard pages only lay these out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from kronos.bench import random_walk
+from kronos.forecast import Forecast
+from kronos.market import Candles
+
+TEMPLATE_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The figures at the top of a forecast, for one hour ahead (1-based)."""
+
+    last_close: float
+    last_timestamp: pd.Timestamp
+    hour_idx: int
+    timestamp: pd.Timestamp
+    upside_probability: float
+    volatility_amplification_probability: float | None
+    expected_return: float
+    return_low: float  # 10% quantile of the return: the 80% interval's lower end
+    return_high: float  # 90% quantile
+
+
+def headline(forecast: Forecast, hour_idx: int | None = None) -> Headline:
+    """Last price, upside probability, volatility amplification, expected return and its 80% interval at an hour."""
+    k = forecast.hour_index(hour_idx)
+    returns = forecast.column("close")[:, k - 1] / forecast.last_close - 1
+    low, high = np.quantile(returns, (0.1, 0.9))
+    return Headline(forecast.last_close, forecast.last_timestamp, k, forecast.timestamps[k - 1],
+                    float(forecast.upside_probability()[k - 1]), forecast.volatility_amplification_probability(),
+                    float(returns.mean()), float(low), float(high))
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A short hash of a candle frame's contents: equal frames, equal fingerprints."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes() + ",".join(map(str, frame.columns)).encode()).hexdigest()[:16]
+
+
+def describe_age(delta: pd.Timedelta) -> str:
+    """A time span in words people read at a glance: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours == 0:
+        return f"{minutes} min"
+    if days == 0:
+        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
+    return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"
+
+
+@dataclass(frozen=True)
+class Banner:
+    """Where the data came from, in one sentence; `level` is "live", "store", "stale" or "custom"."""
+
+    level: str
+    text: str
+    notes: tuple[str, ...] = ()
+
+
+def data_banner(candles: Candles, now: pd.Timestamp) -> Banner:
+    """Say whether the candles are live, from the local store or custom, and how old the newest one is."""
+    rows = f"{len(candles.frame)} {candles.symbol} {candles.timeframe} candles"
+    newest = f"the newest opened {candles.as_of:%Y-%m-%d %H:%M} UTC, {describe_age(now - candles.as_of)} ago"
+    notes = tuple(candles.notes)
+    if candles.source in ("csv", "json"):
+        return Banner("custom", f"Custom {candles.source.upper()} data '{candles.symbol}': {len(candles.frame)} rows "
+                                f"every {candles.timeframe}, the last at {candles.as_of:%Y-%m-%d %H:%M}.", notes)
+    if candles.source == "exchange":
+        level = "stale" if candles.is_stale else "live"
+        return Banner(level, f"Live data from {candles.exchange}: {rows}; {newest}.", notes)
+    return Banner("store", f"No exchange answered: using the local store's {rows} from {candles.exchange}; "
+                           f"{newest}.", notes)
+
+
+def template_csv(rows: int = TEMPLATE_ROWS) -> bytes:
+    """A small CSV of synthetic hourly candles in the layout the custom data page reads, to start from."""
+    return random_walk(rows).to_csv(index=False, float_format="%.2f").encode()

@@ -1,0 +1,159 @@
+"""The sidebar: every forecast control in one place, kept in the session and mirrored into the URL.
+
+The first run of a session reads the link's query parameters (a shared link reproduces the settings);
+every run writes the current settings back, so the address bar is always a link to what is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, select
+from kronos.errors import KronosError
+from kronos.market import EXCHANGES, MODES
+from kronos.settings import RANGES, ForecastSettings, ModelChoice
+
+OTHER = "directory or hub id"
+MODEL_LABELS = {"mini": "Kronos-mini (4M, context 2048)", "small": "Kronos-small (25M, context 512)",
+                "base": "Kronos-base (102M, context 512)", OTHER: "Other: a directory or hub id"}
+MODE_LABELS = {"aligned": "Hourly aligned (closed candles)", "realtime": "Realtime (with the open candle)"}
+TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
+MARKET_DEFAULTS = {"mode": "aligned", "exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
+MARKET_OPTIONS = {"mode": MODES, "exchange": EXCHANGES, "timeframe": TIMEFRAMES}
+READY, CURRENT, LINK_PROBLEMS = "ctl.ready", "ctl.current", "ctl.link_problems"
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the sidebar says: the sampling settings, the model and the market to forecast."""
+
+    settings: ForecastSettings
+    model: ModelChoice
+    mode: str
+    exchange: str
+    symbol: str
+    timeframe: str
+
+    def to_query(self) -> dict[str, str]:
+        """The controls as URL query parameters."""
+        query = {**self.settings.to_query(), "model": self.model.model, "mode": self.mode,
+                 "exchange": self.exchange, "symbol": self.symbol, "timeframe": self.timeframe}
+        if self.model.tokenizer:
+            query["tokenizer"] = self.model.tokenizer
+        return query
+
+
+def _key(name: str) -> str:
+    return f"ctl.{name}"
+
+
+def _model_state(choice: ModelChoice) -> dict[str, str]:
+    """Widget values showing a model choice: a preset, or the 'other' fields."""
+    if choice.model in PRESETS and not choice.tokenizer:
+        return {"model": choice.model}
+    return {"model": OTHER, "model_dir": choice.model, "tokenizer_dir": choice.tokenizer or ""}
+
+
+def _initial_state(params: dict[str, str]) -> tuple[dict, list[str]]:
+    """Widget values from the defaults, the environment and a link's query parameters; and what was wrong in it."""
+    problems: list[str] = []
+    try:
+        settings = ForecastSettings.from_query(params)
+    except KronosError as error:
+        problems.append(str(error))
+        settings = ForecastSettings()
+    values = {name: value for name, value in vars(settings).items() if value is not None}
+    values.setdefault("hour_idx", settings.horizon)
+    choice = ModelChoice(params["model"], params.get("tokenizer") or None) if params.get("model") \
+        else ModelChoice.from_env()
+    values |= _model_state(choice)
+    for name, default in MARKET_DEFAULTS.items():
+        value = params.get(name, default)
+        if name in MARKET_OPTIONS and value not in MARKET_OPTIONS[name]:
+            problems.append(f"{name} must be one of {', '.join(MARKET_OPTIONS[name])}, got {value!r}")
+            value = default
+        values[name] = value
+    return values, problems
+
+
+def _context(choice: ModelChoice) -> int:
+    """The chosen model's context length, known without loading it (512 when it cannot be told)."""
+    try:
+        return select(choice.model, choice.tokenizer).max_context
+    except KronosError:
+        return DEFAULT_CONTEXT
+
+
+def _model_controls() -> ModelChoice:
+    st.selectbox("Model", list(MODEL_LABELS), key=_key("model"), format_func=MODEL_LABELS.get)
+    if st.session_state[_key("model")] != OTHER:
+        return ModelChoice(st.session_state[_key("model")])
+    model = st.text_input("Model directory or hub id", key=_key("model_dir"),
+                          help="A folder with config.json and model.safetensors, or a hub id").strip()
+    tokenizer = st.text_input("Tokenizer directory or hub id (optional)", key=_key("tokenizer_dir"),
+                              help="Empty: the model folder's `tokenizer` subfolder or sibling").strip()
+    return ModelChoice(model, tokenizer or None)
+
+
+def _market_controls() -> dict[str, str]:
+    st.radio("Data mode", MODES, key=_key("mode"), format_func=MODE_LABELS.get)
+    st.selectbox("Exchange", EXCHANGES, key=_key("exchange"), help="Asked first; the others are tried after it")
+    st.text_input("Symbol", key=_key("symbol"), help="BASE/QUOTE, e.g. BTC/USDT or ETH/USDT")
+    st.selectbox("Timeframe", TIMEFRAMES, key=_key("timeframe"))
+    return {name: st.session_state[_key(name)].strip() for name in MARKET_DEFAULTS}
+
+
+def _slider(label: str, name: str, step: float | int = 1, high: float | int | None = None, **options) -> None:
+    low, top = RANGES[name]
+    st.slider(label, low, top if high is None else high, step=step, key=_key(name), **options)
+
+
+def _sampling_controls(context: int) -> ForecastSettings:
+    longest = min(RANGES["lookback"][1], context)
+    state = st.session_state
+    state[_key("lookback")] = min(state[_key("lookback")], longest)
+    _slider("Lookback (candles)", "lookback", high=longest, help=f"At most the model's context ({context})")
+    _slider("Horizon (hours ahead)", "horizon")
+    _slider("Sample paths", "samples")
+    _slider("Temperature", "temperature", step=0.05)
+    _slider("Top-p", "top_p", step=0.05)
+    st.number_input("Top-k (0 = off)", *RANGES["top_k"], step=1, key=_key("top_k"))
+    st.number_input("Seed", *RANGES["seed"], step=1, key=_key("seed"), help="The same seed and data give the same paths")
+    horizon = state[_key("horizon")]
+    state[_key("hour_idx")] = min(state.get(_key("hour_idx"), horizon), horizon)
+    if horizon > 1:
+        st.slider("Hour index", 1, horizon, key=_key("hour_idx"), help="The hour ahead the headline figures describe")
+    names = ("horizon", "samples", "temperature", "top_p", "top_k", "lookback", "seed", "hour_idx")
+    return ForecastSettings(**{name: state[_key(name)] for name in names})
+
+
+def sidebar() -> Controls:
+    """Draw the controls in the sidebar, update the URL and return them (also kept for `current()`)."""
+    state = st.session_state
+    if READY not in state:
+        values, state[LINK_PROBLEMS] = _initial_state(st.query_params.to_dict())
+        for name, value in values.items():
+            state[_key(name)] = value
+        state[READY] = True
+    with st.sidebar:
+        for problem in state[LINK_PROBLEMS]:
+            st.warning(f"The link's setting was ignored: {problem}")
+        st.subheader("Model")
+        model = _model_controls()
+        st.subheader("Market")
+        market = _market_controls()
+        st.subheader("Sampling")
+        settings = _sampling_controls(_context(model))
+    controls = Controls(settings, model, **market)
+    query = controls.to_query()
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+    state[CURRENT] = controls
+    return controls
+
+
+def current() -> Controls:
+    """The controls the sidebar drew in this run (drawing them if a page runs on its own)."""
+    return st.session_state[CURRENT] if CURRENT in st.session_state else sidebar()

@@ -1,0 +1,26 @@
+"""Sample paths: every Monte Carlo path of the current forecast, its spread, one path as candles, downloads."""
+
+import streamlit as st
+
+from kronos.charts import final_close_histogram, path_candles, paths_chart
+from pages import _controls, _loading, _show
+
+st.title("Sample paths")
+with _show.reported():
+    controls = _controls.current()
+    custom = st.session_state.get(_show.CUSTOM_CANDLES)
+    if custom is not None and st.radio("Data", ("Live market", f"Custom data '{custom.symbol}'"),
+                                       horizontal=True, key="paths.source") != "Live market":
+        forecast = _loading.forecast(_loading.model(controls.model), custom.frame, controls.settings)
+    else:
+        _, _, forecast = _loading.live_forecast(controls)
+    show_paths = st.toggle("Show every path", value=True, key="paths.show")
+    st.plotly_chart(paths_chart(forecast, show_paths), key="paths_chart")
+    left, right = st.columns(2)
+    left.plotly_chart(final_close_histogram(forecast), key="final_close_histogram")
+    with right:
+        path = st.number_input("Path to show as candles", 1, forecast.samples, 1, key="paths.path")
+        st.plotly_chart(path_candles(forecast, path), key="path_candles")
+    st.subheader("Quantiles of the close per hour")
+    st.dataframe(forecast.close_quantiles(), width="stretch")
+    _show.downloads(forecast, controls.settings.hour_idx, "kronos")

@@ -1,0 +1,205 @@
+"""Every dashboard page through Streamlit's AppTest, on the parity checkpoint and a temporary candle store."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from app_server import RecordedBinance, offline
+from streamlit.testing.v1 import AppTest
+
+from kronos import market
+from kronos.store import CandleStore
+
+ROOT = Path(__file__).resolve().parents[1]
+PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
+LINK = {"seed": "11", "horizon": "8", "samples": "12", "temperature": "0.7", "top_p": "0.8", "hour_idx": "5"}
+
+
+@pytest.fixture
+def store(monkeypatch, tmp_path) -> CandleStore:
+    """An empty candle store for the app, the parity checkpoint as its model, and no network."""
+    monkeypatch.setenv("KRONOS_MODEL", str(PARITY / "model"))
+    monkeypatch.setenv("KRONOS_TOKENIZER", str(PARITY / "tokenizer"))
+    monkeypatch.setenv("KRONOS_STORE", str(tmp_path / "candles.sqlite"))
+    monkeypatch.setattr(market, "make_exchange", offline)
+    st.cache_data.clear()  # candles are cached by market, not by store
+    return CandleStore()
+
+
+@pytest.fixture
+def filled(store, parity_input) -> CandleStore:
+    """The store holding the parity fixture's 200 hourly candles as Binance BTC/USDT."""
+    store.merge(parity_input, "binance", "BTC/USDT", "1h")
+    return store
+
+
+def run(page: str | None = None, query: dict[str, str] | None = None, app: AppTest | None = None) -> AppTest:
+    """Run the app (first run, or again after widget changes), optionally on another page; fail on any exception."""
+    if app is None:
+        app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+        app.query_params.update(query or {})
+        if page:
+            app.run()  # st.navigation registers the pages on the first run
+    if page:
+        app.switch_page(page)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def charts(app: AppTest) -> list[list[dict]]:
+    """The traces of every Plotly chart on the page, from the figure JSON in each element's proto."""
+    return [json.loads(element.proto.spec)["data"] for element in app.get("plotly_chart")]
+
+
+def values(trace: dict, axis: str = "y") -> np.ndarray:
+    """A trace's values, decoding Plotly's typed-array encoding."""
+    data = trace[axis]
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+    return np.asarray(data)
+
+
+def trace(app: AppTest, name: str, chart: int = 0) -> dict:
+    return next(t for t in charts(app)[chart] if t.get("name") == name)
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+def kept_forecasts(app: AppTest) -> list:
+    return list(app.session_state["loading.forecasts"].values())
+
+
+def test_live_page_answers_from_the_store_with_a_banner_metrics_and_the_fan_chart(filled, parity_input):
+    app = run()
+    assert "No exchange answered: using the local store's 200 BTC/USDT 1h candles" in app.warning[0].value
+    assert "Only 200 candles are available" in app.info[0].value
+    shown = metrics(app)
+    assert shown["Last price"] == f"{parity_input['close'].iloc[-1]:,.2f}"
+    assert {"Upside, hour 24", "Volatility amplification", "Expected return, hour 24", "80% interval, hour 24"} <= set(shown)
+    (forecast,) = kept_forecasts(app)
+    assert shown["Upside, hour 24"] == f"{forecast.upside_probability()[-1]:.0%}"
+    names = [t.get("name") for t in charts(app)[0]]
+    assert names == ["history", "95% band", "80% band", "50% band", "median", "mean"]
+    np.testing.assert_allclose(values(trace(app, "median")), forecast.quantile(0.5)["close"])
+    np.testing.assert_allclose(values(trace(app, "upside probability", 1)), forecast.upside_probability())
+    assert app.query_params["seed"] == "42" and app.query_params["model"] == str(PARITY / "model")
+
+
+def test_sidebar_changes_reach_the_forecast_and_the_url(filled):
+    app = run()
+    app.slider(key="ctl.horizon").set_value(6)
+    app.slider(key="ctl.samples").set_value(5)
+    app.number_input(key="ctl.seed").set_value(7)
+    run(app=app)
+    assert len(values(trace(app, "median"))) == 6
+    assert app.slider(key="ctl.hour_idx").value == 6  # clamped to the new horizon
+    forecast = kept_forecasts(app)[-1]
+    assert (forecast.samples, forecast.horizon, forecast.seed) == (5, 6, 7)
+    assert {k: app.query_params[k] for k in ("horizon", "samples", "seed", "hour_idx")} == \
+        {"horizon": "6", "samples": "5", "seed": "7", "hour_idx": "6"}
+
+
+def test_a_shared_link_reproduces_the_settings_and_the_paths(filled):
+    first = run(query=LINK)
+    assert first.slider(key="ctl.temperature").value == 0.7
+    assert first.slider(key="ctl.hour_idx").value == 5
+    assert "Upside, hour 5" in metrics(first)
+    assert all(first.query_params[k] == v for k, v in LINK.items())
+    second = run(query=dict(first.query_params))
+    np.testing.assert_array_equal(kept_forecasts(first)[0].paths, kept_forecasts(second)[0].paths)
+    assert kept_forecasts(first)[0].paths.shape == (12, 8, 6)
+
+
+def test_a_bad_link_value_is_ignored_with_a_warning(filled):
+    app = run(query={"horizon": "999", "exchange": "nasdaq"})
+    warnings = " ".join(w.value for w in app.sidebar.warning)
+    assert "horizon must be between 1 and 48, got 999" in warnings and "exchange must be one of" in warnings
+    assert app.slider(key="ctl.horizon").value == 24
+
+
+def test_sample_paths_page_reuses_the_forecast_and_draws_every_view(filled):
+    app = run()
+    run("pages/sample_paths.py", app=app)
+    assert len(kept_forecasts(app)) == 1  # switching pages did not resample
+    (forecast,) = kept_forecasts(app)
+    paths = [t for t in charts(app)[0] if str(t.get("name", "")).startswith("path ")]
+    assert len(paths) == 30
+    np.testing.assert_allclose(values(paths[2]), forecast.column("close")[2])
+    histogram = charts(app)[1][0]
+    np.testing.assert_allclose(values(histogram, "x"), forecast.column("close")[:, -1])
+    app.toggle(key="paths.show").set_value(False)
+    app.number_input(key="paths.path").set_value(3)
+    run(app=app)
+    assert not [t for t in charts(app)[0] if str(t.get("name", "")).startswith("path ")]
+    candles = trace(app, "path 3", 2)
+    np.testing.assert_allclose(values(candles, "close"), forecast.paths[2, :, 3])
+    assert [b.label for b in app.get("download_button")] == ["Download paths (CSV, long format)",
+                                                           "Download forecast (JSON, /predict_all shape)"]
+
+
+def test_custom_data_page_forecasts_an_uploaded_csv(store):
+    app = run("pages/custom_data.py")
+    assert "Upload a CSV file or paste JSON" in app.info[0].value
+    app.file_uploader(key="custom.file").set_value(("input.csv", (PARITY / "input.csv").read_bytes(), "text/csv"))
+    run(app=app)
+    assert "Custom CSV data 'input.csv': 200 rows every 1h" in app.info[0].value
+    assert charts(app)[0][0]["type"] == "candlestick" and len(values(charts(app)[0][0], "close")) == 200
+    assert metrics(app)["Last price"] == f"{pd.read_csv(PARITY / 'input.csv')['close'].iloc[-1]:,.2f}"
+    assert [t.get("name") for t in charts(app)[1]][-2:] == ["median", "mean"]
+    run("pages/sample_paths.py", app=app)
+    assert app.radio(key="paths.source").options[1] == "Custom data 'input.csv'"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"time;price\n1;2\n", "missing column(s)"),
+    (b"PK\x03\x04 not really a workbook", "not CSV"),
+    (b"\n".join((PARITY / "input.csv").read_bytes().splitlines()[:11]), "at least 32 are needed"),
+], ids=["columns", "workbook", "too-short"])
+def test_custom_data_page_shows_what_is_wrong_with_a_bad_file(store, content, message):
+    app = run("pages/custom_data.py")
+    app.file_uploader(key="custom.file").set_value(("bad.csv", content, "text/csv"))
+    run(app=app)
+    assert message in app.error[0].value and "'bad.csv' cannot be used" in app.error[0].value
+    assert not app.metric
+
+
+def test_custom_data_page_forecasts_pasted_json(store, parity_input):
+    app = run("pages/custom_data.py")
+    app.radio(key="custom.kind").set_value("Paste JSON")
+    run(app=app)
+    rows = parity_input.assign(timestamps=parity_input["timestamps"].astype(str)).to_dict(orient="list")
+    app.text_area(key="custom.json").set_value(json.dumps(rows))
+    run(app=app)
+    assert "Custom JSON data 'pasted JSON': 200 rows" in app.info[0].value
+    assert metrics(app)["Last price"] == f"{parity_input['close'].iloc[-1]:,.2f}"
+
+
+def test_an_empty_store_says_how_to_fill_it(store):
+    app = run()
+    assert "No market data" in app.error[0].value and "python -m kronos import FILE.csv" in app.error[0].value
+    assert not app.metric
+
+
+def test_a_missing_model_says_how_to_get_weights(filled, monkeypatch, tmp_path):
+    monkeypatch.setenv("KRONOS_MODEL", str(tmp_path / "nowhere"))
+    app = run()
+    assert "The model could not be loaded" in app.error[0].value
+    assert "KRONOS_MODEL and KRONOS_TOKENIZER" in app.info[0].value
+    assert app.selectbox(key="ctl.model").value == "directory or hub id"
+
+
+def test_live_candles_from_an_exchange_are_stored_and_shown_as_live(store, monkeypatch):
+    monkeypatch.setattr(market, "make_exchange", RecordedBinance().exchange)
+    app = run()
+    assert app.success[0].value.startswith("Live data from binance: 512 BTC/USDT 1h candles")
+    assert len(store.load("binance", "BTC/USDT", "1h")) == 512
+    assert len(kept_forecasts(app)[0].history) == 383
