@@ -7,9 +7,16 @@
     forecast.upside_probability()
 """
 
-from kronos.engine import Forecaster
-from kronos.errors import DataUnavailableError, InvalidInputError, KronosError, WeightsUnavailableError
-from kronos.forecast import Forecast
+import os
+
+# Idle OpenMP threads sleep instead of spinning: with the spin default, a forecast slows down
+# ten-fold as soon as another process or a concurrent forecast keeps the cores busy. Takes effect
+# only when kronos is imported before torch; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from kronos.engine import Forecaster  # noqa: E402
+from kronos.errors import DataUnavailableError, InvalidInputError, KronosError, WeightsUnavailableError  # noqa: E402
+from kronos.forecast import Forecast  # noqa: E402
 
 __all__ = ["Forecaster", "Forecast", "KronosError", "InvalidInputError", "WeightsUnavailableError",
            "DataUnavailableError"]
