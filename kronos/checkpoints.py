@@ -115,7 +115,7 @@ def _load(module_cls, config_cls, source: str, revision: str | None, device: str
     except (ValueError, TypeError, RuntimeError, OSError) as exc:
         raise WeightsUnavailableError(
             f"{directory} does not hold a {module_cls.__name__} checkpoint of the published layout: "
-            f"{str(exc).splitlines()[0]}") from exc
+            f"{' '.join(str(exc).split()[:40])}") from exc
     return module.to(device).eval()
 
 

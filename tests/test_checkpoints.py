@@ -1,0 +1,91 @@
+"""Finding and loading checkpoints: presets, directories, the offline hub, and the errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from kronos import Forecaster, InvalidInputError, WeightsUnavailableError
+from kronos import checkpoints
+from kronos.model import PredictorConfig
+
+from conftest import PARITY
+
+
+@pytest.mark.parametrize("name,model,tokenizer,context", [
+    ("mini", "NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-2k", 2048),
+    ("small", "NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base", 512),
+    ("base", "NeoQuasar/Kronos-base", "NeoQuasar/Kronos-Tokenizer-base", 512),
+    ("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base", 512),
+])
+def test_presets_know_their_tokenizer_and_context(name, model, tokenizer, context):
+    assert checkpoints.select(name) == checkpoints.Selection(model, tokenizer, context)
+    assert checkpoints.select(name, max_context=64).max_context == 64
+
+
+def test_a_model_directory_finds_its_sibling_tokenizer():
+    chosen = checkpoints.select(str(PARITY / "model"))
+    assert chosen.tokenizer == str(PARITY / "tokenizer") and chosen.max_context == checkpoints.DEFAULT_CONTEXT
+
+
+def test_offline_hub_miss_names_what_was_tried_and_the_way_out(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError) as info:
+        Forecaster.from_pretrained("mini")
+    message = str(info.value)
+    assert "NeoQuasar/Kronos-Tokenizer-2k@26966d0" in message and "offline" in message
+    assert "local directory" in message and "KRONOS_MODEL" in message
+
+
+def test_missing_files_are_named(tmp_path):
+    shutil.copytree(PARITY / "model", tmp_path / "model")
+    (tmp_path / "model" / "model.safetensors").unlink()
+    with pytest.raises(WeightsUnavailableError, match="lacks model.safetensors"):
+        checkpoints.load_predictor(str(tmp_path / "model"))
+
+
+def test_wrong_checkpoint_is_refused_by_strict_loading():
+    with pytest.raises(WeightsUnavailableError, match="does not hold a Kronos checkpoint"):
+        checkpoints.load_predictor(str(PARITY / "tokenizer"))
+
+
+def test_shape_mismatch_is_refused(tmp_path):
+    shutil.copytree(PARITY / "model", tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config | {"d_model": 64}))
+    with pytest.raises(WeightsUnavailableError, match="size mismatch"):
+        checkpoints.load_predictor(str(tmp_path / "model"))
+
+
+def test_unknown_config_keys_warn_and_missing_ones_fail():
+    base = json.loads((PARITY / "model" / "config.json").read_text())
+    with pytest.warns(UserWarning, match="ignoring unknown config key"):
+        PredictorConfig.from_dict(base | {"future_option": 1})
+    with pytest.raises(ValueError, match="lacks n_layers"):
+        PredictorConfig.from_dict({k: v for k, v in base.items() if k != "n_layers"})
+
+
+def test_pickled_weights_are_never_read(tmp_path):
+    shutil.copytree(PARITY / "model", tmp_path / "model")
+    (tmp_path / "model" / "model.safetensors").rename(tmp_path / "model" / "pytorch_model.bin")
+    with pytest.raises(WeightsUnavailableError, match="pickled .bin/.pt weights are not loaded"):
+        checkpoints.load_predictor(str(tmp_path / "model"))
+
+
+def test_saved_checkpoint_loads_back_identically(tmp_path):
+    model = checkpoints.load_predictor(str(PARITY / "model"))
+    checkpoints.save_checkpoint(model, tmp_path / "copy")
+    again = checkpoints.load_predictor(str(tmp_path / "copy"))
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[name])
+
+
+def test_unavailable_device_is_a_value_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(InvalidInputError, match="device 'cuda' is not available"):
+        Forecaster.from_pretrained(str(PARITY / "model"), device="cuda")
