@@ -70,8 +70,8 @@ class KVCache:
     def __init__(self, paths: int, heads: int, head_dim: int, capacity: int, like: torch.Tensor):
         self.prefix_k: torch.Tensor | None = None  # (H, P, E)
         self.prefix_v: torch.Tensor | None = None
-        self.suffix_k = like.new_zeros(paths, heads, capacity, head_dim)  # (S, H, capacity, E)
-        self.suffix_v = like.new_zeros(paths, heads, capacity, head_dim)
+        self.suffix_k = like.new_empty(paths, heads, capacity, head_dim)  # (S, H, capacity, E); read up to length only
+        self.suffix_v = like.new_empty(paths, heads, capacity, head_dim)
         self.length = 0
 
     def fork(self, paths: int, capacity: int) -> "KVCache":
