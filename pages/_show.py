@@ -69,7 +69,7 @@ def overview(forecast: Forecast, hour_idx: int | None) -> None:
     figures = headline(forecast, hour_idx)
     hour = f"hour {figures.hour_idx}"
     when = f"Hour {figures.hour_idx} ahead: the candle opening {figures.timestamp:%Y-%m-%d %H:%M} UTC. "
-    columns = st.columns(5)
+    columns = st.columns(4)
     columns[0].metric("Last price", f"{figures.last_close:,.2f}",
                       help=f"Close of the candle opened {figures.last_timestamp:%Y-%m-%d %H:%M} UTC")
     columns[1].metric(f"Upside, {hour}", f"{figures.upside_probability:.0%}",
@@ -79,9 +79,10 @@ def overview(forecast: Forecast, hour_idx: int | None) -> None:
                       help="Share of paths more volatile over the horizon than the same span of history "
                            "(needs a horizon of 3 or more)")
     columns[3].metric(f"Expected return, {hour}", f"{figures.expected_return:+.2%}",
-                      help=when + "Mean over paths of close / last price - 1")
-    columns[4].metric(f"80% interval, {hour}", f"{figures.return_low:+.1%} … {figures.return_high:+.1%}",
-                      help=when + "10% and 90% quantiles of the return over paths")
+                      delta=f"80% interval {figures.return_low:+.2%} to {figures.return_high:+.2%}",
+                      delta_color="off", delta_arrow="off",
+                      help=when + "Mean over paths of close / last price - 1; the interval is the 10% and 90% "
+                                  "quantiles of that return")
     st.caption(f"Last candle opened {figures.last_timestamp:%Y-%m-%d %H:%M} UTC · {forecast.samples} paths · "
                f"seed {forecast.seed} · lookback {len(forecast.history)}")
     st.plotly_chart(fan_chart(forecast), key="fan_chart")

@@ -5,14 +5,23 @@
 `recorded`: Binance answers hourly BTC/USDT klines in its recorded response shape (strings, close time,
 quote volume in field 7) from a synthetic random walk that ends at the current hour; the other exchanges
 are unreachable. `offline`: every exchange is unreachable, so the app answers from the local store.
-Set KRONOS_MODEL, KRONOS_TOKENIZER and KRONOS_STORE before starting it.
+Set KRONOS_MODEL, KRONOS_TOKENIZER and KRONOS_STORE before starting it, or use `serve()`, which starts
+it with Kronos-mini's shapes (random weights) and a fresh store in a folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import ccxt
 import pandas as pd
@@ -66,6 +75,65 @@ def offline(name: str, timeout: float) -> ccxt.Exchange:
 
     exchange.load_markets = unreachable
     return exchange
+
+
+def demo_checkpoint(directory: Path) -> dict[str, str]:
+    """Kronos-mini's shapes with random weights (32 MB) under `directory`; the environment naming them."""
+    from kronos.bench import random_forecaster
+    from kronos.checkpoints import save_checkpoint
+
+    if not (directory / "model" / "model.safetensors").exists():
+        forecaster = random_forecaster("mini")
+        save_checkpoint(forecaster.model, directory / "model")
+        save_checkpoint(forecaster.tokenizer, directory / "tokenizer")
+    return {"KRONOS_MODEL": str(directory / "model"), "KRONOS_TOKENIZER": str(directory / "tokenizer")}
+
+
+@dataclass
+class Server:
+    """A running dashboard: its address, process and log file."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serve(directory: Path, exchange: str = "recorded", start_timeout_s: float = 120) -> Iterator[Server]:
+    """Start this launcher with the demo checkpoint and a store under `directory`; stop it on exit."""
+    env = {**os.environ, **demo_checkpoint(directory), "KRONOS_STORE": str(directory / "candles.sqlite"),
+           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    port, log = free_port(), directory / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, __file__, "--port", str(port), "--exchange", exchange],
+                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(server.url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the dashboard did not start:\n{server.log_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -84,9 +84,13 @@ def test_live_page_answers_from_the_store_with_a_banner_metrics_and_the_fan_char
     assert "Only 200 candles are available" in app.info[0].value
     shown = metrics(app)
     assert shown["Last price"] == f"{parity_input['close'].iloc[-1]:,.2f}"
-    assert {"Upside, hour 24", "Volatility amplification", "Expected return, hour 24", "80% interval, hour 24"} <= set(shown)
+    assert {"Upside, hour 24", "Volatility amplification", "Expected return, hour 24"} <= set(shown)
     (forecast,) = kept_forecasts(app)
     assert shown["Upside, hour 24"] == f"{forecast.upside_probability()[-1]:.0%}"
+    returns = forecast.column("close")[:, -1] / forecast.last_close - 1
+    assert shown["Expected return, hour 24"] == f"{returns.mean():+.2%}"
+    assert next(m for m in app.metric if m.label == "Expected return, hour 24").delta == \
+        f"80% interval {np.quantile(returns, 0.1):+.2%} to {np.quantile(returns, 0.9):+.2%}"
     names = [t.get("name") for t in charts(app)[0]]
     assert names == ["history", "95% band", "80% band", "50% band", "median", "mean"]
     np.testing.assert_allclose(values(trace(app, "median")), forecast.quantile(0.5)["close"])
