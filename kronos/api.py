@@ -211,12 +211,8 @@ def _forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSettin
 
 
 def _answer(forecast: Forecast, candles: Candles, hour_idx: int | None, all_samples: bool = False) -> dict:
-    """The CLI's JSON plus `data`: which candles were used."""
-    data = {"source": candles.source, "exchange": candles.exchange, "symbol": candles.symbol,
-            "timeframe": candles.timeframe, "as_of": candles.as_of.isoformat(), "is_stale": bool(candles.is_stale),
-            "rows": len(candles.frame), "amount_is_estimated": bool(candles.amount_is_estimated),
-            "notes": list(candles.notes)}
-    return {**forecast.to_dict(hour_idx=hour_idx, all_samples=all_samples), "data": data}
+    """The CLI's JSON: the forecast's summary plus `data`, which candles were used."""
+    return {**forecast.to_dict(hour_idx=hour_idx, all_samples=all_samples), "data": candles.describe()}
 
 
 def error_response(request: Request, error: Exception) -> JSONResponse:
