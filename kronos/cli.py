@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from kronos.api import add_serve_arguments, serve_command
 from kronos.engine import Forecaster
 from kronos.errors import KronosError
 from kronos.market import MODES, add_fetch_arguments, fetch_command, load_source
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forecast_arguments(commands.add_parser("forecast", help="forecast and print JSON"))
     add_fetch_arguments(commands.add_parser("fetch", help="fetch candles from an exchange into the local store"))
     add_import_arguments(commands.add_parser("import", help="validate a CSV/JSON file and merge it into the store"))
+    add_serve_arguments(commands.add_parser("serve", help="serve the HTTP API (FastAPI on uvicorn)"))
     return parser
 
 
@@ -74,7 +76,7 @@ def forecast_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"forecast": forecast_command, "fetch": fetch_command, "import": import_command}
+COMMANDS = {"forecast": forecast_command, "fetch": fetch_command, "import": import_command, "serve": serve_command}
 
 
 def main(argv: list[str] | None = None) -> int:
