@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import OrderedDict
@@ -9,6 +10,7 @@ from typing import Callable, TypeVar
 
 import pandas as pd
 import streamlit as st
+import torch
 
 from kronos import Forecast, Forecaster, WeightsUnavailableError
 from kronos.market import DEFAULT_LIMIT, Candles, fetch_candles
@@ -21,6 +23,10 @@ CANDLES_TTL_S = 60  # live candles are fetched again at most once a minute per m
 FETCH_TIMEOUT_S = 5.0  # per exchange; the store answers when none does
 FORECASTS_KEPT = 8  # per session, so switching pages or settings back does not resample
 FORECASTS = "loading.forecasts"
+# Threads per forecast. Sessions forecast at the same time, each in its own thread, so one torch thread
+# each keeps them from fighting over the cores; KRONOS_TORCH_THREADS=N gives a lone user more.
+THREADS = os.environ.get("KRONOS_TORCH_THREADS", "1")
+torch.set_num_threads(int(THREADS) if THREADS.isdigit() and int(THREADS) > 0 else 1)
 
 T = TypeVar("T")
 

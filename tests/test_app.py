@@ -110,6 +110,9 @@ def test_sidebar_changes_reach_the_forecast_and_the_url(filled):
     assert (forecast.samples, forecast.horizon, forecast.seed) == (5, 6, 7)
     assert {k: app.query_params[k] for k in ("horizon", "samples", "seed", "hour_idx")} == \
         {"horizon": "6", "samples": "5", "seed": "7", "hour_idx": "6"}
+    app.toggle(key="live.refresh").set_value(True)
+    run(app=app)
+    assert len(kept_forecasts(app)) == 2 and len(values(trace(app, "median"))) == 6  # refreshing reuses it
 
 
 def test_a_shared_link_reproduces_the_settings_and_the_paths(filled):
@@ -191,6 +194,14 @@ def test_an_empty_store_says_how_to_fill_it(store):
     app = run()
     assert "No market data" in app.error[0].value and "python -m kronos import FILE.csv" in app.error[0].value
     assert not app.metric
+
+
+def test_a_symbol_without_a_slash_says_how_to_write_it(filled):
+    app = run()
+    app.text_input(key="ctl.symbol").set_value("BTCUSDT")
+    run(app=app)
+    assert "symbol 'BTCUSDT' should look like BASE/QUOTE, e.g. BTC/USDT" in app.error[0].value
+    assert app.query_params["symbol"] == "BTCUSDT"
 
 
 def test_a_missing_model_says_how_to_get_weights(filled, monkeypatch, tmp_path):
