@@ -98,10 +98,12 @@ class Server:
     log: Path
 
     def log_text(self) -> str:
+        """Everything the server printed so far."""
         return self.log.read_text(errors="replace")
 
 
 def free_port() -> int:
+    """A TCP port nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -3,8 +3,8 @@
     python tests/load_dashboard.py [--sessions 8] [--rounds 2]
 
 Each session opens the live page with its own seed (so each one samples), in its own browser context, all
-at the same time, and waits for its fan chart. Prints per-round timings, the server's memory (resident
-now and its peak) and how often the model was loaded; exits 1 when a session failed or the model was
+at the same time, and waits for its fan chart. Prints per-round timings, the server's CPU time, its memory
+(resident now and its peak) and how often the model was loaded; exits 1 when a session failed or the model was
 loaded more than once. Uses Kronos-mini's shapes with random weights and a recorded exchange (offline).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -31,6 +32,12 @@ def memory_mb(pid: int) -> tuple[float, float]:
     """Resident memory of a process now and at its peak (VmRSS, VmHWM), in MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return tuple(int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def session(browser, url: str) -> float:
@@ -58,17 +65,17 @@ async def main(sessions: int, rounds: int) -> int:
                   f"server memory {memory_mb(pid)[0]:.0f} MiB")
             failed = 0
             for number in range(1, rounds + 1):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), cpu_seconds(pid)
                 results = await asyncio.gather(*(session(browser, f"{server.url}/?seed={number * 100 + i}")
                                                  for i in range(sessions)), return_exceptions=True)
-                wall = time.perf_counter() - started
+                wall, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
                 times = [r for r in results if isinstance(r, float)]
                 errors = [r for r in results if not isinstance(r, float)]
                 failed += len(errors)
                 now, peak = memory_mb(pid)
                 print(f"round {number}: {len(times)}/{sessions} sessions completed in {wall:.1f} s "
                       f"(each {min(times, default=0):.1f} / {statistics.median(times or [0]):.1f} / "
-                      f"{max(times, default=0):.1f} s min/median/max); server memory {now:.0f} MiB, "
+                      f"{max(times, default=0):.1f} s min/median/max; server CPU {cpu:.1f} s); server memory {now:.0f} MiB, "
                       f"peak so far {peak:.0f} MiB")
                 for error in errors:
                     print(f"  failed: {type(error).__name__}: {str(error)[:300]}")

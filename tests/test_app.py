@@ -67,14 +67,17 @@ def values(trace: dict, axis: str = "y") -> np.ndarray:
 
 
 def trace(app: AppTest, name: str, chart: int = 0) -> dict:
+    """The trace called `name` in the page's chart number `chart`."""
     return next(t for t in charts(app)[chart] if t.get("name") == name)
 
 
 def metrics(app: AppTest) -> dict[str, str]:
+    """Every metric on the page: label -> shown value."""
     return {m.label: m.value for m in app.metric}
 
 
 def kept_forecasts(app: AppTest) -> list:
+    """The forecasts this session made, oldest first."""
     return list(app.session_state["loading.forecasts"].values())
 
 

@@ -45,6 +45,7 @@ def page(tmp_path_factory):
 
 
 def trace(page, name: str) -> str | None:
+    """The y values (as JSON) of the first trace called `name` in any Plotly chart on the page."""
     return page.evaluate(TRACE, name)
 
 
