@@ -6,6 +6,7 @@ import argparse
 import os
 import sqlite3
 import sys
+import threading
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,14 +64,18 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
+_SETUP = threading.Lock()
+
+
 class CandleStore:
     """Candles on disk, one row per (exchange, symbol, timeframe, open time); safe across threads and processes."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
+        with _SETUP, self._connect() as db:  # switching to WAL needs the file to itself: one thread at a time
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
 
     @contextmanager

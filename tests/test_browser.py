@@ -1,12 +1,14 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium against a server on a free port.
 
 The server uses Kronos-mini's shapes with random weights and a recorded Binance (tests/app_server.py), so
-nothing reaches the network. The test saves the screenshots under docs/ and prints the time from a slider
-change to the fan chart's redraw (the README records it; it is not asserted).
+nothing reaches the network. The test saves screenshots (under docs/ with KRONOS_SCREENSHOTS=docs, the
+README's pictures; else in a temporary folder) and prints the time from a slider change to the fan
+chart's redraw (the README records it; it is not asserted).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -68,12 +70,13 @@ def slider_redraw_seconds(page, label: str) -> float:
     return time.perf_counter() - started
 
 
-def test_the_dashboard_in_a_browser(page):
+def test_the_dashboard_in_a_browser(page, tmp_path):
+    shots = ROOT / os.environ["KRONOS_SCREENSHOTS"] if os.environ.get("KRONOS_SCREENSHOTS") else tmp_path
     page.goto(page.server.url + "/?seed=42")
     page.wait_for_function(f"() => ({TRACE})('median') !== null")
     settled(page)
     assert page.get_by_text("Live data from binance").count() == 1
-    page.screenshot(path=ROOT / "docs" / "live.png")
+    page.screenshot(path=shots / "live.png")
 
     times = [slider_redraw_seconds(page, "Temperature") for _ in range(3)]
     print(f"\nslider change -> fan chart redrawn: {', '.join(f'{t:.2f}' for t in times)} s "
@@ -86,10 +89,10 @@ def test_the_dashboard_in_a_browser(page):
     page.get_by_text("Custom CSV data 'input.csv'").wait_for()
     page.wait_for_function(f"() => ({TRACE})('median') !== null")
     settled(page)
-    page.screenshot(path=ROOT / "docs" / "custom_data.png")
+    page.screenshot(path=shots / "custom_data.png")
 
     page.get_by_role("link", name="Sample paths").click()
     page.wait_for_function(f"() => ({TRACE})('path 30') !== null")
     settled(page)
     assert "temperature=1.15" in page.url and "seed=42" in page.url  # the settings followed to the other page
-    page.screenshot(path=ROOT / "docs" / "sample_paths.png")
+    page.screenshot(path=shots / "sample_paths.png")
