@@ -14,7 +14,7 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """x * rsqrt(mean(x^2) + eps) * weight, computed in float32."""
+    """x * rsqrt(mean(x^2) + eps) * weight (the published weights are float32)."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -22,8 +22,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class FeedForward(nn.Module):
@@ -40,24 +39,27 @@ class FeedForward(nn.Module):
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding, "rotate half" layout, base 10000; `inv_freq` is a persistent buffer."""
+    """Rotary position embedding, "rotate half" layout, base 10000; `inv_freq` is a persistent buffer.
+
+    Every layer stores the same table; a model builds the rotation once per forward from its first layer's.
+    """
 
     def __init__(self, head_dim: int):
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotate q and k (B, H, T, E) to positions start..start+T-1."""
-        t = torch.arange(start, start + q.shape[-2], device=q.device, dtype=self.inv_freq.dtype)
-        angles = torch.outer(t, self.inv_freq)
-        angles = torch.cat((angles, angles), dim=-1)  # (T, E)
-        cos, sin = angles.cos(), angles.sin()
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    def table(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin (T, E) of positions start..start+length-1, for `rotate`."""
+        t = torch.arange(start, start + length, device=self.inv_freq.device, dtype=self.inv_freq.dtype)
+        angles = torch.outer(t, self.inv_freq)  # (T, E/2)
+        sin = angles.sin()
+        return torch.cat((angles, angles), dim=-1).cos(), torch.cat((-sin, sin), dim=-1)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+def rotate(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin for x (B, H, T, E), with rotate_half(x) = cat(-x2, x1)."""
+    cos, signed_sin = table
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class KVCache:
@@ -147,13 +149,14 @@ class Attention(nn.Module):
         # (B, H, T, E) -> (B, T, D)
         return self.out_proj(x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1))
 
-    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None) -> torch.Tensor:
-        """Causal self-attention of x (B, T, D) at positions start.. .
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                cache: KVCache | None = None) -> torch.Tensor:
+        """Causal self-attention of x (B, T, D) at the positions of the rotation table `rope` (Rotary.table).
 
         Without a cache: plain causal attention over x. With an empty cache and batch 1: x becomes
         the shared prefix. Otherwise x (one row per path) is appended to the cache's suffix.
         """
-        q, k = self.rotary(self.split(self.q_proj(x)), self.split(self.k_proj(x)), start)
+        q, k = rotate(self.split(self.q_proj(x)), rope), rotate(self.split(self.k_proj(x)), rope)
         v = self.split(self.v_proj(x))
         if cache is None or cache.is_empty and x.shape[0] == 1:
             if cache is not None:
@@ -188,9 +191,19 @@ class Block(nn.Module):
         self.norm2 = RMSNorm(dim)
         self.ffn = FeedForward(dim, ff_dim)
 
-    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), start, cache)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), rope, cache)
         return x + self.ffn(self.norm2(x))
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, start: int = 0,
+               caches: list[KVCache] | None = None) -> torch.Tensor:
+    """x (B, T, D) at positions start.. through the blocks, with one cache per block if given."""
+    rope = blocks[0].self_attn.rotary.table(start, x.shape[1])
+    for i, block in enumerate(blocks):
+        x = block(x, rope, caches[i] if caches else None)
+    return x
 
 
 def new_caches(blocks: nn.ModuleList, paths: int, capacity: int, like: torch.Tensor) -> list[KVCache]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from kronos.layers import Attention, Block, KVCache, RMSNorm
+from kronos.layers import Attention, Block, KVCache, RMSNorm, run_blocks
 
 
 def _from_config(cls, config: dict):
@@ -109,9 +109,7 @@ class KronosTokenizer(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised rows (B, T, d_in) -> coarse and fine ids, each (B, T) int64."""
-        z = self.embed(x)
-        for block in self.encoder:
-            z = block(z)
+        z = run_blocks(self.encoder, self.embed(x))
         positive = (self.quant_embed(z) > 0).long()  # (B, T, s1+s2); the L2 normalisation keeps signs
         s1, s2 = self.config.s1_bits, self.config.s2_bits
         weights = 2 ** torch.arange(max(s1, s2), device=x.device)
@@ -123,9 +121,7 @@ class KronosTokenizer(nn.Module):
         c = self.config
         codes = torch.cat((_bits(s1_ids, c.s1_bits), _bits(s2_ids, c.s2_bits)), dim=-1)
         z = self.post_quant_embed(codes / math.sqrt(c.s1_bits + c.s2_bits))  # (B, T, D)
-        for i, block in enumerate(self.decoder):
-            z = block(z, start, caches[i] if caches else None)
-        return self.head(z)
+        return self.head(run_blocks(self.decoder, z, start, caches))
 
 
 class TemporalEmbedding(nn.Module):
@@ -194,9 +190,7 @@ class Kronos(nn.Module):
                caches: list[KVCache] | None = None) -> torch.Tensor:
         """Token pairs (B, T) with stamps (B or 1, T, 5) at positions start.. -> final-norm hidden states (B, T, D)."""
         x = self.embedding(s1, s2) + self.time_emb(stamp)
-        for i, block in enumerate(self.transformer):
-            x = block(x, start, caches[i] if caches else None)
-        return self.norm(x)
+        return self.norm(run_blocks(self.transformer, x, start, caches))
 
     def coarse_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) -> coarse logits (..., 2^s1)."""
