@@ -17,12 +17,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
 import torch
 
 from kronos.engine import Forecaster
 from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
+from kronos.synthetic import random_walk
 
 TOKENIZERS = {
     "base": TokenizerConfig(d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
@@ -58,19 +57,6 @@ def random_forecaster(model: str, seed: int = 0) -> Forecaster:
     torch.manual_seed(seed)
     config, tokenizer, context = MODELS[model]
     return Forecaster(KronosTokenizer(TOKENIZERS[tokenizer]), Kronos(config), max_context=context, name=f"random-{model}")
-
-
-def random_walk(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Synthetic hourly BTC-like candles (geometric random walk)."""
-    rng = np.random.default_rng(seed)
-    close = 60000 * np.exp(np.cumsum(rng.normal(0, 0.006, rows)))
-    open_ = np.concatenate([[close[0]], close[:-1]])
-    spread = np.abs(rng.normal(0, 0.003, rows)) * close
-    volume = rng.lognormal(7, 0.5, rows)
-    return pd.DataFrame({
-        "timestamps": pd.date_range("2025-01-01", periods=rows, freq="h"),
-        "open": open_, "high": np.maximum(open_, close) + spread, "low": np.minimum(open_, close) - spread,
-        "close": close, "volume": volume, "amount": volume * close})
 
 
 def timed(fn, repeat: int) -> float:

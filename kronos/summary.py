@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kronos.bench import random_walk
+from kronos.synthetic import random_walk
 from kronos.forecast import Forecast
 from kronos.market import Candles
 

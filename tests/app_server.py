@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kronos import market  # noqa: E402  (after the path is set)
-from kronos.bench import random_walk  # noqa: E402
+from kronos.synthetic import random_walk  # noqa: E402
 
 HOUR_MS = 3_600_000
 REAL_MAKE_EXCHANGE = market.make_exchange

@@ -24,7 +24,7 @@ from collections import Counter
 import httpx
 import numpy as np
 
-from kronos.bench import random_walk
+from kronos.synthetic import random_walk
 
 
 def free_port() -> int:
