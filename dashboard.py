@@ -5,9 +5,16 @@ folder as a page of its own (the old multipage scheme), and a path equal to a fi
 file without this script, so without the sidebar.
 """
 
-import streamlit as st
+from kronos.process import prepare
+from kronos.settings import Environment
 
-from pages import _controls
+# Sessions forecast at the same time, each in its own thread: one torch thread each keeps them from
+# fighting over the cores (KRONOS_TORCH_THREADS=N gives a lone user more).
+prepare(threads=Environment.read().torch_threads or 1)
+
+import streamlit as st  # noqa: E402
+
+from pages import _controls  # noqa: E402
 
 st.set_page_config(page_title="Kronos forecast", page_icon=":material/candlestick_chart:", layout="wide")
 page = st.navigation([

@@ -5,18 +5,27 @@
     forecast = forecaster.forecast(history, horizon=24, samples=30, seed=1)
     forecast.paths            # (samples, horizon, 6): open, high, low, close, volume, amount
     forecast.upside_probability()
+
+Importing the package loads nothing heavy: the names below are imported when first used, so that a
+process can set itself up (kronos.process) before torch loads.
 """
 
-import os
+from __future__ import annotations
 
-# Idle OpenMP threads sleep instead of spinning: with the spin default, a forecast slows down
-# ten-fold as soon as another process or a concurrent forecast keeps the cores busy. Takes effect
-# only when kronos is imported before torch; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import importlib
 
-from kronos.engine import Forecaster  # noqa: E402
-from kronos.errors import DataUnavailableError, InvalidInputError, KronosError, WeightsUnavailableError  # noqa: E402
-from kronos.forecast import Forecast  # noqa: E402
+_EXPORTS = {
+    "Forecaster": "kronos.engine",
+    "Forecast": "kronos.forecast",
+    "KronosError": "kronos.errors",
+    "InvalidInputError": "kronos.errors",
+    "WeightsUnavailableError": "kronos.errors",
+    "DataUnavailableError": "kronos.errors",
+}
+__all__ = list(_EXPORTS)
 
-__all__ = ["Forecaster", "Forecast", "KronosError", "InvalidInputError", "WeightsUnavailableError",
-           "DataUnavailableError"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kronos' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

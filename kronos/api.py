@@ -1,23 +1,23 @@
 """The HTTP API: the original endpoints (/predict_api, /predict_all, /predict_custom, /predict) on FastAPI.
 
-The model loads once at start-up; forecasts run on kronos.service's bounded pool. Every answer is the
-CLI's JSON (`Forecast.to_dict`) plus `data`: where the candles came from. Every error is a JSON body
-`{"error": ..., "problems": [...]}` with a 4xx or 503 status, never a traceback.
+The model loads once at start-up (`lifespan`) and reaches the routes through a typed dependency; forecasts
+run on kronos.service's bounded pool. Every answer is the CLI's JSON (kronos.flows.answer) and is declared
+as a response model; every error is a JSON body `{"error": ..., "problems": [...]}` whose status comes from
+one table (STATUS) and is declared on each route that can return it; never a traceback.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, AsyncIterator, Literal
 
-import pandas as pd
-from fastapi import Depends, FastAPI, Query, Request
+import ccxt
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,22 +25,44 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kronos.charts import fan_chart
+from kronos.data.candles import Candles, custom_candles
+from kronos.data.reading import read_json_text
+from kronos.data.store import CandleStore
+from kronos.data.validation import MIN_ROWS
 from kronos.engine import Forecaster
-from kronos.errors import DataUnavailableError, InvalidInputError, KronosError, WeightsUnavailableError
+from kronos.errors import (DataUnavailableError, InvalidInputError, KronosError, ServiceBusyError, ServiceTimeoutError,
+                           UnknownMarketError, WeightsUnavailableError)
+from kronos.flows import answer, forecast_candles
 from kronos.forecast import Forecast
-from kronos.market import Candles, UnknownMarketError, custom_candles
-from kronos.service import ForecastService, MarketData, ServiceBusyError, ServiceTimeoutError
-from kronos.settings import RANGES, ForecastSettings, ModelChoice
-from kronos.store import CandleStore
-from kronos.validation import read_json_text
+from kronos.service import ForecastService, MarketData
+from kronos.settings import DEFAULTS, RANGES, SYMBOL_PATTERN, Environment, ForecastSettings, MarketChoice, ModelChoice
+from kronos.summary import fingerprint
+from kronos.timeframes import TIMEFRAMES
 
 MAX_BODY_BYTES = 4 * 2**20
 MAX_CUSTOM_ROWS = 20_000
-DEFAULTS = ForecastSettings()
+LATEST_EPOCH_MS = 4_102_444_800_000  # 2100-01-01 in milliseconds: epoch numbers above it are no candle times
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ForecastSettings))
 STATUS = ((ServiceBusyError, 429), (ServiceTimeoutError, 503), (InvalidInputError, 422), (UnknownMarketError, 404),
           (WeightsUnavailableError, 503), (DataUnavailableError, 503), (KronosError, 400))
 log = logging.getLogger("kronos.api")
+
+
+class ErrorBody(BaseModel):
+    """Every error's body: one sentence, and each problem found (the validator lists them all)."""
+
+    error: str
+    problems: list[str]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route: each status it can return besides 200, with the error body's schema."""
+    meaning = {400: "the body could not be read as JSON", 404: "unknown exchange, symbol or timeframe", 405: "method not allowed (the Allow header lists them)",
+               413: f"request body over {MAX_BODY_BYTES // 2**20} MiB",
+               422: "invalid parameters or candles; `problems` says what to fix",
+               429: "busy: every worker and queue place is taken; retry after Retry-After seconds",
+               503: "model or market data unavailable, or the forecast took too long; retry later"}
+    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 
 
 def _ranged(name: str, description: str) -> Any:
@@ -49,7 +71,7 @@ def _ranged(name: str, description: str) -> Any:
 
 
 class Settings(BaseModel):
-    """Sampling settings shared by every forecast endpoint; ranges from kronos.settings.RANGES."""
+    """Sampling settings shared by every forecast endpoint; defaults and ranges from kronos.settings."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -61,38 +83,142 @@ class Settings(BaseModel):
     lookback: int = _ranged("lookback", "history candles the model sees (fewer when fewer are available)")
     seed: int = _ranged("seed", "random seed: the same seed and data give the same answer")
     hour_idx: int | None = Field(None, ge=1, le=RANGES["horizon"][1],
-                                 description="hour whose upside_probability is reported (1..horizon; default: horizon)")
+                                 description="hour whose upside_probability is reported (default and beyond the "
+                                             "horizon: the horizon's last hour)")
 
     def forecast_settings(self) -> ForecastSettings:
-        """The checked settings; InvalidInputError (e.g. hour_idx beyond the horizon)."""
-        return ForecastSettings(**self.model_dump(include=set(SETTING_NAMES)))
+        """The checked settings, hour_idx capped at the horizon."""
+        values = self.model_dump(include=set(SETTING_NAMES))
+        values["hour_idx"] = None if self.hour_idx is None else min(self.hour_idx, self.horizon)
+        return ForecastSettings(**values)
 
 
 class MarketQuery(Settings):
     """A forecast of a live market's latest candles."""
 
     align_to_hour: bool = Field(True, description="true: only closed candles; false: include the still-open one")
-    exchange: str = Field("binance", max_length=32, description="ccxt exchange id asked first (then the others)")
-    symbol: str = Field("BTC/USDT", max_length=32, description="market symbol, BASE/QUOTE")
-    timeframe: str = Field("1h", max_length=8, description="candle length: 1m, 5m, 1h, 4h, 1d ...")
+    exchange: Literal[tuple(ccxt.exchanges)] = Field(  # type: ignore[valid-type]
+        MarketChoice.exchange, description="ccxt exchange id asked first (then binance, okx, bybit, kraken)")
+    symbol: str = Field(MarketChoice.symbol, pattern=SYMBOL_PATTERN, description="market symbol, BASE/QUOTE")
+    timeframe: Literal[TIMEFRAMES] = Field(MarketChoice.timeframe, description="candle length")  # type: ignore[valid-type]
+
+    def market(self) -> MarketChoice:
+        return MarketChoice(self.exchange, self.symbol, self.timeframe, "aligned" if self.align_to_hour else "realtime")
+
+
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Stamp = datetime | Annotated[float, Field(ge=0, le=LATEST_EPOCH_MS, allow_inf_nan=False)]
 
 
 class CustomBody(Settings):
-    """Your own candles in the original custom format, plus the settings."""
+    """Your own candles in the original custom format, plus the settings.
 
-    timestamps: list[str | float] = Field(max_length=MAX_CUSTOM_ROWS,
-                                          description="ISO 8601 times (UTC unless zoned) or epoch s/ms")
-    open: list[float | str | None] = Field(max_length=MAX_CUSTOM_ROWS)
-    high: list[float | str | None] = Field(max_length=MAX_CUSTOM_ROWS)
-    low: list[float | str | None] = Field(max_length=MAX_CUSTOM_ROWS)
-    close: list[float | str | None] = Field(max_length=MAX_CUSTOM_ROWS)
-    volume: list[float | str | None] | None = Field(None, max_length=MAX_CUSTOM_ROWS)
-    amount: list[float | str | None] | None = Field(None, max_length=MAX_CUSTOM_ROWS)
+    The lists must have equal lengths, one value per candle; timestamps must differ and high must not be
+    below low: rules across lists that the schema cannot state, answered with 422 and what to fix.
+    """
+
+    timestamps: list[Stamp] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS,
+                                    description="ISO 8601 times (UTC unless zoned) or epoch seconds/milliseconds")
+    open: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    high: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    low: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    close: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    volume: list[Price] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    amount: list[Price] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
 
     def candles(self) -> Candles:
         """The body's candles checked by the project's validator; InvalidInputError listing every problem."""
-        columns = self.model_dump(exclude=set(Settings.model_fields), exclude_none=True)
+        columns = self.model_dump(mode="json", exclude=set(Settings.model_fields), exclude_none=True)
         return custom_candles(read_json_text(json.dumps(columns)), "request body", "json")
+
+
+class HourProbability(BaseModel):
+    hour: int
+    timestamp: str
+    probability: float
+
+
+class Row(BaseModel):
+    """One candle's six values (null where not finite)."""
+
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    volume: float | None
+    amount: float | None
+
+
+class HourSummary(BaseModel):
+    hour: int
+    timestamp: str
+    mean: Row
+    min: Row
+    max: Row
+
+
+class UsedSettings(BaseModel):
+    """The settings the forecast ran with (lookback as used: at most the candles available)."""
+
+    horizon: int
+    samples: int
+    temperature: float
+    top_p: float
+    top_k: int
+    lookback: int
+    max_context: int
+
+
+class DataBlock(BaseModel):
+    """Where the candles came from."""
+
+    source: Literal["exchange", "store", "csv", "json"]
+    exchange: str | None
+    symbol: str
+    timeframe: str
+    rows: int
+    as_of: str
+    is_stale: bool
+    amount_is_estimated: bool
+    notes: list[str]
+
+
+class ForecastAnswer(BaseModel):
+    """A forecast's summary: upside probability at hour_idx and for every hour, volatility amplification, and the
+    mean/min/max over paths per hour."""
+
+    model: str
+    seed: int
+    settings: UsedSettings
+    last_timestamp: str
+    last_close: float
+    hour_idx: int
+    upside_probability: float
+    upside_probability_all_hours: list[HourProbability]
+    volatility_amplification_probability: float | None
+    predictions: list[HourSummary]
+    data: DataBlock
+
+
+class ForecastWithPaths(ForecastAnswer):
+    """As ForecastAnswer, plus every path: all_samples[column]["pred-1".."pred-N"] = values per hour."""
+
+    all_samples: dict[str, dict[str, list[float | None]]]
+
+
+class ForecastWithFigure(ForecastAnswer):
+    """As ForecastAnswer, plus the fan chart as a Plotly figure (JSON)."""
+
+    figure: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: str
+    max_context: int
+    workers: int
+    capacity: int
+    pending: int
 
 
 @dataclass
@@ -122,13 +248,72 @@ def loaded_forecaster(request: Request) -> Forecaster:
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 ForecasterDep = Annotated[Forecaster, Depends(loaded_forecaster)]
+router = APIRouter()
+
+
+@router.get("/health", summary="Whether the model is loaded and how busy the pool is", responses=_errors(503))
+def health(runtime: RuntimeDep, forecaster: ForecasterDep) -> Health:
+    return Health(status="ok", model=forecaster.name, max_context=forecaster.max_context,
+                  workers=runtime.service.workers, capacity=runtime.service.capacity,
+                  pending=runtime.service.pending)
+
+
+MARKET_ERRORS = _errors(404, 422, 429, 503)
+
+
+@router.get("/predict_api", summary="Upside probability, volatility amplification and per-hour mean/min/max",
+            responses=MARKET_ERRORS)
+def predict_api(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
+                forecaster: ForecasterDep) -> ForecastAnswer:
+    forecast, candles, hour = _market_forecast(runtime, forecaster, query)
+    return answer(forecast, candles, hour)
+
+
+@router.get("/predict_all", summary="As /predict_api, plus every path (all_samples: pred-1..pred-N)",
+            responses=MARKET_ERRORS)
+def predict_all(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
+                forecaster: ForecasterDep) -> ForecastWithPaths:
+    forecast, candles, hour = _market_forecast(runtime, forecaster, query)
+    return answer(forecast, candles, hour, all_samples=True)
+
+
+@router.get("/predict", summary="As /predict_api, plus the fan chart as a Plotly figure (JSON)",
+            responses=MARKET_ERRORS)
+def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep) -> ForecastWithFigure:
+    forecast, candles, hour = _market_forecast(runtime, forecaster, query)
+    return {**answer(forecast, candles, hour),
+            "figure": json.loads(fan_chart(forecast).to_json())}
+
+
+@router.post("/predict_custom", summary="Forecast your own candles (original custom format); 422 lists problems",
+             responses=_errors(400, 413, 422, 429, 503))
+def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: ForecasterDep) -> ForecastAnswer:
+    settings = body.forecast_settings()
+    candles = body.candles()
+    key = ("custom", fingerprint(candles.frame), dataclasses.replace(settings, hour_idx=None))
+    forecast = runtime.service.run(key, lambda: forecast_candles(forecaster, candles, settings))
+    return answer(forecast, candles, settings.hour_idx)
+
+
+def _market_forecast(runtime: Runtime, forecaster: Forecaster,
+                     query: MarketQuery) -> tuple[Forecast, Candles, int | None]:
+    """Fetch the market's candles and forecast them (identical concurrent requests share the work); also the hour
+    the answer reports."""
+    settings, market = query.forecast_settings(), query.market()
+    key = ("market", market, dataclasses.replace(settings, hour_idx=None))
+
+    def job() -> tuple[Forecast, Candles]:
+        candles = runtime.market.candles(market, settings.lookback)
+        return forecast_candles(forecaster, candles, settings), candles
+
+    return *runtime.service.run(key, job), settings.hour_idx
 
 
 def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | None = None,
                max_context: int | None = None, service: ForecastService | None = None,
                store: CandleStore | None = None, exchange_deadline: float = 10.0) -> FastAPI:
-    """The API app; it loads `choice` (default ModelChoice.from_env()) at start-up unless given a `forecaster`."""
-    runtime = Runtime(choice or ModelChoice.from_env(), max_context, service or ForecastService(),
+    """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`."""
+    runtime = Runtime(choice or Environment.read().model, max_context, service or ForecastService(),
                       MarketData(store or CandleStore(), exchange_deadline), forecaster)
 
     @asynccontextmanager
@@ -145,7 +330,7 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     for error in (KronosError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(error, error_response)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    _add_routes(app)
+    app.include_router(router)
     return app
 
 
@@ -159,69 +344,15 @@ def _load(runtime: Runtime) -> None:
         log.error("model not loaded: %s", error)
 
 
-def _add_routes(app: FastAPI) -> None:
-    @app.get("/health", summary="Whether the model is loaded and how busy the pool is")
-    def health(runtime: RuntimeDep, forecaster: ForecasterDep) -> dict:
-        return {"status": "ok", "model": forecaster.name, "max_context": forecaster.max_context,
-                "workers": runtime.service.workers, "capacity": runtime.service.capacity,
-                "pending": runtime.service.pending}
-
-    @app.get("/predict_api", summary="Upside probability, volatility amplification and per-hour mean/min/max")
-    def predict_api(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep) -> dict:
-        return _answer(*_market_forecast(runtime, forecaster, query), query.hour_idx)
-
-    @app.get("/predict_all", summary="As /predict_api, plus every path (all_samples: pred-1..pred-N)")
-    def predict_all(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep) -> dict:
-        return _answer(*_market_forecast(runtime, forecaster, query), query.hour_idx, all_samples=True)
-
-    @app.get("/predict", summary="As /predict_api, plus the fan chart as a Plotly figure (JSON)")
-    def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep) -> dict:
-        forecast, candles = _market_forecast(runtime, forecaster, query)
-        return {**_answer(forecast, candles, query.hour_idx), "figure": json.loads(fan_chart(forecast).to_json())}
-
-    @app.post("/predict_custom", summary="Forecast your own candles (original custom format); 422 lists problems")
-    def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: ForecasterDep) -> dict:
-        settings = body.forecast_settings()
-        candles = body.candles()
-        frame = candles.frame
-        digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
-        key = ("custom", digest, dataclasses.replace(settings, hour_idx=None))
-        forecast = runtime.service.run(key, lambda: _forecast(forecaster, candles, settings))
-        return _answer(forecast, candles, body.hour_idx)
-
-
-def _market_forecast(runtime: Runtime, forecaster: Forecaster, query: MarketQuery) -> tuple[Forecast, Candles]:
-    """Fetch the market's candles and forecast them; identical concurrent requests share the work."""
-    settings = query.forecast_settings()
-    mode = "aligned" if query.align_to_hour else "realtime"
-    key = ("market", query.exchange, query.symbol, query.timeframe, mode, dataclasses.replace(settings, hour_idx=None))
-
-    def job() -> tuple[Forecast, Candles]:
-        candles = runtime.market.candles(query.exchange, query.symbol, query.timeframe, settings.lookback, mode)
-        return _forecast(forecaster, candles, settings), candles
-
-    return runtime.service.run(key, job)
-
-
-def _forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSettings) -> Forecast:
-    """Forecast the candles with the settings, the lookback cut to the rows available."""
-    arguments = settings.engine_arguments()
-    arguments["lookback"] = min(settings.lookback, len(candles.frame))
-    return forecaster.forecast(candles.frame, **arguments)
-
-
-def _answer(forecast: Forecast, candles: Candles, hour_idx: int | None, all_samples: bool = False) -> dict:
-    """The CLI's JSON: the forecast's summary plus `data`, which candles were used."""
-    return {**forecast.to_dict(hour_idx=hour_idx, all_samples=all_samples), "data": candles.describe()}
-
-
 def error_response(request: Request, error: Exception) -> JSONResponse:
-    """Any error as JSON `{"error", "problems"}` with its status (and Retry-After when there is one)."""
+    """Any error as JSON `{"error", "problems"}` with its status and headers (Retry-After, Allow)."""
+    headers = {}
     if isinstance(error, RequestValidationError):
         problems = [_describe(item) for item in error.errors()]
         status, message = 422, "; ".join(problems)
     elif isinstance(error, HTTPException):
         status, message, problems = error.status_code, str(error.detail), [str(error.detail)]
+        headers = dict(error.headers or {})
     elif isinstance(error, KronosError):
         status = next(code for kind, code in STATUS if isinstance(error, kind))
         message = str(error)
@@ -231,8 +362,9 @@ def error_response(request: Request, error: Exception) -> JSONResponse:
         status, message = 500, f"internal error ({type(error).__name__}); the server log has the details"
         problems = [message]
     retry = getattr(error, "retry_after", None)
-    return JSONResponse({"error": message, "problems": problems}, status_code=status,
-                        headers={"Retry-After": str(retry)} if retry else None)
+    if retry:
+        headers["Retry-After"] = str(retry)
+    return JSONResponse({"error": message, "problems": problems}, status_code=status, headers=headers or None)
 
 
 def _describe(item: dict) -> str:
@@ -268,32 +400,3 @@ class BodyLimit:
             return body.pop() if body else await receive()
 
         await self.app(scope, replay, send)
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the `serve` sub-command's options: address, model, pool size, deadlines."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--model", help="preset (mini, small, base), hub id or checkpoint directory (env KRONOS_MODEL)")
-    parser.add_argument("--tokenizer", help="tokenizer hub id or directory (env KRONOS_TOKENIZER)")
-    parser.add_argument("--max-context", type=int, help="context length (default: the model's)")
-    parser.add_argument("--workers", type=int, default=1, help="forecasts computed at once (default 1)")
-    parser.add_argument("--queue-size", type=int, default=16, help="forecasts waiting before 429 (default 16)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a request waits for its forecast")
-    parser.add_argument("--exchange-timeout", type=float, default=10.0,
-                        help="seconds to wait for the exchanges before answering from the local store (default 10)")
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    """Run `serve`: load the model, then answer HTTP on --host:--port until interrupted."""
-    import uvicorn
-
-    env = ModelChoice.from_env()
-    choice = ModelChoice(args.model or env.model, args.tokenizer or env.tokenizer)
-    try:
-        service = ForecastService(args.workers, args.queue_size, args.timeout)
-    except ValueError as error:
-        raise InvalidInputError(str(error)) from None
-    app = create_app(choice, max_context=args.max_context, service=service, exchange_deadline=args.exchange_timeout)
-    uvicorn.run(app, host=args.host, port=args.port)
-    return 0

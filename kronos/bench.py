@@ -19,22 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
+from kronos.checkpoints import PRESETS
 from kronos.engine import Forecaster
-from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
+from kronos.model import Kronos, KronosTokenizer
+from kronos.reference import recompute_forecast
 from kronos.synthetic import random_walk
-
-TOKENIZERS = {
-    "base": TokenizerConfig(d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
-                            s1_bits=10, s2_bits=10, group_size=4),
-    "2k": TokenizerConfig(d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
-                          s1_bits=10, s2_bits=10, group_size=5),
-}
-MODELS = {  # name: (predictor config, tokenizer, context)
-    "mini": (PredictorConfig(s1_bits=10, s2_bits=10, n_layers=4, d_model=256, n_heads=4, ff_dim=512), "2k", 2048),
-    "small": (PredictorConfig(s1_bits=10, s2_bits=10, n_layers=8, d_model=512, n_heads=8, ff_dim=1024), "base", 512),
-    "base": (PredictorConfig(s1_bits=10, s2_bits=10, n_layers=12, d_model=832, n_heads=16, ff_dim=2048), "base", 512),
-}
-
 
 @dataclass(frozen=True)
 class Case:
@@ -55,8 +44,9 @@ CASES = {
 def random_forecaster(model: str, seed: int = 0) -> Forecaster:
     """A Forecaster with random weights of a published model's shapes."""
     torch.manual_seed(seed)
-    config, tokenizer, context = MODELS[model]
-    return Forecaster(KronosTokenizer(TOKENIZERS[tokenizer]), Kronos(config), max_context=context, name=f"random-{model}")
+    preset = PRESETS[model]
+    return Forecaster(KronosTokenizer(preset.tokenizer_config), Kronos(preset.predictor_config),
+                      max_context=preset.max_context, name=f"random-{model}")
 
 
 def timed(fn, repeat: int) -> float:
@@ -83,7 +73,8 @@ def run_case(name: str, recompute_steps: int, repeat: int) -> dict:
     forecaster.forecast(history, seed=next(seeds), **settings)
     warm = timed(lambda: forecaster.forecast(history, seed=next(seeds), **settings), repeat)
     steps = min(recompute_steps, case.horizon)
-    recompute = timed(lambda: forecaster.forecast(history, **settings | {"horizon": steps}, seed=1, cache=False), 1)
+    recompute = timed(lambda: recompute_forecast(forecaster, history, **settings | {"horizon": steps, "top_k": 0},
+                                                 seed=1), 1)
     recompute *= case.horizon / steps
     return {"case": name, "model": case.model, "rows": case.rows, "horizon": case.horizon, "paths": case.samples,
             "cold_s": cold, "warm_s": warm, "recompute_s": recompute, "extrapolated": steps < case.horizon,

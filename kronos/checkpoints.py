@@ -22,19 +22,43 @@ FILES = ("config.json", "model.safetensors")
 DEFAULT_CONTEXT = 512
 
 
+def _tokenizer_config(group_size: int) -> TokenizerConfig:
+    return TokenizerConfig(d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
+                           s1_bits=10, s2_bits=10, group_size=group_size)
+
+
+def _predictor_config(n_layers: int, d_model: int, n_heads: int, ff_dim: int,
+                      dropouts: tuple[float, float, float, float]) -> PredictorConfig:
+    attn, ffn, resid, token = dropouts
+    return PredictorConfig(s1_bits=10, s2_bits=10, n_layers=n_layers, d_model=d_model, n_heads=n_heads, ff_dim=ff_dim,
+                           attn_dropout_p=attn, ffn_dropout_p=ffn, resid_dropout_p=resid, token_dropout_p=token)
+
+
 @dataclass(frozen=True)
 class Preset:
-    """A published model with the tokenizer and context length it was trained with."""
+    """A published model: hub ids of its weights and tokenizer, its context, and their configs (for random or
+    from-scratch weights of the same shapes)."""
 
     model: str
     tokenizer: str
     max_context: int
+    parameters: str  # for people: "4M"
+    predictor_config: PredictorConfig
+    tokenizer_config: TokenizerConfig
+
+    @property
+    def label(self) -> str:
+        """How a picker names it: "Kronos-mini (4M, context 2048)"."""
+        return f"{self.model.split('/')[-1]} ({self.parameters}, context {self.max_context})"
 
 
 PRESETS = {
-    "mini": Preset("NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-2k", 2048),
-    "small": Preset("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base", 512),
-    "base": Preset("NeoQuasar/Kronos-base", "NeoQuasar/Kronos-Tokenizer-base", 512),
+    "mini": Preset("NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-2k", 2048, "4M",
+                   _predictor_config(4, 256, 4, 512, (0, 0.2, 0.2, 0)), _tokenizer_config(group_size=5)),
+    "small": Preset("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base", 512, "25M",
+                    _predictor_config(8, 512, 8, 1024, (0.1, 0.25, 0.25, 0.1)), _tokenizer_config(group_size=4)),
+    "base": Preset("NeoQuasar/Kronos-base", "NeoQuasar/Kronos-Tokenizer-base", 512, "102M",
+                   _predictor_config(12, 832, 16, 2048, (0, 0.2, 0.2, 0)), _tokenizer_config(group_size=4)),
 }
 
 # Default hub revisions, overridable with `revision=` (None = the repo's main branch).

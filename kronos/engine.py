@@ -1,36 +1,42 @@
-"""The sampling engine: one loaded tokenizer + predictor that turns a candle history into Monte Carlo paths.
+"""The sampling engine: one loaded tokenizer + predictor that turns candle histories into Monte Carlo paths.
 
-The history is normalised, encoded and pre-filled once at batch 1 and shared by every path; each path
-then adds one position per step to a key/value cache. Once the predictor's window slides (history +
-generated tokens longer than the context), positions shift and every step recomputes the window:
-still exactly, because both models are causal, the history part at batch 1 and only the generated
-part per path. `cache=False` runs the reference's method instead (whole window, every path, every step).
+Each history is normalised, encoded and pre-filled once at batch 1 (kept for the next forecast of the
+same history); its keys and values are shared by all of its paths, and each path then adds one position
+per step to a key/value cache. Several histories of the same length can run in one generation loop
+(`forecast_many`): their prefixes are stacked and every step runs all their paths as one batch, with
+each history's own random stream, so each forecast equals what `forecast` gives alone. Once the
+predictor's window slides (history + generated tokens longer than the context), positions shift and
+every step recomputes the window: still exactly, because both models are causal, the history part at
+batch 1 and only the generated part per path.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import threading
 from collections import OrderedDict
-from typing import Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from kronos import checkpoints
+from kronos.data.validation import FEATURE_COLUMNS, check_history
 from kronos.errors import InvalidInputError
 from kronos.forecast import Forecast
-from kronos.layers import KVCache, new_caches
-from kronos.model import Kronos, KronosTokenizer
+from kronos.layers import KVCache, stack_prefixes
+from kronos.model import Kronos, KronosTokenizer, PredictorCache
 from kronos.sampling import sample_ids
-from kronos.validation import FEATURE_COLUMNS, check_history
+from kronos.settings import DEFAULTS, MAX_ENGINE_SAMPLES, SEED_RANGE, draw_seed
+from kronos.timeframes import median_step
 
 CLIP = 5.0
-MAX_SAMPLES = 1000
-PATH_CHUNK = 128  # paths generated together; more are done in turns to bound memory
+PATH_CHUNK = 128  # paths of one history generated together; more are done in turns to bound memory
+HISTORIES_PER_BATCH = 8  # histories generated together by forecast_many; beyond, each prefix spills the cache
 HISTORIES_KEPT = 4  # recent histories whose ids and caches are kept for the next forecast
+Progress = Callable[[int, int], None]
 
 
 def time_features(stamps: pd.DatetimeIndex) -> np.ndarray:
@@ -45,6 +51,34 @@ def normalise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.clip((x - mean) / (std + 1e-5), -CLIP, CLIP), mean, std
 
 
+def draw_uniforms(generator: torch.Generator, samples: int, horizon: int) -> torch.Tensor:
+    """The uniform draws of one forecast, (horizon, 2, samples): coarse then fine per step.
+
+    Drawn in the order a forecast alone consumes them (chunk by chunk of PATH_CHUNK paths, step by
+    step), so that a path's draws are the same however the paths are later batched.
+    """
+    chunks = [torch.rand(horizon, 2, min(PATH_CHUNK, samples - start), generator=generator,
+                         device=generator.device) for start in range(0, samples, PATH_CHUNK)]
+    return torch.cat(chunks, dim=2)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A history made ready for the model: its last `lookback` rows, normalised, with time features."""
+
+    frame: pd.DataFrame  # the lookback rows
+    x: np.ndarray  # (L, 6) normalised float32
+    mean: np.ndarray  # (6,)
+    std: np.ndarray  # (6,)
+    features: np.ndarray  # (L, 5)
+    future: pd.DatetimeIndex  # the horizon's candle times
+    future_features: np.ndarray  # (horizon, 5)
+
+    def denormalise(self, rows: np.ndarray) -> np.ndarray:
+        """Normalised rows (..., 6) back to prices and volumes (float64)."""
+        return rows.astype(np.float64) * (self.std.astype(np.float64) + 1e-5) + self.mean
+
+
 class Forecaster:
     """A Kronos tokenizer + predictor ready to forecast; safe to share between threads."""
 
@@ -56,9 +90,8 @@ class Forecaster:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model: str = "NeoQuasar/Kronos-mini", tokenizer: str | None = None, *,
-                        revision: str | None = None, max_context: int | None = None,
-                        device: str = "cpu") -> "Forecaster":
+    def from_pretrained(cls, model: str = "mini", tokenizer: str | None = None, *, revision: str | None = None,
+                        max_context: int | None = None, device: str = "cpu") -> "Forecaster":
         """Load a preset (`mini`, `small`, `base`), hub id or checkpoint directory; see kronos.checkpoints."""
         dev = checkpoints.check_device(device)
         chosen = checkpoints.select(model, tokenizer, max_context)
@@ -66,83 +99,189 @@ class Forecaster:
                    checkpoints.load_predictor(chosen.model, revision, device=str(dev)),
                    max_context=chosen.max_context, device=str(dev), name=chosen.model)
 
-    def forecast(self, history: pd.DataFrame, *, horizon: int = 24, samples: int = 30, temperature: float = 1.0,
-                 top_p: float = 0.9, top_k: int = 0, lookback: int | None = None, seed: int | None = None,
-                 progress: Callable[[int, int], None] | None = None, cache: bool = True) -> Forecast:
+    def forecast(self, history: pd.DataFrame, *, horizon: int = DEFAULTS.horizon, samples: int = DEFAULTS.samples,
+                 temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
+                 top_k: int = DEFAULTS.top_k, lookback: int | None = None, seed: int | None = None,
+                 progress: Progress | None = None) -> Forecast:
         """Sample `samples` paths of `horizon` future candles after the last `lookback` rows of `history`.
 
-        `history` has `timestamps` and open/high/low/close (volume, amount optional). The same seed gives
-        the same paths. `progress(step, total)` is called after every generated step.
+        `history` has `timestamps` and open/high/low/close (volume, amount optional); `lookback` defaults
+        to every row up to the context. The same seed gives the same paths; without one a seed is drawn
+        and recorded. `progress(step, total)` is called after every generated step.
         """
-        frame = check_history(history)
-        lookback = self._check_arguments(len(frame), horizon, samples, temperature, top_p, top_k, lookback)
-        frame = frame.iloc[-lookback:].reset_index(drop=True)
-        seed = secrets.randbits(63) if seed is None else int(seed)
-        stamps = pd.DatetimeIndex(frame["timestamps"])
-        step = stamps.to_series().diff().median()
-        future = pd.DatetimeIndex([stamps[-1] + step * (i + 1) for i in range(horizon)])
-        x, mean, std = normalise(frame[list(FEATURE_COLUMNS)].to_numpy())
+        return self.forecast_many([history], horizon=horizon, samples=samples, temperature=temperature, top_p=top_p,
+                                  top_k=top_k, lookback=lookback, seeds=[seed], progress=progress)[0]
 
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        chunks = [min(PATH_CHUNK, samples - start) for start in range(0, samples, PATH_CHUNK)]
-        steps = iter(range(1, horizon * len(chunks) + 1))
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = DEFAULTS.horizon,
+                      samples: int = DEFAULTS.samples, temperature: float = DEFAULTS.temperature,
+                      top_p: float = DEFAULTS.top_p, top_k: int = DEFAULTS.top_k, lookback: int | None = None,
+                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
+        """`forecast` of several histories with the same settings and one seed each, batched where they allow.
+
+        Histories whose lookbacks have the same length run HISTORIES_PER_BATCH at a time in one
+        generation loop; every forecast equals the one `forecast` gives for its history and seed.
+        """
+        seeds = list(seeds) if seeds is not None else [None] * len(histories)
+        if len(seeds) != len(histories):
+            raise InvalidInputError(f"give one seed per history: {len(histories)} histories, {len(seeds)} seeds")
+        prepared = [self.prepare(h, horizon, lookback) for h in histories]  # raises for bad input first
+        self.check_arguments(horizon, samples, temperature, top_p, top_k, seeds)
+        seeds = [draw_seed() if s is None else int(s) for s in seeds]
+        sampling = (temperature, top_k, top_p)
+        batches = _batches(prepared, samples)
+        total = horizon * sum(len(chunks) for _, chunks in batches)
+        ticks = iter(range(1, total + 1))
 
         def tick() -> None:
-            done = next(steps)
+            done = next(ticks)
             if progress is not None:
-                progress(done, horizon * len(chunks))
+                progress(done, total)
 
+        results: list[Forecast | None] = [None] * len(histories)
         with torch.inference_mode():
-            shared = self._shared(x, time_features(stamps))
-            future_features = torch.from_numpy(time_features(future)).to(self.device)
-            run = _Run(self, shared, future_features, (temperature, top_k, top_p), generator, tick)
-            rows, tokens = zip(*(run.paths(n, cache) for n in chunks))
-        paths = torch.cat(rows).double().cpu().numpy() * (std.astype(np.float64) + 1e-5) + mean
-        settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p, top_k=top_k,
-                        lookback=lookback, max_context=self.max_context)
-        return Forecast(paths, future, frame, seed, self.name, settings, torch.cat(tokens).cpu().numpy())
+            for members, chunks in batches:
+                shared = [self._history(prepared[m]) for m in members]
+                uniforms = torch.cat([draw_uniforms(self._generator(seeds[m]), samples, horizon) for m in members], 2)
+                rows, tokens = [], []
+                for paths, first in chunks:  # (paths per history, first path) of each turn
+                    u = uniforms.view(horizon, 2, len(members), samples)[..., first:first + paths].flatten(2)
+                    r, t = self._generate(shared, paths, u, sampling, tick)
+                    rows.append(r.view(len(members), paths, horizon, -1))
+                    tokens.append(t.view(len(members), paths, horizon, 2))
+                rows, tokens = torch.cat(rows, 1).cpu().numpy(), torch.cat(tokens, 1).cpu().numpy()
+                for j, m in enumerate(members):
+                    settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p,
+                                    top_k=top_k, lookback=len(prepared[m].frame), max_context=self.max_context)
+                    results[m] = Forecast(prepared[m].denormalise(rows[j]), prepared[m].future, prepared[m].frame,
+                                          seeds[m], self.name, settings, tokens[j])
+        return results
 
-    def _shared(self, x: np.ndarray, features: np.ndarray) -> "_History":
-        """The lookback's ids and pre-filled caches: reused while the same normalised history comes back."""
-        key = hashlib.sha1(x.tobytes() + features.tobytes()).hexdigest()
-        with self._lock:
-            shared = self._histories.pop(key, None)
-        if shared is None:
-            s1, s2 = self.tokenizer.encode(torch.from_numpy(x)[None].to(self.device))
-            shared = _History(s1[0], s2[0], torch.from_numpy(features).to(self.device))
-        with self._lock:
-            self._histories[key] = shared
-            while len(self._histories) > HISTORIES_KEPT:
-                self._histories.popitem(last=False)
-        return shared
+    def prepare(self, history: pd.DataFrame, horizon: int, lookback: int | None = None) -> Prepared:
+        """Check a history, keep its last `lookback` rows (default: up to the context), normalise them, and
+        stamp the horizon's candles one median step apart."""
+        frame = check_history(history)
+        if lookback is not None and not 1 <= lookback <= len(frame):
+            raise InvalidInputError(f"lookback must be between 1 and the number of history rows ({len(frame)}), "
+                                    f"got {lookback}")
+        frame = frame.iloc[-(lookback or min(len(frame), self.max_context)):].reset_index(drop=True)
+        stamps = pd.DatetimeIndex(frame["timestamps"])
+        step = median_step(stamps)
+        future = pd.DatetimeIndex([stamps[-1] + step * (i + 1) for i in range(max(horizon, 0))])
+        x, mean, std = normalise(frame[list(FEATURE_COLUMNS)].to_numpy())
+        return Prepared(frame, x, mean, std, time_features(stamps), future, time_features(future))
 
-    def _check_arguments(self, rows: int, horizon: int, samples: int, temperature: float, top_p: float,
-                         top_k: int, lookback: int | None) -> int:
-        """Raise InvalidInputError naming each bad argument; return the lookback to use."""
+    def check_arguments(self, horizon: int, samples: int, temperature: float, top_p: float, top_k: int,
+                        seeds: Sequence[int | None] = ()) -> None:
+        """Raise InvalidInputError naming each bad sampling argument and its allowed range."""
         problems = []
         if not 1 <= horizon < self.max_context:
             problems.append(f"horizon must be between 1 and {self.max_context - 1} (the context less one), got {horizon}")
-        if not 1 <= samples <= MAX_SAMPLES:
-            problems.append(f"samples must be between 1 and {MAX_SAMPLES}, got {samples}")
+        if not 1 <= samples <= MAX_ENGINE_SAMPLES:
+            problems.append(f"samples must be between 1 and {MAX_ENGINE_SAMPLES}, got {samples}")
         if not temperature > 0:
             problems.append(f"temperature must be greater than 0, got {temperature}")
         if not 0 < top_p <= 1:
             problems.append(f"top_p must be in (0, 1], got {top_p}")
         if top_k < 0:
             problems.append(f"top_k must be 0 (off) or a positive count, got {top_k}")
-        if lookback is not None and not 1 <= lookback <= rows:
-            problems.append(f"lookback must be between 1 and the number of history rows ({rows}), got {lookback}")
+        low, high = SEED_RANGE
+        problems += [f"seed must be between {low} and {high}, got {s}" for s in seeds if s is not None
+                     and not low <= s <= high]
         if problems:
             raise InvalidInputError(problems)
-        return lookback or min(rows, self.max_context)
 
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
 
-class _Prefix(NamedTuple):
-    """A window's history part run once at batch 1: per-layer caches, dependency-layer context, last hidden state."""
+    def _history(self, prepared: Prepared) -> "_History":
+        """The lookback's ids (and pre-filled caches once made): reused while the same history comes back."""
+        key = hashlib.sha1(prepared.x.tobytes() + prepared.features.tobytes()).hexdigest()
+        with self._lock:
+            shared = self._histories.pop(key, None)
+        if shared is None:
+            s1, s2 = self.tokenizer.encode(torch.from_numpy(prepared.x)[None].to(self.device))
+            shared = _History(s1[0], s2[0], torch.from_numpy(prepared.features).to(self.device))
+        shared = shared.with_future(torch.from_numpy(prepared.future_features).to(self.device))
+        with self._lock:
+            self._histories[key] = shared
+            while len(self._histories) > HISTORIES_KEPT:
+                self._histories.popitem(last=False)
+        return shared
 
-    layers: list[KVCache]
-    context: KVCache | None
-    h_last: torch.Tensor | None
+    def _generate(self, histories: list["_History"], paths: int, uniforms: torch.Tensor,
+                  sampling: tuple[float, int, float], tick: Callable[[], None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate `paths` paths for each of G histories of equal length, with the draws `uniforms` (H, 2, G*paths).
+
+        Returns normalised rows (G*paths, H, 6) and the (coarse, fine) ids (G*paths, H, 2), history by history.
+        """
+        n, length, horizon = len(histories) * paths, len(histories[0].s1), uniforms.shape[0]
+        features = torch.stack([h.features for h in histories])  # (G, L + horizon, 5)
+        gen1 = histories[0].s1.new_zeros(n, horizon)
+        gen2 = histories[0].s2.new_zeros(n, horizon)
+        cache = h_last = None
+        for i in range(horizon):
+            start = max(0, length + i - self.max_context)  # first token of the predictor's window
+            if cache is None or start > 0:  # first step, or the window slid: recompute it
+                prefix, h_last = self._predictor_prefix(histories, start, keep=i == 0)
+                cache = prefix.fork(n, horizon)
+                if i:
+                    h_last = self.model.step(gen1[:, :i], gen2[:, :i], features[:, length:length + i],
+                                             length - start, cache)
+            else:
+                h_last = self.model.step(gen1[:, i - 1:i], gen2[:, i - 1:i], features[:, length + i - 1:length + i],
+                                         length + i - 1 - start, cache)
+            coarse = _per_path(self.model.coarse_logits(h_last), n)  # once per history before the first step
+            gen1[:, i] = sample_ids(coarse, *sampling, uniforms[i, 0])
+            fine = self.model.fine_logits(_per_path(h_last, n), gen1[:, i], cache)
+            gen2[:, i] = sample_ids(fine, *sampling, uniforms[i, 1])
+            tick()
+        return self._decode(histories, gen1, gen2), torch.stack((gen1, gen2), dim=-1)
+
+    def _predictor_prefix(self, histories: list["_History"], start: int,
+                          keep: bool) -> tuple[PredictorCache, torch.Tensor]:
+        """Each history's window from `start` on, pre-filled at batch 1 and stacked: the caches and last hidden (G, D).
+
+        With `keep`, each is kept on its history for later forecasts (only windows that do not depend on
+        the step, so the kept ones stay few).
+        """
+        parts = []
+        for history in histories:
+            found = history.predictor.get(start)
+            if found is None:
+                ids = (history.s1[None, start:], history.s2[None, start:])
+                cache = self.model.new_cache(0, 0, history.features.float())
+                found = cache, self.model.prefill(*ids, history.features[None, start:len(history.s1)], cache)
+                if keep:
+                    history.predictor[start] = found
+            parts.append(found)
+        if len(parts) == 1:
+            return parts[0]
+        caches, h_last = zip(*parts)
+        layers = [stack_prefixes(list(c)) for c in zip(*(cache.layers for cache in caches))]
+        return PredictorCache(layers, stack_prefixes([c.context for c in caches])), torch.cat(h_last)
+
+    def _decoder_prefix(self, histories: list["_History"], start: int) -> list[KVCache]:
+        """Each history's ids from `start` on, run through the tokenizer decoder at batch 1 and stacked.
+
+        Kept on the history when `start` is 0 (the usual case: history + horizon within the context).
+        """
+        parts = []
+        for history in histories:
+            found = history.decoder.get(start)
+            if found is None:
+                found = self.tokenizer.new_decoder_cache(0, 0, history.features.float())
+                self.tokenizer.decode_prefill(history.s1[None, start:], history.s2[None, start:], found)
+                if start == 0:
+                    history.decoder[start] = found
+            parts.append(found)
+        return parts[0] if len(parts) == 1 else [stack_prefixes(list(c)) for c in zip(*parts)]
+
+    def _decode(self, histories: list["_History"], gen1: torch.Tensor, gen2: torch.Tensor) -> torch.Tensor:
+        """Decode the last `context` tokens of history + generated; keep the generated rows: (n, horizon, 6)."""
+        length, (n, horizon) = len(histories[0].s1), gen1.shape
+        start = max(0, length + horizon - self.max_context)
+        caches = [c.fork(n, horizon) for c in self._decoder_prefix(histories, start)]
+        return self.tokenizer.decode_step(gen1, gen2, length - start, caches)
 
 
 class _History:
@@ -152,97 +291,34 @@ class _History:
     """
 
     def __init__(self, s1: torch.Tensor, s2: torch.Tensor, features: torch.Tensor):
-        self.s1, self.s2, self.features = s1, s2, features  # (L,), (L,), (L, 5)
-        self.prefixes: dict[tuple[str, int], _Prefix] = {}
+        self.s1, self.s2, self.features = s1, s2, features  # (L,), (L,), (L [+ horizon], 5)
+        self.predictor: dict[int, tuple[PredictorCache, torch.Tensor]] = {}  # window start -> caches, last hidden
+        self.decoder: dict[int, list[KVCache]] = {}
+
+    def with_future(self, future: torch.Tensor) -> "_History":
+        """This history, sharing ids and kept caches, with the horizon's time features (H, 5) appended."""
+        extended = _History(self.s1, self.s2, torch.cat((self.features[:len(self.s1)], future)))
+        extended.predictor, extended.decoder = self.predictor, self.decoder
+        return extended
 
 
-class _Run:
-    """One forecast: the shared history, the future's time features and the sampling settings."""
+def _per_path(h: torch.Tensor, n: int) -> torch.Tensor:
+    """One row per history (G, D) -> one per path (n, D), each history's rows repeated for its paths."""
+    if h.shape[0] == n:
+        return h
+    return h.expand(n, -1) if h.shape[0] == 1 else h.repeat_interleave(n // h.shape[0], dim=0)
 
-    def __init__(self, engine: Forecaster, history: _History, future: torch.Tensor,
-                 sampling: tuple[float, int, float], generator: torch.Generator, on_step: Callable[[], None]):
-        self.model, self.tokenizer, self.context = engine.model, engine.tokenizer, engine.max_context
-        self.history, self.s1, self.s2 = history, history.s1, history.s2
-        self.features = torch.cat((history.features, future))  # (L + horizon, 5)
-        self.horizon, self.sampling, self.generator, self.on_step = len(future), sampling, generator, on_step
 
-    def paths(self, n: int, cache: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generate n paths: normalised rows (n, horizon, 6) and the (coarse, fine) ids (n, horizon, 2)."""
-        history = len(self.s1)
-        gen1 = self.s1.new_zeros(n, self.horizon)
-        gen2 = self.s2.new_zeros(n, self.horizon)
-        caches = None
-        for i in range(self.horizon):
-            start = max(0, history + i - self.context)  # first token of the predictor's window
-            if not cache:
-                h_last, ctx = self._recompute(gen1[:, :i], gen2[:, :i], start)
-            elif caches is None or start > 0:
-                prefix = self._prefix("predictor", start, keep=i == 0)
-                caches = [c.fork(n, self.horizon) for c in prefix.layers]
-                h_last, ctx = prefix.h_last, prefix.context.fork(n, self.horizon)
-                if i:
-                    h_last = self._extend(gen1[:, :i], gen2[:, :i], 0, start, caches, ctx)
-            else:
-                h_last = self._extend(gen1[:, i - 1:i], gen2[:, i - 1:i], i - 1, start, caches, ctx)
-            logits = self.model.coarse_logits(h_last).expand(n, -1)
-            gen1[:, i] = sample_ids(logits, *self.sampling, self.generator)
-            gen2[:, i] = sample_ids(self.model.fine_logits(h_last, gen1[:, i], ctx), *self.sampling, self.generator)
-            self.on_step()
-        return self._decode(gen1, gen2, cache), torch.stack((gen1, gen2), dim=-1)
+def _batches(prepared: list[Prepared], samples: int) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Group histories into generation loops: (members, [(paths per history, first path), ...] turns).
 
-    def _prefix(self, kind: str, start: int, keep: bool) -> _Prefix:
-        """The history from `start` on, run at batch 1 through the predictor or the tokenizer decoder.
-
-        With `keep` it is kept on the shared history for later forecasts (only for windows that do not
-        depend on the horizon or the step, so the kept ones stay few).
-        """
-        found = self.history.prefixes.get((kind, start))
-        if found is not None:
-            return found
-        s1, s2, features = self.s1[None, start:], self.s2[None, start:], self.history.features[None, start:]
-        if kind == "decoder":
-            layers = new_caches(self.tokenizer.decoder, 0, 0, features.float())
-            self.tokenizer.decode(s1, s2, 0, layers)
-            prefix = _Prefix(layers, None, None)
-        else:
-            layers = new_caches(self.model.transformer, 0, 0, features.float())
-            context = self.model.new_context(0, 0, features.float())
-            h = self.model.hidden(s1, s2, features, 0, layers)  # (1, P, D)
-            self.model.dep_layer.cross_attn.remember(h, context)
-            prefix = _Prefix(layers, context, h[:, -1])
-        if keep:
-            self.history.prefixes[(kind, start)] = prefix
-        return prefix
-
-    def _extend(self, g1: torch.Tensor, g2: torch.Tensor, first: int, start: int, caches: list[KVCache],
-                ctx: KVCache) -> torch.Tensor:
-        """Run generated ids (n, k), the first being generated step `first`, through the cached predictor.
-
-        Adds their hidden states to the dependency layer's context and returns the last one (n, D).
-        """
-        at = len(self.s1) + first  # index in history + generated
-        features = self.features[None, at:at + g1.shape[1]]  # (1, k, 5): the same for every path
-        h = self.model.hidden(g1, g2, features, at - start, caches)  # (n, k, D)
-        self.model.dep_layer.cross_attn.remember(h, ctx)
-        return h[:, -1]
-
-    def _recompute(self, gen1: torch.Tensor, gen2: torch.Tensor, start: int) -> tuple[torch.Tensor, KVCache]:
-        """The reference's step: the whole window for every path, no cache."""
-        n, end = len(gen1), len(self.s1) + gen1.shape[1]
-        s1 = torch.cat((self.s1[None, start:].expand(n, -1), gen1), dim=1)
-        s2 = torch.cat((self.s2[None, start:].expand(n, -1), gen2), dim=1)
-        h = self.model.hidden(s1, s2, self.features[None, start:end])  # (n, W, D)
-        ctx = self.model.new_context(n, h.shape[1], h)
-        self.model.dep_layer.cross_attn.remember(h, ctx)
-        return h[:, -1], ctx
-
-    def _decode(self, gen1: torch.Tensor, gen2: torch.Tensor, cache: bool) -> torch.Tensor:
-        """Decode the last `context` tokens of history + generated; keep the generated rows: (n, horizon, 6)."""
-        history, n = len(self.s1), len(gen1)
-        start = max(0, history + self.horizon - self.context)
-        if not cache:
-            s1 = torch.cat((self.s1[None, start:].expand(n, -1), gen1), dim=1)
-            s2 = torch.cat((self.s2[None, start:].expand(n, -1), gen2), dim=1)
-            return self.tokenizer.decode(s1, s2)[:, -self.horizon:]
-        caches = [c.fork(n, self.horizon) for c in self._prefix("decoder", start, keep=start == 0).layers]
-        return self.tokenizer.decode(gen1, gen2, history - start, caches)
+    One history's paths go PATH_CHUNK at a time; histories of equal length go HISTORIES_PER_BATCH at a
+    time when their paths fit in one turn.
+    """
+    turns = [(min(PATH_CHUNK, samples - first), first) for first in range(0, samples, PATH_CHUNK)]
+    batchable = samples <= PATH_CHUNK
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prepared):
+        by_length.setdefault(len(p.frame) if batchable else -1 - i, []).append(i)
+    size = HISTORIES_PER_BATCH if batchable else 1
+    return [(members[k:k + size], turns) for members in by_length.values() for k in range(0, len(members), size)]

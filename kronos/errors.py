@@ -1,4 +1,8 @@
-"""The errors the package raises: one base class, one subclass per thing a caller can act on."""
+"""Every error the package raises on purpose: one base class, one subclass per thing a caller can act on.
+
+The front ends map these to what they show: the CLI prints one line and exits 2, the HTTP API picks a
+status code (kronos.api), the dashboard a message with what to do next.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +25,31 @@ class WeightsUnavailableError(KronosError):
 
 class DataUnavailableError(KronosError):
     """Market data could not be had from any source (network, exchange, local store)."""
+
+
+class ExchangeUnreachableError(DataUnavailableError):
+    """An exchange could not be reached in time, refused (rate limit, region) or sent unusable data."""
+
+
+class UnknownMarketError(DataUnavailableError):
+    """The exchange, symbol or timeframe does not exist where it was asked for."""
+
+
+class EmptyStoreError(DataUnavailableError):
+    """The local store holds no candles for the market asked for."""
+
+
+class RetryLaterError(KronosError):
+    """The work cannot be done now; `retry_after` is a guess, in whole seconds, of when to try again."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceBusyError(RetryLaterError):
+    """Every worker is busy and the queue is full."""
+
+
+class ServiceTimeoutError(RetryLaterError):
+    """The work did not finish within the stated deadline."""

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kronos.errors import InvalidInputError
-from kronos.validation import FEATURE_COLUMNS
+from kronos.data.validation import FEATURE_COLUMNS
 
 DEFAULT_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 
@@ -32,7 +32,9 @@ class Forecast:
     tokens: np.ndarray | None = None
 
     def __post_init__(self):
-        assert self.paths.ndim == 3 and self.paths.shape[1:] == (len(self.timestamps), len(FEATURE_COLUMNS))
+        if self.paths.ndim != 3 or self.paths.shape[1:] != (len(self.timestamps), len(FEATURE_COLUMNS)):
+            raise InvalidInputError(f"paths must be (samples, {len(self.timestamps)} timestamps, "
+                                    f"{len(FEATURE_COLUMNS)} columns), got {self.paths.shape}")
 
     @property
     def samples(self) -> int:

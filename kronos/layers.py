@@ -1,7 +1,8 @@
 """Transformer building blocks shared by the Kronos tokenizer and predictor, with a two-part key/value cache.
 
 State-dict names follow the published checkpoints (see docs: `norm1`, `self_attn.q_proj`, `ffn.w1`, ...).
-Shapes: B batch, T new positions, D model width, H heads, E head width, P prefix length, N suffix length.
+Shapes: B batch, T new positions, D model width, H heads, E head width, P prefix length, N suffix length,
+G histories, S paths per history (the batch of a cached run is G * S paths, history by history).
 """
 
 from __future__ import annotations
@@ -65,14 +66,14 @@ def rotate(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.T
 class KVCache:
     """Keys and values of one attention layer in two parts.
 
-    The prefix (history) is computed once at batch 1 and shared by every path; the suffix
-    (generated tokens) is per path, preallocated to `capacity` positions and filled in order.
+    The prefix (histories) is computed once, one row per history, and shared by that history's paths;
+    the suffix (generated tokens) is per path, preallocated to `capacity` positions and filled in order.
     """
 
     def __init__(self, paths: int, heads: int, head_dim: int, capacity: int, like: torch.Tensor):
-        self.prefix_k: torch.Tensor | None = None  # (H, P, E)
+        self.prefix_k: torch.Tensor | None = None  # (G, H, P, E)
         self.prefix_v: torch.Tensor | None = None
-        self.suffix_k = like.new_empty(paths, heads, capacity, head_dim)  # (S, H, capacity, E); read up to length only
+        self.suffix_k = like.new_empty(paths, heads, capacity, head_dim)  # (G*S, H, capacity, E); read up to length
         self.suffix_v = like.new_empty(paths, heads, capacity, head_dim)
         self.length = 0
 
@@ -83,35 +84,35 @@ class KVCache:
         forked.prefix_k, forked.prefix_v = self.prefix_k, self.prefix_v
         return forked
 
-    @property
-    def is_empty(self) -> bool:
-        return self.prefix_k is None and self.length == 0
-
     def set_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store the shared keys/values (1, H, P, E) of the history."""
-        assert k.shape[0] == 1 and self.is_empty
-        self.prefix_k, self.prefix_v = k[0], v[0]
+        """Store the histories' keys/values (G, H, P, E), contiguous so that every later product reads them in place."""
+        if self.prefix_k is not None or self.length:
+            raise ValueError("a cache's prefix is set once, before anything is appended")
+        self.prefix_k, self.prefix_v = k.contiguous(), v.contiguous()
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Write per-path keys/values (S, H, T, E) at the next T suffix positions."""
+        """Write per-path keys/values (G*S, H, T, E) at the next T suffix positions."""
         end = self.length + k.shape[2]
-        assert end <= self.suffix_k.shape[2], "key/value cache overflow"
+        if end > self.suffix_k.shape[2]:
+            raise ValueError(f"key/value cache overflow: {end} positions for a capacity of {self.suffix_k.shape[2]}")
         self.suffix_k[:, :, self.length:end] = k
         self.suffix_v[:, :, self.length:end] = v
         self.length = end
 
     def attend(self, q: torch.Tensor, causal: bool) -> torch.Tensor:
-        """Softmax attention of q (S, H, T, E) over prefix + filled suffix; with `causal`, q holds the last T suffix positions."""
+        """Softmax attention of q (G*S, H, T, E) over prefix + filled suffix; with `causal`, q holds the last T
+        suffix positions."""
         paths, heads, t, dim = q.shape
         q = q * (1.0 / math.sqrt(dim))
+        groups = 0 if self.prefix_k is None else self.prefix_k.shape[0]
         parts = []
-        if self.prefix_k is not None:
-            # every path's queries against the one shared prefix: a single (H, S*T, E) x (H, E, P) product
-            qh = q.transpose(0, 1).reshape(heads, paths * t, dim)
-            parts.append((qh @ self.prefix_k.transpose(1, 2)).reshape(heads, paths, t, -1).transpose(0, 1))
+        if groups:
+            # each history's paths' queries against its one prefix: a (G, H, S*T, E) x (G, H, E, P) product
+            qh = _by_history(q, groups)
+            parts.append(_by_path((qh @ self.prefix_k.transpose(2, 3)), groups, t))
         n = self.length
         if n:
-            scores = q @ self.suffix_k[:, :, :n].transpose(2, 3)  # (S, H, T, N)
+            scores = q @ self.suffix_k[:, :, :n].transpose(2, 3)  # (G*S, H, T, N)
             if causal and t > 1:
                 mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
                 scores = scores.masked_fill(~mask, float("-inf"))
@@ -119,13 +120,32 @@ class KVCache:
         weights = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
         out = 0
         p = 0
-        if self.prefix_k is not None:
-            p = self.prefix_k.shape[1]
-            wh = weights[..., :p].transpose(0, 1).reshape(heads, paths * t, p)
-            out = (wh @ self.prefix_v).reshape(heads, paths, t, dim).transpose(0, 1)
+        if groups:
+            p = self.prefix_k.shape[2]
+            out = _by_path(_by_history(weights[..., :p], groups) @ self.prefix_v, groups, t)
         if n:
             out = out + weights[..., p:] @ self.suffix_v[:, :, :n]
-        return out  # (S, H, T, E)
+        return out  # (G*S, H, T, E)
+
+
+def stack_prefixes(caches: list[KVCache]) -> KVCache:
+    """One cache whose prefix stacks the prefixes (1, H, P, E) of several histories of equal length: (G, H, P, E)."""
+    stacked = caches[0].fork(0, 0)
+    stacked.prefix_k = torch.cat([c.prefix_k for c in caches])
+    stacked.prefix_v = torch.cat([c.prefix_v for c in caches])
+    return stacked
+
+
+def _by_history(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """(G*S, H, T, X) -> (G, H, S*T, X): each history's paths side by side, for one product with its prefix."""
+    paths, heads, t, width = x.shape
+    return x.view(groups, paths // groups, heads, t, width).transpose(1, 2).reshape(groups, heads, -1, width)
+
+
+def _by_path(x: torch.Tensor, groups: int, t: int) -> torch.Tensor:
+    """(G, H, S*T, X) -> (G*S, H, T, X), the inverse of `_by_history`."""
+    heads, width = x.shape[1], x.shape[3]
+    return x.view(groups, heads, -1, t, width).transpose(1, 2).reshape(-1, heads, t, width)
 
 
 class Attention(nn.Module):
@@ -149,32 +169,32 @@ class Attention(nn.Module):
         # (B, H, T, E) -> (B, T, D)
         return self.out_proj(x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1))
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None = None,
+                prefill: bool = False) -> torch.Tensor:
         """Causal self-attention of x (B, T, D) at the positions of the rotation table `rope` (Rotary.table).
 
-        Without a cache: plain causal attention over x. With an empty cache and batch 1: x becomes
-        the shared prefix. Otherwise x (one row per path) is appended to the cache's suffix.
+        Without a cache: plain causal attention over x. With `prefill`: x (one row per history) also becomes
+        the cache's prefix. Otherwise x (one row per path) is appended to the cache's suffix and attends to all.
         """
         q, k = rotate(self.split(self.q_proj(x)), rope), rotate(self.split(self.k_proj(x)), rope)
         v = self.split(self.v_proj(x))
-        if cache is None or cache.is_empty and x.shape[0] == 1:
+        if cache is None or prefill:
             if cache is not None:
                 cache.set_prefix(k, v)
             return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
         cache.append(k, v)
         return self.merge(cache.attend(q, causal=True))
 
-    def remember(self, h: torch.Tensor, cache: KVCache) -> None:
-        """Cross-attention: project h (B, T, D) to keys/values and add them to the cache (batch 1 into an empty one: shared)."""
+    def remember(self, h: torch.Tensor, cache: KVCache, prefill: bool) -> None:
+        """Cross-attention: project h (B, T, D) to keys/values and add them to the cache (as its prefix with `prefill`)."""
         k, v = self.split(self.k_proj(h)), self.split(self.v_proj(h))
-        if cache.is_empty and h.shape[0] == 1:
+        if prefill:
             cache.set_prefix(k, v)
         else:
             cache.append(k, v)
 
     def cross(self, query: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Cross-attention of query (S, 1, D) over every remembered position, no mask.
+        """Cross-attention of query (G*S, 1, D) over every remembered position, no mask.
 
         Rotary is left out: with one query the reference rotates q and k by position 0, the identity.
         """
@@ -191,18 +211,18 @@ class Block(nn.Module):
         self.norm2 = RMSNorm(dim)
         self.ffn = FeedForward(dim, ff_dim)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), rope, cache)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None = None,
+                prefill: bool = False) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), rope, cache, prefill)
         return x + self.ffn(self.norm2(x))
 
 
-def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, start: int = 0,
-               caches: list[KVCache] | None = None) -> torch.Tensor:
-    """x (B, T, D) at positions start.. through the blocks, with one cache per block if given."""
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, start: int = 0, caches: list[KVCache] | None = None,
+               prefill: bool = False) -> torch.Tensor:
+    """x (B, T, D) at positions start.. through the blocks, with one cache per block if given (see Attention)."""
     rope = blocks[0].self_attn.rotary.table(start, x.shape[1])
     for i, block in enumerate(blocks):
-        x = block(x, rope, caches[i] if caches else None)
+        x = block(x, rope, caches[i] if caches else None, prefill)
     return x
 
 

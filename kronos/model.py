@@ -6,11 +6,12 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from kronos.layers import Attention, Block, KVCache, RMSNorm, run_blocks
+from kronos.layers import Attention, Block, KVCache, RMSNorm, new_caches, run_blocks
 
 
 def _from_config(cls, config: dict):
@@ -115,13 +116,28 @@ class KronosTokenizer(nn.Module):
         weights = 2 ** torch.arange(max(s1, s2), device=x.device)
         return (positive[..., :s1] * weights[:s1]).sum(-1), (positive[..., s1:] * weights[:s2]).sum(-1)
 
-    def decode(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, start: int = 0,
-               caches: list[KVCache] | None = None) -> torch.Tensor:
-        """Ids (B, T) at positions start.. -> normalised rows (B, T, d_in); see `Block` for the caches."""
+    def decode(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        """Ids (B, T) of a whole sequence -> normalised rows (B, T, d_in)."""
+        return self.head(run_blocks(self.decoder, self._codes(s1_ids, s2_ids)))
+
+    def new_decoder_cache(self, paths: int, capacity: int, like: torch.Tensor) -> list[KVCache]:
+        """Empty key/value caches of the decoder for `paths` paths and `capacity` appended positions."""
+        return new_caches(self.decoder, paths, capacity, like)
+
+    def decode_prefill(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, caches: list[KVCache]) -> None:
+        """Run the histories' ids (G, P) through the decoder into the caches' shared prefixes."""
+        run_blocks(self.decoder, self._codes(s1_ids, s2_ids), 0, caches, prefill=True)
+
+    def decode_step(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, start: int,
+                    caches: list[KVCache]) -> torch.Tensor:
+        """Append ids (G*S, T) at positions start.. after the prefilled histories -> their rows (G*S, T, d_in)."""
+        return self.head(run_blocks(self.decoder, self._codes(s1_ids, s2_ids), start, caches))
+
+    def _codes(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        """Ids (B, T) -> the decoder's input (B, T, D): their +-1 bits, scaled, through post_quant_embed."""
         c = self.config
         codes = torch.cat((_bits(s1_ids, c.s1_bits), _bits(s2_ids, c.s2_bits)), dim=-1)
-        z = self.post_quant_embed(codes / math.sqrt(c.s1_bits + c.s2_bits))  # (B, T, D)
-        return self.head(run_blocks(self.decoder, z, start, caches))
+        return self.post_quant_embed(codes / math.sqrt(c.s1_bits + c.s2_bits))
 
 
 class TemporalEmbedding(nn.Module):
@@ -186,22 +202,54 @@ class Kronos(nn.Module):
         self.head = DualHead(c.s1_bits, c.s2_bits, c.d_model)
         self.dep_layer = DependencyLayer(c.d_model)
 
-    def hidden(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, start: int = 0,
-               caches: list[KVCache] | None = None) -> torch.Tensor:
-        """Token pairs (B, T) with stamps (B or 1, T, 5) at positions start.. -> final-norm hidden states (B, T, D)."""
-        x = self.embedding(s1, s2) + self.time_emb(stamp)
-        return self.norm(run_blocks(self.transformer, x, start, caches))
+    def forward(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
+        """Token pairs (B, T) of a whole window with stamps (B or 1, T, 5) -> final-norm hidden states (B, T, D)."""
+        return self.norm(run_blocks(self.transformer, self._inputs(s1, s2, stamp)))
+
+    def new_cache(self, paths: int, capacity: int, like: torch.Tensor) -> "PredictorCache":
+        """Empty caches (every layer's keys/values and the dependency layer's) for `paths` paths, `capacity` steps."""
+        attn = self.dep_layer.cross_attn
+        return PredictorCache(new_caches(self.transformer, paths, capacity, like),
+                              KVCache(paths, attn.heads, attn.head_dim, capacity, like))
+
+    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, cache: "PredictorCache") -> torch.Tensor:
+        """Run the histories' windows (G, P) from position 0 into the cache's shared prefixes -> last hidden (G, D)."""
+        h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, stamp), 0, cache.layers, prefill=True))
+        self.dep_layer.cross_attn.remember(h, cache.context, prefill=True)
+        return h[:, -1]
+
+    def step(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, start: int,
+             cache: "PredictorCache") -> torch.Tensor:
+        """Append every path's new token pairs (G*S, T), stamped (G, T, 5), at window positions start.. -> the last
+        hidden state of each path (G*S, D)."""
+        h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, stamp), start, cache.layers))
+        self.dep_layer.cross_attn.remember(h, cache.context, prefill=False)
+        return h[:, -1]
 
     def coarse_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) -> coarse logits (..., 2^s1)."""
         return self.head.proj_s1(h)
 
-    def fine_logits(self, h_last: torch.Tensor, s1: torch.Tensor, context: KVCache) -> torch.Tensor:
-        """Fine logits (S, 2^s2) given the last hidden state (S or 1, D), chosen coarse ids (S,) and the window's context."""
-        attn = self.dep_layer.cross_attn.cross(self.embedding.emb_s1(s1)[:, None, :], context)  # (S, 1, D)
+    def fine_logits(self, h_last: torch.Tensor, s1: torch.Tensor, cache: "PredictorCache") -> torch.Tensor:
+        """Fine logits (G*S, 2^s2) given the last hidden states (G*S or 1, D), the chosen coarse ids (G*S,) and the
+        window's context in the cache."""
+        attn = self.dep_layer.cross_attn.cross(self.embedding.emb_s1(s1)[:, None, :], cache.context)  # (G*S, 1, D)
         return self.head.proj_s2(self.dep_layer.norm(h_last + attn[:, 0]))
 
-    def new_context(self, paths: int, capacity: int, like: torch.Tensor) -> KVCache:
-        """An empty store of the dependency layer's keys/values over the window's hidden states."""
-        attn = self.dep_layer.cross_attn
-        return KVCache(paths, attn.heads, attn.head_dim, capacity, like)
+    def _inputs(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (B, T, D) plus time embeddings of stamps (G, T, 5), shared by each history's B/G paths."""
+        x, t = self.embedding(s1, s2), self.time_emb(stamp)
+        if t.shape[0] in (1, x.shape[0]):
+            return x + t
+        return (x.view(t.shape[0], -1, *x.shape[1:]) + t[:, None]).view(x.shape)
+
+
+class PredictorCache(NamedTuple):
+    """The predictor's keys/values over its window: one cache per layer, and the dependency layer's context."""
+
+    layers: list[KVCache]
+    context: KVCache
+
+    def fork(self, paths: int, capacity: int) -> "PredictorCache":
+        """Caches sharing this one's prefixes, with empty suffixes for `paths` paths and `capacity` steps."""
+        return PredictorCache([c.fork(paths, capacity) for c in self.layers], self.context.fork(paths, capacity))

@@ -40,11 +40,11 @@ def filtered_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: 
     return torch.zeros_like(logits, dtype=weights.dtype).scatter(-1, ids, weights / weights.sum(-1, keepdim=True))
 
 
-def sample_ids(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
-               generator: torch.Generator) -> torch.Tensor:
-    """Draw one id per row of logits (S, V) by inverse transform sampling over the candidates: (S,) int64."""
+def sample_ids(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, u: torch.Tensor) -> torch.Tensor:
+    """Draw one id per row of logits (S, V) by inverse transform sampling over the candidates, with one uniform
+    draw per row u (S,) in [0, 1): (S,) int64."""
     weights, ids = candidates(logits, temperature, top_k, top_p)
     cumulative = weights.cumsum(dim=-1)
-    u = torch.rand(len(weights), 1, generator=generator, device=weights.device) * cumulative[:, -1:]
-    pick = torch.searchsorted(cumulative, u, right=True).clamp_(max=weights.shape[-1] - 1)
+    pick = torch.searchsorted(cumulative, u[:, None] * cumulative[:, -1:], right=True)
+    pick = pick.clamp_(max=weights.shape[-1] - 1)
     return ids.gather(-1, pick)[:, 0]

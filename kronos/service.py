@@ -15,27 +15,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Hashable, TypeVar
 
-from kronos.errors import DataUnavailableError, KronosError
-from kronos.market import EXCHANGES, Candles, fetch_candles, load_stored
-from kronos.store import CandleStore
+from kronos.data.candles import Candles
+from kronos.data.market import fetch_candles, load_stored
+from kronos.data.store import CandleStore
+from kronos.errors import DataUnavailableError, InvalidInputError, ServiceBusyError, ServiceTimeoutError
+from kronos.settings import MarketChoice
 
 T = TypeVar("T")
-
-
-class ServiceBusyError(KronosError):
-    """Every worker is busy and the queue is full; `retry_after` is a guess, in seconds, of when to retry."""
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ServiceTimeoutError(KronosError):
-    """The work did not finish within the stated deadline; `retry_after` says when to try again."""
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class ForecastService:
@@ -43,9 +29,9 @@ class ForecastService:
 
     def __init__(self, workers: int = 1, queue_size: int = 16, timeout: float = 120.0):
         if workers < 1 or queue_size < 0 or timeout <= 0:
-            raise ValueError(f"need workers >= 1, queue_size >= 0, timeout > 0; got {workers}, {queue_size}, {timeout}")
+            raise InvalidInputError(f"need workers >= 1, queue_size >= 0, timeout > 0; got {workers}, {queue_size}, {timeout}")
         self.workers, self.capacity, self.timeout = workers, workers + queue_size, timeout
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forecast")
+        self._pool = _Threads(workers, "forecast")
         self._lock = threading.Lock()
         self._running: dict[Hashable, Future] = {}
         self._seconds_per_job = 1.0  # running average of how long a job takes, for Retry-After
@@ -82,7 +68,7 @@ class ForecastService:
 
     def close(self) -> None:
         """Stop taking jobs; drop the queued ones (running ones finish in the background)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
 
     def _timed(self, job: Callable[[], T]) -> T:
         start = time.perf_counter()
@@ -99,24 +85,44 @@ class ForecastService:
                 del self._running[key]
 
 
+class _Threads:
+    """A thread pool started on first use, and again after `close` (an app's lifespan may run more than once)."""
+
+    def __init__(self, workers: int, name: str):
+        self.workers, self.name = workers, name
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], *args, **kwargs) -> Future:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name)
+            return self._executor.submit(fn, *args, **kwargs)
+
+    def close(self) -> None:
+        """Drop the queued calls; running ones finish in the background."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
 class MarketData:
     """Live candles with a hard deadline: an exchange slower than `deadline` seconds is replaced by the store."""
 
     def __init__(self, store: CandleStore, deadline: float = 10.0, threads: int = 4):
         self.store, self.deadline = store, deadline
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="market")
+        self._pool = _Threads(threads, "market")
 
-    def candles(self, exchange: str, symbol: str, timeframe: str, limit: int, mode: str) -> Candles:
+    def candles(self, market: MarketChoice, limit: int) -> Candles:
         """fetch_candles within the deadline, else the stored candles; DataUnavailableError when neither."""
-        future = self._pool.submit(fetch_candles, exchange, symbol, timeframe, limit, mode, store=self.store,
-                                   timeout=min(self.deadline, 10.0))
+        future = self._pool.submit(fetch_candles, market, limit, store=self.store, timeout=min(self.deadline, 10.0))
         try:
             return future.result(timeout=self.deadline)
         except FutureTimeout:
             late = f"no exchange answered within {self.deadline:g} s"
-        chain = tuple(dict.fromkeys((exchange, *EXCHANGES)))
         try:
-            candles = load_stored(chain, symbol, timeframe, limit, self.store)
+            candles = load_stored(market.exchanges(), market.symbol, market.timeframe, limit, self.store)
         except DataUnavailableError as error:
             raise ServiceTimeoutError(f"{late}, and {error}", 30) from None
         candles.notes[:0] = [late, "answered from the local store"]
@@ -124,4 +130,4 @@ class MarketData:
 
     def close(self) -> None:
         """Stop the fetch threads once their calls return."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kronos.synthetic import random_walk
+from kronos.data.candles import Candles
 from kronos.forecast import Forecast
-from kronos.market import Candles
+from kronos.synthetic import random_walk
+from kronos.timeframes import describe_age
 
 TEMPLATE_ROWS = 64
 
@@ -47,19 +48,6 @@ def fingerprint(frame: pd.DataFrame) -> str:
     """A short hash of a candle frame's contents: equal frames, equal fingerprints."""
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes() + ",".join(map(str, frame.columns)).encode()).hexdigest()[:16]
-
-
-def describe_age(delta: pd.Timedelta) -> str:
-    """A time span in words people read at a glance: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if hours == 0:
-        return f"{minutes} min"
-    if days == 0:
-        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
-    return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"
 
 
 @dataclass(frozen=True)

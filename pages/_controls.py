@@ -10,17 +10,17 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+import dataclasses
+
 from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, select
 from kronos.errors import KronosError
-from kronos.market import EXCHANGES, MODES
-from kronos.settings import RANGES, ForecastSettings, ModelChoice
+from kronos.settings import EXCHANGES, MODES, RANGES, Environment, ForecastSettings, MarketChoice, ModelChoice
+from kronos.timeframes import TIMEFRAMES
 
 OTHER = "directory or hub id"
-MODEL_LABELS = {"mini": "Kronos-mini (4M, context 2048)", "small": "Kronos-small (25M, context 512)",
-                "base": "Kronos-base (102M, context 512)", OTHER: "Other: a directory or hub id"}
+MODEL_LABELS = {**{name: preset.label for name, preset in PRESETS.items()}, OTHER: "Other: a directory or hub id"}
 MODE_LABELS = {"aligned": "Hourly aligned (closed candles)", "realtime": "Realtime (with the open candle)"}
-TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
-MARKET_DEFAULTS = {"mode": "aligned", "exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
+MARKET_DEFAULTS = dataclasses.asdict(MarketChoice())
 MARKET_OPTIONS = {"mode": MODES, "exchange": EXCHANGES, "timeframe": TIMEFRAMES}
 READY, CURRENT, LINK_PROBLEMS = "ctl.ready", "ctl.current", "ctl.link_problems"
 
@@ -31,15 +31,15 @@ class Controls:
 
     settings: ForecastSettings
     model: ModelChoice
-    mode: str
-    exchange: str
-    symbol: str
-    timeframe: str
+    market_fields: dict[str, str]  # as typed: checked by `market()`, inside a page, where a problem can be shown
+
+    def market(self) -> MarketChoice:
+        """The chosen market; InvalidInputError saying what is wrong with it."""
+        return MarketChoice(**self.market_fields)
 
     def to_query(self) -> dict[str, str]:
         """The controls as URL query parameters."""
-        query = {**self.settings.to_query(), "model": self.model.model, "mode": self.mode,
-                 "exchange": self.exchange, "symbol": self.symbol, "timeframe": self.timeframe}
+        query = {**self.settings.to_query(), "model": self.model.model, **self.market_fields}
         if self.model.tokenizer:
             query["tokenizer"] = self.model.tokenizer
         return query
@@ -67,7 +67,7 @@ def _initial_state(params: dict[str, str]) -> tuple[dict, list[str]]:
     values = {name: value for name, value in vars(settings).items() if value is not None}
     values.setdefault("hour_idx", settings.horizon)
     choice = ModelChoice(params["model"], params.get("tokenizer") or None) if params.get("model") \
-        else ModelChoice.from_env()
+        else Environment.read().model
     values |= _model_state(choice)
     for name, default in MARKET_DEFAULTS.items():
         value = params.get(name, default)
@@ -146,7 +146,7 @@ def sidebar() -> Controls:
         market = _market_controls()
         st.subheader("Sampling")
         settings = _sampling_controls(_context(model))
-    controls = Controls(settings, model, **market)
+    controls = Controls(settings, model, market)
     query = controls.to_query()
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)

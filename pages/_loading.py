@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import OrderedDict
 from typing import Callable, TypeVar
 
-import pandas as pd
 import streamlit as st
-import torch
 
 from kronos import Forecast, Forecaster, WeightsUnavailableError
-from kronos.market import DEFAULT_LIMIT, Candles, fetch_candles
-from kronos.settings import ForecastSettings, ModelChoice
+from kronos.data.candles import Candles
+from kronos.data.market import DEFAULT_LIMIT, fetch_candles
+from kronos.flows import forecast_candles
+from kronos.settings import ForecastSettings, MarketChoice, ModelChoice
 from kronos.summary import fingerprint
 from pages import _show
 from pages._controls import Controls
@@ -23,10 +22,6 @@ CANDLES_TTL_S = 60  # live candles are fetched again at most once a minute per m
 FETCH_TIMEOUT_S = 5.0  # per exchange; the store answers when none does
 FORECASTS_KEPT = 8  # per session, so switching pages or settings back does not resample
 FORECASTS = "loading.forecasts"
-# Threads per forecast. Sessions forecast at the same time, each in its own thread, so one torch thread
-# each keeps them from fighting over the cores; KRONOS_TORCH_THREADS=N gives a lone user more.
-THREADS = os.environ.get("KRONOS_TORCH_THREADS", "1")
-torch.set_num_threads(int(THREADS) if THREADS.isdigit() and int(THREADS) > 0 else 1)
 
 T = TypeVar("T")
 
@@ -45,9 +40,9 @@ def load_forecaster(model: str, tokenizer: str | None) -> Forecaster:
 
 
 @st.cache_data(ttl=CANDLES_TTL_S, show_spinner=False, max_entries=64)
-def load_candles(exchange: str, symbol: str, timeframe: str, limit: int, mode: str) -> Candles:
+def load_candles(market: MarketChoice, limit: int) -> Candles:
     """The latest candles of a market from the exchanges, else the local store; kept for CANDLES_TTL_S."""
-    return fetch_candles(exchange, symbol, timeframe, limit, mode, timeout=FETCH_TIMEOUT_S)
+    return fetch_candles(market, limit, timeout=FETCH_TIMEOUT_S)
 
 
 def _under_status(label: str, load: Callable[[], T], done: Callable[[T], str]) -> T:
@@ -72,43 +67,46 @@ def _model_label(forecaster: Forecaster) -> str:
     return f"Model {forecaster.name} (context {forecaster.max_context})"
 
 
-def _market(controls: Controls) -> tuple[Forecaster, Candles]:
+def _market(controls: Controls, market: MarketChoice) -> tuple[Forecaster, Candles]:
     """The model, then the chosen market's latest candles (at least the lookback), fetched at most once a minute."""
     limit = max(controls.settings.lookback, DEFAULT_LIMIT)
     forecaster = load_forecaster(controls.model.model, controls.model.tokenizer)
-    return forecaster, load_candles(controls.exchange, controls.symbol, controls.timeframe, limit, controls.mode)
+    return forecaster, load_candles(market, limit)
 
 
-def forecast(forecaster: Forecaster, frame: pd.DataFrame, settings: ForecastSettings) -> Forecast:
-    """Forecast `frame` with `settings` (lookback cut to the rows there are), once per session for equal inputs."""
-    lookback = min(settings.lookback, len(frame))
-    if lookback < settings.lookback:
-        st.info(f"Only {len(frame)} candles are available, so the model looks back {lookback} rather than "
-                f"{settings.lookback}.")
-    arguments = {**settings.engine_arguments(), "lookback": lookback}
-    key = (forecaster.name, fingerprint(frame), tuple(sorted(arguments.items())))
+def forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSettings) -> Forecast:
+    """Forecast the candles with the settings (lookback cut to the rows there are), once per session for equal
+    inputs, with a progress bar."""
+    key = (forecaster.name, fingerprint(candles.frame), settings.engine_arguments(rows=len(candles.frame)).items())
+    key = key[:2] + (tuple(sorted(key[2])),)
     kept: OrderedDict = st.session_state.setdefault(FORECASTS, OrderedDict())
     if key in kept:
         kept.move_to_end(key)
-        return kept[key]
-    bar = st.progress(0.0, text="Sampling paths")
+        result = kept[key]
+    else:
+        bar = st.progress(0.0, text="Sampling paths")
 
-    def progress(step: int, total: int) -> None:
-        bar.progress(step / total, text=f"Sampling paths: step {step} of {total}")
+        def progress(step: int, total: int) -> None:
+            bar.progress(step / total, text=f"Sampling paths: step {step} of {total}")
 
-    result = forecaster.forecast(frame, **arguments, progress=progress)
-    bar.empty()
-    kept[key] = result
-    while len(kept) > FORECASTS_KEPT:
-        kept.popitem(last=False)
+        result = forecast_candles(forecaster, candles, settings, progress)
+        bar.empty()
+        kept[key] = result
+        while len(kept) > FORECASTS_KEPT:
+            kept.popitem(last=False)
+    if result.settings["lookback"] < settings.lookback:
+        st.info(f"Only {len(candles.frame)} candles are available, so the model looks back "
+                f"{result.settings['lookback']} rather than {settings.lookback}.")
     return result
 
 
 def live_forecast(controls: Controls) -> tuple[Candles, Forecaster, Forecast]:
     """Model, latest candles (with the data banner) and their forecast for the sidebar's market and settings."""
+    market = controls.market()
     forecaster, candles = _under_status(
-        f"Loading the model and {controls.symbol} {controls.timeframe} candles", lambda: _market(controls),
+        f"Loading the model and {market.symbol} {market.timeframe} candles", lambda: _market(controls, market),
         lambda loaded: f"{_model_label(loaded[0])} · {len(loaded[1].frame)} {loaded[1].symbol} {loaded[1].timeframe} "
                        f"candles from {loaded[1].exchange} ({loaded[1].source})")
     _show.banner(candles, forecaster.name)
-    return candles, forecaster, forecast(forecaster, candles.frame, controls.settings)
+    return candles, forecaster, forecast(forecaster, candles, controls.settings)
+

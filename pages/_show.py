@@ -9,12 +9,13 @@ from typing import Callable, Iterator
 
 import streamlit as st
 
-from kronos import DataUnavailableError, Forecast, InvalidInputError, WeightsUnavailableError
 from kronos.charts import fan_chart, upside_chart, volume_chart
-from kronos.market import Candles, custom_candles, utc_now
-from kronos.store import EmptyStoreError
+from kronos.data.candles import Candles, custom_candles
+from kronos.data.market import utc_now
+from kronos.data.validation import Validation
+from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, WeightsUnavailableError
+from kronos.forecast import Forecast
 from kronos.summary import data_banner, headline
-from kronos.validation import Validation
 
 CUSTOM_PAGE = "pages/custom_data.py"
 CUSTOM_CANDLES, CUSTOM_ORIGIN, CUSTOM_MESSAGES = "custom.candles", "custom.origin", "custom.messages"

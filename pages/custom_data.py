@@ -4,7 +4,7 @@ import streamlit as st
 
 from kronos.charts import candles_chart
 from kronos.summary import template_csv
-from kronos.validation import read_csv_bytes, read_json_text
+from kronos.data.reading import read_csv_bytes, read_json_text
 from pages import _controls, _loading, _show
 
 st.title("Custom data")
@@ -33,6 +33,6 @@ with _show.reported():
     _show.banner(candles, forecaster.name)
     st.plotly_chart(candles_chart(candles.frame, f"'{candles.symbol}': {len(candles.frame)} rows"),
                     key="custom_preview")
-    forecast = _loading.forecast(forecaster, candles.frame, controls.settings)
+    forecast = _loading.forecast(forecaster, candles, controls.settings)
     _show.overview(forecast, controls.settings.hour_idx)
     _show.downloads(forecast, controls.settings.hour_idx, "kronos_custom")

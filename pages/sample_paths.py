@@ -11,7 +11,7 @@ with _show.reported():
     custom = st.session_state.get(_show.CUSTOM_CANDLES)
     if custom is not None and st.radio("Data", ("Live market", f"Custom data '{custom.symbol}'"),
                                        horizontal=True, key="paths.source") != "Live market":
-        forecast = _loading.forecast(_loading.model(controls.model), custom.frame, controls.settings)
+        forecast = _loading.forecast(_loading.model(controls.model), custom, controls.settings)
     else:
         _, _, forecast = _loading.live_forecast(controls)
     show_paths = st.toggle("Show every path", value=True, key="paths.show")

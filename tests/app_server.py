@@ -29,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kronos import market  # noqa: E402  (after the path is set)
+from kronos.data import market  # noqa: E402  (after the path is set)
 from kronos.synthetic import random_walk  # noqa: E402
 
 HOUR_MS = 3_600_000

@@ -14,11 +14,13 @@ import plotly.io
 import pytest
 from fastapi.testclient import TestClient
 
-from kronos import api, cli, market
-from kronos.api import add_serve_arguments, create_app, serve_command
+from kronos import api, cli
+from kronos.api import create_app
+from kronos.cli import serve
+from kronos.data import market
+from kronos.data.store import CandleStore
 from kronos.service import ForecastService
 from kronos.settings import ModelChoice
-from kronos.store import CandleStore
 
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
 SMALL = {"horizon": 4, "samples": 3, "lookback": 64, "seed": 7, "top_p": 0.9}
@@ -118,7 +120,9 @@ def test_predict_adds_a_plotly_figure_a_client_can_render(client):
 
 @pytest.mark.parametrize("params, named", [
     ({"horizon": 49}, "horizon"), ({"samples": 0}, "samples"), ({"temperature": 2.5}, "temperature"),
-    ({"top_p": 0.05}, "top_p"), ({"horizon": 6, "hour_idx": 7}, "hour_idx"), ({"seed": "x"}, "seed")])
+    ({"top_p": 0.05}, "top_p"), ({"hour_idx": 49}, "hour_idx"), ({"seed": "x"}, "seed"),
+    ({"seed": 2**31}, "seed"), ({"timeframe": "¶P"}, "timeframe"), ({"symbol": "BTCUSDT"}, "symbol"),
+    ({"exchange": "nosuchx"}, "exchange")])
 def test_settings_out_of_range_are_422_naming_the_setting(client, params, named):
     response = client.get("/predict_api", params=params)
     assert response.status_code == 422
@@ -130,10 +134,12 @@ def test_bad_custom_bodies_get_the_validators_messages(client, parity_input):
     body["open"][3] = "abc"
     body["high"][5] = body["low"][5] - 1
     problems = client.post("/predict_custom", json=body).json()["problems"]
-    assert any("open: row 4" in p and "not a number" in p for p in problems)
+    assert problems == ["open.3: Input should be a valid number, unable to parse string as a number (got 'abc')"]
+    body["open"][3] = body["open"][2]
+    problems = client.post("/predict_custom", json=body).json()["problems"]
     assert any("high: row 6" in p and "below low" in p for p in problems)
     short = client.post("/predict_custom", json=custom_body(parity_input.iloc[:10]))
-    assert short.status_code == 422 and "at least 32 are needed" in short.json()["error"]
+    assert short.status_code == 422 and "should have at least 32 items" in short.json()["error"]
     ragged = custom_body(parity_input)
     ragged["close"] = ragged["close"][:-1]
     assert "differ in length" in client.post("/predict_custom", json=ragged).json()["error"]
@@ -149,9 +155,21 @@ def test_a_body_over_the_limit_is_refused_with_413(client):
 
 def test_unknown_markets_and_paths_are_json_errors(client):
     assert client.get("/predict_api", params={"symbol": "ETH/EUR"}).status_code == 404
-    assert "unknown exchange" in client.get("/predict_api", params={"exchange": "nowhere"}).json()["error"]
+    assert client.get("/predict_api", params={"exchange": "nowhere"}).status_code == 422
     assert client.get("/predict_api", params={"timeframe": "often"}).status_code == 422
     assert client.get("/no_such_page").json() == {"error": "Not Found", "problems": ["Not Found"]}
+
+
+def test_an_unsupported_method_is_405_with_allow(client):
+    response = client.put("/predict_api")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
+    assert response.json()["error"] == "Method Not Allowed"
+
+
+def test_an_hour_beyond_the_horizon_reports_the_last_hour(client):
+    answer = client.get("/predict_api", params={**SMALL, "hour_idx": 9}).json()
+    assert answer["hour_idx"] == SMALL["horizon"] == len(answer["upside_probability_all_hours"])
+    assert answer["upside_probability"] == answer["upside_probability_all_hours"][-1]["probability"]
 
 
 def test_a_full_queue_answers_429_with_retry_after(forecaster, store, parity_input):
@@ -230,12 +248,12 @@ def test_an_unexpected_failure_is_a_json_500_without_traceback(forecaster, store
 
 def test_serve_loads_the_chosen_model_on_the_given_address(monkeypatch):
     parser = argparse.ArgumentParser()
-    add_serve_arguments(parser)
+    serve.add_arguments(parser)
     monkeypatch.setenv("KRONOS_MODEL", "small")
     monkeypatch.delenv("KRONOS_TOKENIZER", raising=False)
     started = {}
     monkeypatch.setattr("uvicorn.run", lambda app, host, port: started.update(app=app, host=host, port=port))
-    assert serve_command(parser.parse_args(["--port", "8123", "--workers", "2"])) == 0
+    assert serve.run(parser.parse_args(["--port", "8123", "--workers", "2"])) == 0
     runtime = started["app"].state.runtime
     assert (started["host"], started["port"]) == ("127.0.0.1", 8123)
     assert runtime.choice == ModelChoice("small", None) and runtime.service.workers == 2

@@ -11,10 +11,14 @@ import pandas as pd
 import pytest
 import streamlit as st
 from app_server import RecordedBinance, offline
+from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
-from kronos import market
-from kronos.store import CandleStore
+from kronos.api import create_app
+from kronos.cli import main
+from kronos.data import market
+from kronos.data.store import CandleStore
+from kronos.settings import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
@@ -221,3 +225,19 @@ def test_live_candles_from_an_exchange_are_stored_and_shown_as_live(store, monke
     assert app.success[0].value.startswith("Live data from binance: 512 BTC/USDT 1h candles")
     assert len(store.load("binance", "BTC/USDT", "1h")) == 512
     assert len(kept_forecasts(app)[0].history) == 383
+
+
+def test_cli_api_and_dashboard_give_the_same_default_forecast(filled, capsys):
+    """One settings source: with no settings given, the three front ends forecast the same paths."""
+    (dashboard,) = kept_forecasts(run())
+    assert main(["forecast", "--source", "store", "--all-samples"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    with TestClient(create_app(store=filled)) as client:
+        from_api = client.get("/predict_all").json()
+    for answer in (from_cli, from_api):
+        closes = np.array(list(answer["all_samples"]["close"].values()))
+        np.testing.assert_array_equal(closes, dashboard.column("close"))
+        assert answer["seed"] == dashboard.seed == DEFAULTS.seed
+        assert answer["settings"] == dashboard.settings
+    assert dashboard.settings == dict(horizon=DEFAULTS.horizon, samples=DEFAULTS.samples, temperature=DEFAULTS.temperature,
+                                      top_p=DEFAULTS.top_p, top_k=DEFAULTS.top_k, lookback=200, max_context=512)

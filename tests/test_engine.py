@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from kronos import InvalidInputError
+from conftest import PARITY
+from kronos import Forecaster, InvalidInputError
+from kronos.reference import recompute_forecast
 from kronos.sampling import filtered_probs, sample_ids
 
 
@@ -43,7 +45,7 @@ def test_no_token_outside_the_allowed_set(settings):
     full = dict(temperature=1.0, top_k=0, top_p=1.0) | settings
     allowed = filtered_probs(logits, **full) > 0
     for _ in range(50):
-        ids = sample_ids(logits, **full, generator=generator)
+        ids = sample_ids(logits, **full, u=torch.rand(64, generator=generator))
         assert allowed[torch.arange(64), ids].all()
     assert (allowed.sum(-1) < 50).all(), "the filter should have dropped something"
 
@@ -51,7 +53,7 @@ def test_no_token_outside_the_allowed_set(settings):
 def test_sampling_frequencies_follow_the_filtered_distribution():
     generator = torch.Generator().manual_seed(1)
     logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]).repeat(20000, 1)
-    ids = sample_ids(logits, 1.0, 0, 0.8, generator)
+    ids = sample_ids(logits, 1.0, 0, 0.8, torch.rand(len(logits), generator=generator))
     expected = filtered_probs(logits[:1], 1.0, 0, 0.8)[0].numpy()
     observed = np.bincount(ids.numpy(), minlength=5) / len(ids)
     np.testing.assert_allclose(observed, expected, atol=0.01)
@@ -59,14 +61,11 @@ def test_sampling_frequencies_follow_the_filtered_distribution():
 
 @pytest.mark.parametrize("rows,horizon,context", [(100, 8, 128), (60, 12, 64), (100, 6, 64)],
                          ids=["fits", "slides", "longer-than-context"])
-def test_cached_and_recompute_modes_agree(parity_input, rows, horizon, context):
-    from kronos import Forecaster
-    from conftest import PARITY
-
+def test_cached_engine_and_reference_recompute_agree(parity_input, rows, horizon, context):
     f = Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"), max_context=context)
-    kwargs = dict(horizon=horizon, samples=12, seed=3, lookback=rows, top_p=0.9)
-    cached = f.forecast(parity_input.iloc[:rows], cache=True, **kwargs)
-    full = f.forecast(parity_input.iloc[:rows], cache=False, **kwargs)
+    kwargs = dict(horizon=horizon, samples=12, seed=3, lookback=rows, top_p=0.9, temperature=1.0, top_k=0)
+    cached = f.forecast(parity_input.iloc[:rows], **kwargs)
+    full = recompute_forecast(f, parity_input.iloc[:rows], **kwargs)
     np.testing.assert_array_equal(cached.tokens, full.tokens)
     np.testing.assert_allclose(cached.paths, full.paths, rtol=1e-4)
 
@@ -171,9 +170,6 @@ def test_missing_volume_and_amount_are_filled_as_the_reference_does(forecaster, 
 
 
 def test_reused_history_caches_give_the_same_paths_as_a_fresh_engine(parity_input):
-    from kronos import Forecaster
-    from conftest import PARITY
-
     def fresh():
         return Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"), max_context=128)
 
@@ -185,3 +181,26 @@ def test_reused_history_caches_give_the_same_paths_as_a_fresh_engine(parity_inpu
     np.testing.assert_array_equal(again.paths[:, :5], fresh().forecast(parity_input.iloc[:100], **kwargs | {"horizon": 7}).paths[:, :5])
     np.testing.assert_array_equal(first.paths, fresh().forecast(parity_input.iloc[:100], **kwargs).paths)
     assert not np.array_equal(first.paths, other.paths)
+
+
+@pytest.mark.parametrize("context", [128, 64], ids=["fits", "slides"])
+def test_batched_histories_give_each_the_paths_it_gets_alone(parity_input, context):
+    f = Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"), max_context=context)
+    histories = [parity_input.iloc[i:i + 60] for i in (0, 30, 70, 100)] + [parity_input.iloc[:50]]
+    kwargs = dict(horizon=8, samples=6, top_p=0.9, lookback=None)
+    seeds = [11, 12, 13, 14, 15]
+    batched = f.forecast_many(histories, seeds=seeds, **kwargs)
+    for history, seed, together in zip(histories, seeds, batched):
+        alone = f.forecast(history, seed=seed, **kwargs)
+        np.testing.assert_array_equal(together.tokens, alone.tokens)
+        np.testing.assert_allclose(together.paths, alone.paths, rtol=1e-5)
+        assert together.seed == seed and together.timestamps.equals(alone.timestamps)
+    assert len({b.paths.tobytes() for b in batched}) == len(histories)
+
+
+def test_forecast_many_checks_its_seeds(forecaster, parity_input):
+    with pytest.raises(InvalidInputError, match="one seed per history"):
+        forecaster.forecast_many([parity_input], seeds=[1, 2])
+    with pytest.raises(InvalidInputError, match="seed must be between 0 and 2147483647"):
+        forecaster.forecast(parity_input, seed=2**31)
+    assert 0 <= forecaster.forecast(parity_input, horizon=1, samples=1).seed < 2**31

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-
 import ccxt
 import pandas as pd
 import pytest
 from data_frames import candle_frame
 
-from kronos import market
-from kronos.errors import InvalidInputError
-from kronos.market import (Candles, EmptyStoreError, RegionRefusedError, UnknownMarketError, add_fetch_arguments,
-                           fetch_candles, fetch_command, load_source, load_stored)
-from kronos.store import CandleStore
+from kronos.cli import main
+from kronos.data import market
+from kronos.data.candles import Candles
+from kronos.data.market import fetch_candles, load_candles, load_stored
+from kronos.data.store import CandleStore
+from kronos.errors import EmptyStoreError, ExchangeUnreachableError, InvalidInputError, UnknownMarketError
+from kronos.settings import MarketChoice
 
 NOW = pd.Timestamp("2026-02-02 10:30")
 HOUR_MS = 3_600_000
@@ -105,7 +105,7 @@ def test_pagination_covers_three_pages_without_gap_or_duplicate(venues, store):
 
 def test_aligned_drops_the_open_candle_and_realtime_keeps_it_unstored(venues, store):
     aligned = fetch_candles(limit=48, store=store)
-    realtime = fetch_candles(limit=48, mode="realtime", store=store)
+    realtime = fetch_candles(MarketChoice(mode="realtime"), 48, store=store)
     assert aligned.frame["timestamps"].iloc[-1] == NOW.floor("h") - pd.Timedelta(hours=1)
     assert realtime.frame["timestamps"].iloc[-1] == NOW.floor("h") and len(realtime.frame) == 48
     pd.testing.assert_frame_equal(realtime.frame.iloc[:-1], aligned.frame.iloc[1:].reset_index(drop=True))
@@ -116,7 +116,7 @@ def test_binance_amount_is_the_quote_volume_others_are_estimated(venues, store):
     binance = fetch_candles(limit=40, store=store)
     first_ms = hours(binance.frame["timestamps"].iloc[0])[0]
     assert binance.frame["amount"].iloc[0] == pytest.approx(price(first_ms)[5]) and not binance.amount_is_estimated
-    okx = fetch_candles("okx", limit=40, store=store)
+    okx = fetch_candles(MarketChoice("okx"), 40, store=store)
     o, h, low, c, v, _ = price(first_ms)
     assert okx.frame["amount"].iloc[0] == pytest.approx(v * (o + h + low + c) / 4) and okx.amount_is_estimated
 
@@ -133,7 +133,7 @@ def test_region_refusal_moves_to_the_next_exchange(venues, store, refusal):
     assert candles.exchange == "okx" and candles.source == "exchange"
     assert candles.notes[0].startswith("binance refused requests from this location")
     assert candles.notes[-1] == "okx answered"
-    assert market._typed("binance", refusal).__class__ is RegionRefusedError
+    assert market._typed("binance", refusal).__class__ is ExchangeUnreachableError
 
 
 def test_network_failure_answers_from_the_store_with_the_flag(venues, store):
@@ -184,18 +184,22 @@ def test_a_longer_lookback_fetches_only_the_older_part(venues, store):
 
 def test_unknown_symbol_exchange_and_bad_arguments(venues, store):
     with pytest.raises(UnknownMarketError, match="binance does not list FOO/BAR; check the symbol.*okx does not"):
-        fetch_candles(symbol="FOO/BAR", store=store)
+        fetch_candles(MarketChoice(symbol="FOO/BAR"), store=store)
     venues["binance"].symbols = ("BTC/USDT", "BTC/EUR")
     with pytest.raises(UnknownMarketError, match="binance does not list BTC/JPY; it lists BTC/EUR, BTC/USDT"):
-        fetch_candles(symbol="BTC/JPY", store=store, fallbacks=())
+        fetch_candles(MarketChoice(symbol="BTC/JPY"), store=store, fallbacks=())
     with pytest.raises(UnknownMarketError, match="unknown exchange.*nosuchx"):
-        fetch_candles("nosuchx", store=store)
+        fetch_candles(MarketChoice("nosuchx"), store=store)
     with pytest.raises(UnknownMarketError, match="binance has no 7m candles"):
-        fetch_candles(timeframe="7m", store=store, fallbacks=())
+        fetch_candles(MarketChoice(timeframe="7m"), store=store, fallbacks=())
     with pytest.raises(InvalidInputError, match="timeout must be more than 0 and at most 10"):
         fetch_candles(timeout=30, store=store)
     with pytest.raises(InvalidInputError, match="mode must be one of aligned, realtime"):
-        fetch_candles(mode="live", store=store)
+        MarketChoice(mode="live")
+    with pytest.raises(InvalidInputError, match="symbol 'BTCUSDT' should look like BASE/QUOTE"):
+        MarketChoice(symbol="BTCUSDT")
+    with pytest.raises(InvalidInputError, match="timeframe '1x' is not understood"):
+        MarketChoice(timeframe="1x")
 
 
 def test_symbols_are_mapped_to_what_the_exchange_lists(venues, store):
@@ -225,32 +229,28 @@ def test_exchanges_load_spot_markets_only_with_a_bounded_timeout():
 
 
 def test_fetch_command_fills_the_store_and_writes_csv(venues, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_fetch_arguments(parser)
     out = tmp_path / "out.csv"
-    args = parser.parse_args(["--limit", "50", "--out", str(out), "--store", str(tmp_path / "s.sqlite")])
-    assert fetch_command(args) == 0
+    assert main(["fetch", "--limit", "50", "--out", str(out), "--store", str(tmp_path / "s.sqlite")]) == 0
     assert "50 BTC/USDT 1h candles from binance (exchange)" in capsys.readouterr().out
     assert len(pd.read_csv(out)) == 50
     assert len(CandleStore(tmp_path / "s.sqlite").load("binance", "BTC/USDT", "1h")) == 50
 
 
-def test_load_source_reads_every_source(venues, tmp_path):
-    args = argparse.Namespace(source="exchange", exchange="binance", symbol="BTC/USDT", timeframe="1h", csv=None,
-                              json=None, lookback=40, mode="aligned", store=str(tmp_path / "s.sqlite"))
-    live = load_source(args)
-    stored = load_source(argparse.Namespace(**{**vars(args), "source": "store"}))
+def test_load_candles_reads_every_source(venues, tmp_path):
+    store, choice = CandleStore(tmp_path / "s.sqlite"), MarketChoice()
+    live = load_candles("exchange", choice, 40, store=store)
+    stored = load_candles("store", choice, 40, store=store)
     pd.testing.assert_frame_equal(live.frame, stored.frame)
     path = tmp_path / "mine.csv"
     live.frame.to_csv(path, index=False)
-    custom = load_source(argparse.Namespace(**{**vars(args), "source": "csv", "csv": str(path), "lookback": 35}))
+    custom = load_candles("csv", choice, 35, path=str(path))
     assert isinstance(custom, Candles) and (custom.source, custom.symbol, custom.timeframe) == ("csv", "mine.csv", "1h")
     pd.testing.assert_frame_equal(custom.frame, live.frame.tail(35).reset_index(drop=True))
     path.write_text("timestamps,open\n")
     with pytest.raises(InvalidInputError, match="mine.csv: missing column"):
-        load_source(argparse.Namespace(**{**vars(args), "source": "csv", "csv": str(path)}))
-    with pytest.raises(InvalidInputError, match="--source json needs --json FILE"):
-        load_source(argparse.Namespace(**{**vars(args), "source": "json"}))
+        load_candles("csv", choice, 40, path=str(path))
+    with pytest.raises(InvalidInputError, match="the json source needs a file: --json FILE"):
+        load_candles("json", choice, 40)
 
 
 def test_store_source_with_nothing_stored(tmp_path):

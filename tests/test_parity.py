@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,8 @@ import torch
 from kronos import checkpoints
 from kronos.engine import Forecaster, normalise, time_features
 from kronos.sampling import filtered_probs
-from kronos.validation import FEATURE_COLUMNS
+from kronos.data.validation import FEATURE_COLUMNS
+from kronos.reference import recompute_forecast
 
 from conftest import PARITY, shared_file
 
@@ -50,14 +52,16 @@ def test_tokenizer_and_predictor_match_reference(modules):
         np.testing.assert_array_equal(s1[0].numpy(), EXPECTED["s1_ids"])
         np.testing.assert_array_equal(s2[0].numpy(), EXPECTED["s2_ids"])
         np.testing.assert_allclose(tokenizer.decode(s1, s2)[0].numpy(), EXPECTED["decoded"], atol=1e-5)
-        h = model.hidden(s1, s2, torch.tensor(EXPECTED["stamp"]).long()[None])
+        stamp = torch.tensor(EXPECTED["stamp"]).long()[None]
+        h = model(s1, s2, stamp)
         np.testing.assert_allclose(h[0].numpy(), EXPECTED["context"], atol=1e-5)
         np.testing.assert_allclose(model.coarse_logits(h)[0].numpy(), EXPECTED["s1_logits"], atol=1e-5)
         coarse = torch.tensor(EXPECTED["next_s1_greedy"])
         assert model.coarse_logits(h)[0, -1].argmax().item() == coarse.item()
-        context = model.new_context(1, 1, h)
-        model.dep_layer.cross_attn.remember(h, context)
-        np.testing.assert_allclose(model.fine_logits(h[:, -1], coarse, context)[0].numpy(),
+        cache = model.new_cache(1, 0, h)
+        h_last = model.prefill(s1, s2, stamp, cache)
+        np.testing.assert_allclose(h_last.numpy(), h[:, -1].numpy(), atol=1e-6)
+        np.testing.assert_allclose(model.fine_logits(h_last, coarse, cache)[0].numpy(),
                                    EXPECTED["s2_logits_last"], atol=1e-5)
 
 
@@ -68,15 +72,16 @@ def test_filtered_probabilities_match_reference(tag):
     np.testing.assert_allclose(probs.numpy(), EXPECTED[f"filter_probs_{tag}"], atol=1e-6)
 
 
-@pytest.mark.parametrize("cache", [True, False], ids=["cached", "recompute"])
+@pytest.mark.parametrize("method", ["cached", "recompute"])
 @pytest.mark.parametrize("case", list(META["cases"]))
-def test_greedy_forecasts_match_reference(parity_input, case, cache):
+def test_greedy_forecasts_match_reference(parity_input, case, method):
     c = META["cases"][case]
     forecaster = Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"),
                                             max_context=c["max_context"])
     history = parity_input.iloc[c["first_input_row"]:c["first_input_row"] + c["lookback"]]
-    result = forecaster.forecast(history, horizon=c["pred_len"], samples=1, temperature=c["T"], top_k=c["top_k"],
-                                 top_p=c["top_p"], lookback=c["lookback"], seed=0, cache=cache)
+    run = forecaster.forecast if method == "cached" else partial(recompute_forecast, forecaster)
+    result = run(history, horizon=c["pred_len"], samples=1, temperature=c["T"], top_k=c["top_k"], top_p=c["top_p"],
+                 lookback=c["lookback"], seed=0)
     np.testing.assert_array_equal(result.tokens[0, :, 0], EXPECTED[f"greedy_{case}_s1"])
     np.testing.assert_array_equal(result.tokens[0, :, 1], EXPECTED[f"greedy_{case}_s2"])
     np.testing.assert_allclose(result.paths[0], EXPECTED[f"greedy_{case}"], rtol=1e-4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import threading
 
 import pandas as pd
@@ -10,7 +9,9 @@ import pytest
 from data_frames import REAL_DATA, candle_frame, csv_bytes, json_text, needs_real_data
 
 from kronos.errors import InvalidInputError
-from kronos.store import CandleStore, add_import_arguments, default_path, import_command, timeframe_delta
+from kronos.cli import main
+from kronos.data.store import CandleStore, default_path
+from kronos.timeframes import format_duration, median_step, timeframe_delta
 
 KEY = ("binance", "BTC/USDT", "1h")
 
@@ -96,17 +97,21 @@ def test_import_reads_the_custom_json_and_reports_missing_files(store, tmp_path)
 def test_import_command(tmp_path, capsys):
     path = tmp_path / "my.csv"
     path.write_bytes(csv_bytes(candle_frame(40).drop(columns="amount")))
-    parser = argparse.ArgumentParser()
-    add_import_arguments(parser)
-    args = parser.parse_args([str(path), "--exchange", "okx", "--store", str(tmp_path / "s.sqlite")])
-    assert import_command(args) == 0
+    assert main(["import", str(path), "--exchange", "okx", "--store", str(tmp_path / "s.sqlite")]) == 0
     out, err = capsys.readouterr()
     assert "40 new of 40 candles merged" in out and "amount is estimated" in err
     assert CandleStore(tmp_path / "s.sqlite").amount_is_estimated("okx", "BTC/USDT", "1h")
 
 
-def test_timeframes():
+def test_timeframes_and_durations():
     assert timeframe_delta("5m") == pd.Timedelta(minutes=5) and timeframe_delta("1d") == pd.Timedelta(days=1)
+    assert timeframe_delta("1w") == pd.Timedelta(days=7)
+    for bad in ("", "h", "0h", "1x", "¶P", "-1h", "1.5h"):
+        with pytest.raises(InvalidInputError, match="is not understood"):
+            timeframe_delta(bad)
+    assert [format_duration(pd.Timedelta(s)) for s in ("5min", "1h", "2D", "90s")] == ["5min", "1h", "2d", "90s"]
+    assert median_step(pd.date_range("2024-01-01", periods=5, freq="h")) == pd.Timedelta(hours=1)
+    assert median_step(pd.DatetimeIndex(["2024-01-01"])) is None
 
 
 @needs_real_data

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kronos.errors import InvalidInputError
-from kronos.validation import check_history, read_csv_bytes, read_json_text, validate_frame
+from kronos.data.reading import read_csv_bytes, read_json_text
+from kronos.data.validation import check_history, validate_frame
 
 BASE = candle_frame()
 GOOD = csv_bytes(BASE)

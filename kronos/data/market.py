@@ -1,24 +1,27 @@
-"""Live candles from exchanges through ccxt, kept in the local store and answered from it when no exchange can."""
+"""Candles of a market: live from exchanges through ccxt (with fallbacks), kept in the local store and
+answered from it when no exchange can; and the one entry point every front end uses for any source.
+"""
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import ccxt
 import pandas as pd
 
-from kronos.errors import DataUnavailableError, InvalidInputError
-from kronos.store import CandleStore, EmptyStoreError, add_store_argument, empty_store_message, timeframe_delta
-from kronos.validation import Validation, format_duration, read_file, validate_frame
+from kronos.data.candles import Candles, custom_candles
+from kronos.data.reading import read_file
+from kronos.data.store import CandleStore, empty_store_message
+from kronos.data.validation import validate_frame
+from kronos.errors import DataUnavailableError, EmptyStoreError, ExchangeUnreachableError, InvalidInputError, \
+    UnknownMarketError
+from kronos.settings import EXCHANGES, MarketChoice
+from kronos.timeframes import timeframe_delta
 
-EXCHANGES = ("binance", "okx", "bybit", "kraken")
-MODES = ("aligned", "realtime")
+SOURCES = ("exchange", "store", "csv", "json")
 DEFAULT_LIMIT = 512
 PAGE_LIMITS = {"binance": 1000, "okx": 300, "bybit": 1000, "kraken": 720}
 DEFAULT_PAGE_LIMIT = 500
@@ -26,47 +29,12 @@ MAX_TIMEOUT = 10.0
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds slept before each retry after a rate limit
 STALE_AFTER = 2  # a result is stale when its newest candle closed more than this many timeframes ago
 SPOT_ONLY = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}}
-BINANCE_MARKET_DATA = "https://data-api.binance.vision/api/v3"  # public market data only, no account endpoints
+# Binance's market-data-only host: its "market data only URLs" list /api/v3/exchangeInfo and /api/v3/klines, all that
+# ccxt needs here (load_markets and candles), and it answers where api.binance.com refuses some regions.
+BINANCE_MARKET_DATA = "https://data-api.binance.vision/api/v3"
 ALTERNATIVES = {"BTC": ("XBT",), "XBT": ("BTC",), "USDT": ("USD", "USDC"), "USD": ("USDT", "USDC"),
                 "USDC": ("USDT", "USD")}
 PRICE_FIELDS = ("open", "high", "low", "close", "volume")
-
-
-class ExchangeUnreachableError(DataUnavailableError):
-    """The exchange could not be reached in time, or answered with an error or unusable data."""
-
-
-class UnknownMarketError(DataUnavailableError):
-    """The exchange, symbol or timeframe does not exist where it was asked for."""
-
-
-class RateLimitedError(DataUnavailableError):
-    """The exchange kept refusing for too many requests, after every retry."""
-
-
-class RegionRefusedError(DataUnavailableError):
-    """The exchange refuses requests from this location (Binance: HTTP 451 restricted location)."""
-
-
-@dataclass
-class Candles:
-    """Candles in the engine's format and where they came from, for the banner the UI shows."""
-
-    frame: pd.DataFrame
-    source: str  # "exchange", "store", "csv" or "json"
-    exchange: str | None
-    symbol: str
-    timeframe: str
-    as_of: pd.Timestamp  # open time of the newest candle
-    is_stale: bool
-    amount_is_estimated: bool
-    notes: list[str] = field(default_factory=list)
-
-    def describe(self) -> dict:
-        """Where the candles came from, JSON-ready (the `data` block of the CLI's and the API's answers)."""
-        return {"source": self.source, "exchange": self.exchange, "symbol": self.symbol, "timeframe": self.timeframe,
-                "rows": len(self.frame), "as_of": self.as_of.isoformat(), "is_stale": self.is_stale,
-                "amount_is_estimated": self.amount_is_estimated, "notes": list(self.notes)}
 
 
 def utc_now() -> pd.Timestamp:
@@ -82,18 +50,18 @@ def make_exchange(name: str, timeout: float) -> ccxt.Exchange:
     return exchange
 
 
-def fetch_candles(exchange: str = "binance", symbol: str = "BTC/USDT", timeframe: str = "1h",
-                  limit: int = DEFAULT_LIMIT, mode: str = "aligned", *, store: CandleStore | None = None,
-                  fallbacks: tuple[str, ...] | None = None, timeout: float = MAX_TIMEOUT) -> Candles:
-    """The latest `limit` candles from the first exchange of `exchange`, `fallbacks` that answers, else the store.
+def fetch_candles(market: MarketChoice = MarketChoice(), limit: int = DEFAULT_LIMIT, *,
+                  store: CandleStore | None = None, fallbacks: tuple[str, ...] | None = None,
+                  timeout: float = MAX_TIMEOUT) -> Candles:
+    """The latest `limit` candles from the first exchange that answers, else from the store.
 
-    "aligned" drops the still-open candle, "realtime" keeps it. Only missing candles are fetched; every
-    closed candle fetched is stored. `fallbacks` defaults to the other EXCHANGES, in order.
+    The market's exchange is asked first, then `fallbacks` (default: the other EXCHANGES, in order).
+    "aligned" mode drops the still-open candle, "realtime" keeps it. Only missing candles are fetched;
+    every closed candle fetched is stored.
     """
-    _check_arguments(limit, mode, timeout)
-    step = timeframe_delta(timeframe)
-    chain = [exchange, *(fallbacks if fallbacks is not None else EXCHANGES)]
-    chain = list(dict.fromkeys(chain))
+    _check_arguments(limit, timeout)
+    step = timeframe_delta(market.timeframe)
+    chain = market.exchanges() if fallbacks is None else tuple(dict.fromkeys((market.exchange, *fallbacks)))
     unknown = [name for name in chain if name not in ccxt.exchanges]
     if unknown:
         raise UnknownMarketError(f"unknown exchange(s) {', '.join(unknown)}; use a ccxt id such as "
@@ -103,7 +71,7 @@ def fetch_candles(exchange: str = "binance", symbol: str = "BTC/USDT", timeframe
     failures: list[DataUnavailableError] = []
     for name in chain:
         try:
-            candles = _fetch_live(name, symbol, timeframe, step, limit, mode, store, timeout)
+            candles = _fetch_live(name, market, step, limit, store, timeout)
         except (ccxt.BaseError, DataUnavailableError) as error:
             failures.append(_typed(name, error))
             notes.append(str(failures[-1]))
@@ -113,7 +81,7 @@ def fetch_candles(exchange: str = "binance", symbol: str = "BTC/USDT", timeframe
     if all(isinstance(f, UnknownMarketError) for f in failures):
         raise UnknownMarketError("; ".join(map(str, failures)))
     try:
-        candles = load_stored(chain, symbol, timeframe, limit, store)
+        candles = load_stored(chain, market.symbol, market.timeframe, limit, store)
     except EmptyStoreError as error:
         raise EmptyStoreError(f"no exchange answered ({'; '.join(notes)}), and {error}") from failures[-1]
     candles.notes[:0] = notes + ["answered from the local store"]
@@ -135,29 +103,35 @@ def load_stored(exchanges: list[str] | tuple[str, ...], symbol: str, timeframe: 
                     store.amount_is_estimated(name, stored_symbol, timeframe, limit), [])
 
 
-def custom_candles(result: Validation, name: str, source: str) -> Candles:
-    """Candles from a validated custom file (`source` "csv" or "json"); InvalidInputError listing its errors."""
-    if result.errors:
-        raise InvalidInputError([f"{name}: {message}" for message in result.errors])
-    return Candles(result.frame, source, None, name, format_duration(result.spacing),
-                   result.frame["timestamps"].iloc[-1], False, result.amount_is_estimated, list(result.warnings))
+def load_candles(source: str, market: MarketChoice, limit: int = DEFAULT_LIMIT, *, path: str | None = None,
+                 store: CandleStore | None = None, timeout: float = MAX_TIMEOUT) -> Candles:
+    """Candles from any source: "exchange" (live, with fallbacks and the store), "store" (the market's exchange
+    only), or a "csv"/"json" file at `path` (its latest `limit` rows)."""
+    if source == "exchange":
+        return fetch_candles(market, limit, store=store, timeout=timeout)
+    if source == "store":
+        return load_stored([market.exchange], market.symbol, market.timeframe, limit, store)
+    if source in ("csv", "json"):
+        if not path:
+            raise InvalidInputError(f"the {source} source needs a file: --{source} FILE")
+        return custom_candles(read_file(path, source, lookback=limit), Path(path).name, source)
+    raise InvalidInputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
 
 
-def _check_arguments(limit: int, mode: str, timeout: float) -> None:
+def _check_arguments(limit: int, timeout: float) -> None:
     problems = []
     if not isinstance(limit, int) or limit < 1:
         problems.append(f"limit must be a positive whole number of candles, got {limit!r}")
-    if mode not in MODES:
-        problems.append(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not 0 < timeout <= MAX_TIMEOUT:
         problems.append(f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, got {timeout!r}")
     if problems:
         raise InvalidInputError(problems)
 
 
-def _fetch_live(name: str, symbol: str, timeframe: str, step: pd.Timedelta, limit: int, mode: str,
-                store: CandleStore, timeout: float) -> Candles:
+def _fetch_live(name: str, choice: MarketChoice, step: pd.Timedelta, limit: int, store: CandleStore,
+                timeout: float) -> Candles:
     """Fetch what the store lacks of the wanted window from one exchange, store it, answer from the store."""
+    symbol, timeframe, mode = choice.symbol, choice.timeframe, choice.mode
     exchange = make_exchange(name, timeout)
     _call(exchange.load_markets)
     market = _market(exchange, symbol)
@@ -263,69 +237,25 @@ def _market(exchange: ccxt.Exchange, symbol: str) -> dict:
 
 
 def _symbol_candidates(symbol: str) -> list[str]:
-    """`symbol` first, then the same pair spelled as other exchanges do."""
-    if symbol.count("/") != 1:
-        raise InvalidInputError(f"symbol {symbol!r} should look like BASE/QUOTE, e.g. BTC/USDT")
+    """`symbol` (BASE/QUOTE, checked by MarketChoice) first, then the same pair spelled as other exchanges do."""
     base, quote = symbol.upper().split("/")
     bases, quotes = (base, *ALTERNATIVES.get(base, ())), (quote, *ALTERNATIVES.get(quote, ()))
     return list(dict.fromkeys([symbol] + [f"{b}/{q}" for q in quotes for b in bases]))
 
 
 def _typed(name: str, error: Exception) -> DataUnavailableError:
-    """Turn whatever an exchange raised into one of this module's errors, worded for people."""
+    """Turn whatever an exchange raised into one of kronos.errors' data errors, worded for people."""
     if isinstance(error, DataUnavailableError):
         return error
     text = str(error)
     detail = " ".join(text.split())[:160]
     if isinstance(error, (ccxt.RestrictedLocation, ccxt.PermissionDenied)) or re.search(r"\b451\b", text) \
             or "restricted location" in text.lower():
-        return RegionRefusedError(f"{name} refused requests from this location ({detail})")
+        return ExchangeUnreachableError(f"{name} refused requests from this location ({detail})")
     if isinstance(error, ccxt.BadSymbol):
         return UnknownMarketError(f"{name} does not know the symbol ({detail})")
     if isinstance(error, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
-        return RateLimitedError(f"{name} kept answering 'too many requests' after {len(RETRY_DELAYS)} retries")
+        return ExchangeUnreachableError(f"{name} kept answering 'too many requests' after {len(RETRY_DELAYS)} retries")
     if isinstance(error, ccxt.RequestTimeout):
         return ExchangeUnreachableError(f"{name} did not answer in time ({detail})")
     return ExchangeUnreachableError(f"{name} could not be reached or failed ({type(error).__name__}: {detail})")
-
-
-def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `--exchange --symbol --timeframe --limit --mode --out --store` to the `fetch` subcommand."""
-    parser.add_argument("--exchange", default="binance", help=f"first exchange to ask (then {', '.join(EXCHANGES)})")
-    parser.add_argument("--symbol", default="BTC/USDT", help="market symbol (default BTC/USDT)")
-    parser.add_argument("--timeframe", default="1h", help="candle length, e.g. 5m, 1h, 1d (default 1h)")
-    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"candles wanted (default {DEFAULT_LIMIT})")
-    parser.add_argument("--mode", choices=MODES, default="aligned", help="drop (aligned) or keep the open candle")
-    parser.add_argument("--out", metavar="FILE.csv", default=None, help="also write the candles to this CSV file")
-    add_store_argument(parser)
-
-
-def fetch_command(args: argparse.Namespace) -> int:
-    """`python -m kronos fetch`: fill the store; 0 when an exchange answered, 1 when only the store could."""
-    candles = fetch_candles(args.exchange, args.symbol, args.timeframe, args.limit, args.mode,
-                            store=CandleStore(args.store))
-    for note in candles.notes:
-        print(note, file=sys.stderr)
-    if args.out:
-        candles.frame.to_csv(args.out, index=False)
-    print(f"{len(candles.frame)} {candles.symbol} {candles.timeframe} candles from {candles.exchange} "
-          f"({candles.source}), newest {candles.as_of}{' (stale)' if candles.is_stale else ''}"
-          + (f", written to {args.out}" if args.out else ""))
-    return 0 if candles.source == "exchange" else 1
-
-
-def load_source(args: argparse.Namespace) -> Candles:
-    """Candles for `forecast --source exchange|store|csv|json` (args: exchange, symbol, timeframe, csv, json,
-    lookback, mode, and optionally store)."""
-    limit = args.lookback or DEFAULT_LIMIT
-    store = getattr(args, "store", None)
-    if args.source == "exchange":
-        return fetch_candles(args.exchange, args.symbol, args.timeframe, limit, args.mode, store=CandleStore(store))
-    if args.source == "store":
-        return load_stored([args.exchange], args.symbol, args.timeframe, limit, CandleStore(store))
-    if args.source in ("csv", "json"):
-        path = getattr(args, args.source)
-        if not path:
-            raise InvalidInputError(f"--source {args.source} needs --{args.source} FILE")
-        return custom_candles(read_file(path, args.source, lookback=args.lookback), Path(path).name, args.source)
-    raise InvalidInputError(f"--source must be exchange, store, csv or json, got {args.source!r}")

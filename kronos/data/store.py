@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sqlite3
 import sys
@@ -12,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import ccxt
 import pandas as pd
 
-from kronos.errors import DataUnavailableError, InvalidInputError
-from kronos.validation import FEATURE_COLUMNS, Validation, format_duration, read_file
+from kronos.data.reading import read_file
+from kronos.data.validation import FEATURE_COLUMNS, Validation
+from kronos.errors import InvalidInputError
+from kronos.settings import Environment
+from kronos.timeframes import format_duration, timeframe_delta
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS candles (
@@ -30,14 +31,11 @@ KEY = "exchange = ? AND symbol = ? AND timeframe = ?"
 COLUMNS = ("ts", *FEATURE_COLUMNS, "amount_estimated")
 
 
-class EmptyStoreError(DataUnavailableError):
-    """The local store holds no candles for the market asked for."""
-
-
 def default_path() -> Path:
     """`$KRONOS_STORE`, else the per-user data folder: ~/.local/share/kronos (Linux), Application Support, AppData."""
-    if os.environ.get("KRONOS_STORE"):
-        return Path(os.environ["KRONOS_STORE"]).expanduser()
+    configured = Environment.read().store
+    if configured is not None:
+        return configured
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
     elif sys.platform == "darwin":
@@ -45,14 +43,6 @@ def default_path() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "kronos" / "candles.sqlite"
-
-
-def timeframe_delta(timeframe: str) -> pd.Timedelta:
-    """The length of a ccxt timeframe such as 5m, 1h, 1d; InvalidInputError for anything else."""
-    try:
-        return pd.Timedelta(seconds=ccxt.Exchange.parse_timeframe(timeframe))
-    except Exception as error:  # ccxt raises NotSupported, KeyError or ValueError depending on the text
-        raise InvalidInputError(f"timeframe {timeframe!r} is not understood; use e.g. 1m, 5m, 1h, 4h, 1d") from error
 
 
 @dataclass
@@ -167,28 +157,3 @@ def empty_store_message(store: CandleStore, exchange: str, symbol: str, timefram
     return (f"the local store {store.path} has no {symbol} {timeframe} candles from {exchange}; fill it with "
             f"`python -m kronos import FILE.csv --exchange {exchange} --symbol {symbol} --timeframe {timeframe}`, "
             "`python -m kronos fetch` while online, or the custom data page")
-
-
-def add_import_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `FILE.csv --exchange --symbol --timeframe` (and `--store`) to the `import` subcommand."""
-    parser.add_argument("file", metavar="FILE.csv", help="CSV (.csv, .csv.gz) or custom-format JSON file")
-    parser.add_argument("--exchange", default="binance", help="exchange the candles come from (default binance)")
-    parser.add_argument("--symbol", default="BTC/USDT", help="market symbol (default BTC/USDT)")
-    parser.add_argument("--timeframe", default="1h", help="candle length, e.g. 5m, 1h, 1d (default 1h)")
-    add_store_argument(parser)
-
-
-def add_store_argument(parser: argparse.ArgumentParser) -> None:
-    """Add `--store PATH` (default: $KRONOS_STORE or the per-user data folder)."""
-    parser.add_argument("--store", default=None, help="candle store file (default $KRONOS_STORE or per-user data)")
-
-
-def import_command(args: argparse.Namespace) -> int:
-    """`python -m kronos import`: validate and merge a file, print what was added and any warnings."""
-    store = CandleStore(args.store)
-    report = store.import_file(args.file, args.exchange, args.symbol, args.timeframe)
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"{report.rows_added} new of {report.rows_read} candles merged into {store.path} "
-          f"({args.exchange} {args.symbol} {args.timeframe})")
-    return 0

@@ -1,0 +1,106 @@
+"""Command-line options shared by sub-commands, each group with the function that turns it into settings.
+
+Defaults and ranges come from kronos.settings (ForecastSettings, MarketChoice) and the environment
+(Environment.read()), the same as the HTTP API's and the dashboard's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from kronos.data.candles import Candles
+from kronos.data.market import SOURCES, load_candles
+from kronos.data.store import CandleStore
+from kronos.settings import DEFAULTS, MODES, Environment, ForecastSettings, MarketChoice, ModelChoice
+
+MARKET = MarketChoice()
+SETTING_HELP = {
+    "horizon": "candles to forecast",
+    "samples": "Monte Carlo paths",
+    "temperature": "sampling temperature",
+    "top_p": "nucleus sampling: keep the most likely tokens up to this probability",
+    "top_k": "keep the k most likely tokens (0: off)",
+    "lookback": "history candles the model sees (fewer when fewer are available)",
+    "seed": "random seed: the same seed and data give the same paths",
+    "hour_idx": "hour whose upside probability is reported (default: the horizon)",
+}
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """`--store PATH` (default: $KRONOS_STORE or the per-user data folder)."""
+    parser.add_argument("--store", default=None, help="candle store file (default $KRONOS_STORE or per-user data)")
+
+
+def store_from(args: argparse.Namespace) -> CandleStore:
+    """The candle store named by --store (or the default one)."""
+    return CandleStore(getattr(args, "store", None))
+
+
+def add_market_options(parser: argparse.ArgumentParser, mode: bool = True) -> None:
+    """`--exchange --symbol --timeframe [--mode]` with the shared defaults."""
+    parser.add_argument("--exchange", default=MARKET.exchange, help=f"exchange asked first (default {MARKET.exchange})")
+    parser.add_argument("--symbol", default=MARKET.symbol, help=f"market symbol, BASE/QUOTE (default {MARKET.symbol})")
+    parser.add_argument("--timeframe", default=MARKET.timeframe, help="candle length, e.g. 5m, 1h, 1d "
+                                                                      f"(default {MARKET.timeframe})")
+    if mode:
+        parser.add_argument("--mode", choices=MODES, default=MARKET.mode, help="aligned drops the still-open candle")
+
+
+def market_from(args: argparse.Namespace) -> MarketChoice:
+    """The market the options name; InvalidInputError for a bad symbol, timeframe or mode."""
+    return MarketChoice(args.exchange, args.symbol, args.timeframe, getattr(args, "mode", MARKET.mode))
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """`--model --tokenizer --revision --max-context` (defaults: KRONOS_MODEL / KRONOS_TOKENIZER, else mini)."""
+    parser.add_argument("--model", help="preset (mini, small, base), hub id or checkpoint directory "
+                                        "(default: env KRONOS_MODEL, else mini)")
+    parser.add_argument("--tokenizer", help="tokenizer hub id or directory (default: env KRONOS_TOKENIZER, else the "
+                                            "model's)")
+    parser.add_argument("--revision", help="hub revision of the model (default: pinned)")
+    parser.add_argument("--max-context", type=int, help="context length (default: the model's)")
+
+
+def model_from(args: argparse.Namespace) -> ModelChoice:
+    """The model the options name, the environment filling what they leave out."""
+    env = Environment.read().model
+    return ModelChoice(args.model or env.model, args.tokenizer or (None if args.model else env.tokenizer))
+
+
+def add_settings_options(parser: argparse.ArgumentParser, names: tuple[str, ...] = tuple(SETTING_HELP)) -> None:
+    """`--horizon --samples --temperature --top-p --top-k --lookback --seed --hour-idx` with the shared defaults."""
+    for field in dataclasses.fields(ForecastSettings):
+        if field.name in names:
+            default = getattr(DEFAULTS, field.name)
+            kind = float if field.name in ("temperature", "top_p") else int
+            shown = "" if default is None else f" (default {default})"
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default,
+                                help=SETTING_HELP[field.name] + shown)
+
+
+def settings_from(args: argparse.Namespace) -> ForecastSettings:
+    """The checked settings; InvalidInputError naming each value out of range."""
+    names = [f.name for f in dataclasses.fields(ForecastSettings)]
+    return ForecastSettings(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where the candles come from: `--source`, `--csv`, `--json`, the market options and `--store`."""
+    parser.add_argument("--source", choices=SOURCES,
+                        help="where the candles come from (default: csv/json when a file is named, else exchange)")
+    parser.add_argument("--csv", help="OHLCV CSV file (timestamps, open, high, low, close[, volume, amount])")
+    parser.add_argument("--json", help='JSON file {"timestamps": [...], "open": [...], ...}')
+    add_market_options(parser)
+    add_store_option(parser)
+
+
+def candles_from(args: argparse.Namespace, limit: int) -> Candles:
+    """The latest `limit` candles from the source the options name; notes about them go to stderr."""
+    source = args.source or ("csv" if args.csv else "json" if args.json else "exchange")
+    candles = load_candles(source, market_from(args), limit, path=args.csv if source == "csv" else args.json,
+                           store=store_from(args))
+    for note in candles.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return candles
