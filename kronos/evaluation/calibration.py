@@ -72,8 +72,10 @@ def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN
     n, s, horizon = samples.shape
     origins = np.asarray(origins)
     raw_prob = (samples > 0).mean(1) if upside_prob is None else np.asarray(upside_prob, float)  # (N, H)
-    if origins.shape != (n,) or not np.issubdtype(origins.dtype, np.integer) or raw_prob.shape != (n, horizon):
-        raise InvalidInputError(f"origins must be (N,) = ({n},) row indices and upside_prob (N, H) = {(n, horizon)}")
+    if origins.shape != (n,) or not np.issubdtype(origins.dtype, np.integer):
+        raise InvalidInputError(f"origins must be (N,) = ({n},) integer row indices")
+    if raw_prob.shape != (n, horizon) or not ((raw_prob >= 0) & (raw_prob <= 1)).all():
+        raise InvalidInputError(f"upside_prob must be (N, H) = {(n, horizon)} probabilities in [0, 1]")
     if min_count < 1:
         raise InvalidInputError("min_count must be at least 1")
     half = s // 2
