@@ -12,6 +12,7 @@ batch 1 and only the generated part per path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -98,6 +99,16 @@ class Forecaster:
         return cls(checkpoints.load_tokenizer(chosen.tokenizer, device=str(dev)),
                    checkpoints.load_predictor(chosen.model, revision, device=str(dev)),
                    max_context=chosen.max_context, device=str(dev), name=chosen.model)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash of both models' weights and configs: the identity results are stored under."""
+        digest = hashlib.sha256()
+        for module in (self.tokenizer, self.model):
+            digest.update(repr(module.config).encode())
+            for name, tensor in module.state_dict().items():
+                digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def forecast(self, history: pd.DataFrame, *, horizon: int = DEFAULTS.horizon, samples: int = DEFAULTS.samples,
                  temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,

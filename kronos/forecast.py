@@ -84,18 +84,12 @@ class Forecast:
         return (self.column("close") > self.last_close).mean(axis=0)
 
     def volatility_amplification_probability(self) -> float | None:
-        """Share of paths whose log-return std (ddof=1) over the horizon exceeds that of the last `horizon` candles.
-
-        As the live demo defines it (24 h: 24 path returns against 23 historical ones); None below 3 hours.
-        """
-        h = self.horizon
+        """Share of paths more volatile over the horizon than the last `horizon` candles (see `volatility_amplified`);
+        None below 3 hours."""
         closes = self.history["close"].to_numpy()
-        if h < 3 or len(closes) < h:
+        if self.horizon < 3 or len(closes) < self.horizon:
             return None
-        past = np.std(np.diff(np.log(closes[-h:])), ddof=1)
-        paths = np.concatenate([np.full((self.samples, 1), self.last_close), self.column("close")], axis=1)
-        future = np.std(np.diff(np.log(paths), axis=1), axis=1, ddof=1)
-        return float((future > past).mean())
+        return float(volatility_amplified(np.log(self.column("close") / self.last_close), closes).mean())
 
     def hour_index(self, hour_idx: int | None) -> int:
         """Check a 1-based hour index (None means the last hour) and return it."""
@@ -140,6 +134,18 @@ class Forecast:
                 name: {f"pred-{j + 1}": _floats(self.paths[j, :, c]) for j in range(self.samples)}
                 for c, name in enumerate(FEATURE_COLUMNS)}
         return result
+
+
+def volatility_amplified(paths: np.ndarray, past_closes: np.ndarray) -> np.ndarray:
+    """Whether each path (..., H) of log returns since the last close is more volatile than the last H closes.
+
+    As the live demo defines it: the std (ddof=1) of the path's H one-step log returns (from the last close on)
+    against that of the H - 1 log returns within the last H closed candles (24 h: 24 against 23). Shape (...).
+    """
+    horizon = paths.shape[-1]
+    past = np.std(np.diff(np.log(past_closes[-horizon:])), ddof=1)
+    steps = np.diff(paths, axis=-1, prepend=0.0)  # (..., H) one-step log returns
+    return np.std(steps, axis=-1, ddof=1) > past
 
 
 def _floats(values: np.ndarray) -> list[float | None]:

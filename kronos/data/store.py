@@ -1,7 +1,9 @@
-"""The local candle store: every candle fetched or imported, kept on disk in SQLite, keyed by market."""
+"""The local store, one SQLite file: every candle fetched or imported (keyed by market), the forecast log (live
+forecasts and, once their candles closed, their outcomes), and the paths of backtest origins (kronos.evaluation)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from kronos.data.reading import read_file
@@ -25,7 +28,15 @@ CREATE TABLE IF NOT EXISTS candles (
     open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
     volume REAL NOT NULL, amount REAL NOT NULL, amount_estimated INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (exchange, symbol, timeframe, ts)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS backtest_paths (
+    key TEXT PRIMARY KEY, closes BLOB NOT NULL, samples INTEGER NOT NULL, vol_prob REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS forecast_log (
+    id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
+    model TEXT NOT NULL, origin INTEGER NOT NULL, made INTEGER NOT NULL, forecast TEXT NOT NULL, outcome TEXT,
+    UNIQUE (exchange, symbol, timeframe, model, origin, forecast)
+);
 """
 KEY = "exchange = ? AND symbol = ? AND timeframe = ?"
 COLUMNS = ("ts", *FEATURE_COLUMNS, "amount_estimated")
@@ -58,7 +69,8 @@ _SETUP = threading.Lock()
 
 
 class CandleStore:
-    """Candles on disk, one row per (exchange, symbol, timeframe, open time); safe across threads and processes."""
+    """The local store: candles, one row per (exchange, symbol, timeframe, open time), the forecast log and backtest
+    paths; safe across threads and processes."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else default_path()
@@ -66,7 +78,7 @@ class CandleStore:
         with _SETUP, self._connect() as db:  # switching to WAL needs the file to itself: one thread at a time
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
+            db.executescript(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -133,6 +145,47 @@ class CandleStore:
             frame[column] = pd.to_datetime(frame[column].astype("int64"), unit="ms")
         return frame
 
+    def backtest_paths(self, keys: list[str]) -> dict[str, tuple[np.ndarray, float | None]]:
+        """The stored backtest origins among `keys`: key -> (closes (S, H), volatility amplification probability)."""
+        found = {}
+        with self._connect() as db:
+            for start in range(0, len(keys), 500):  # SQLite binds at most 999 parameters
+                chunk = keys[start:start + 500]
+                found.update({key: (np.frombuffer(closes, np.float64).reshape(samples, -1), vol) for key, closes, samples, vol
+                              in db.execute(f"SELECT key, closes, samples, vol_prob FROM backtest_paths WHERE key IN "
+                                            f"({', '.join('?' * len(chunk))})", chunk)})
+        return found
+
+    def put_backtest_paths(self, paths: dict[str, tuple[np.ndarray, float | None]]) -> None:
+        """Keep backtest origins: key -> (closes (S, H), volatility amplification probability or None)."""
+        rows = [(key, np.ascontiguousarray(closes, np.float64).tobytes(), len(closes), vol)
+                for key, (closes, vol) in paths.items()]
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO backtest_paths VALUES (?, ?, ?, ?)", rows)
+
+    def log_forecast(self, exchange: str, symbol: str, timeframe: str, model: str, origin: pd.Timestamp,
+                     forecast: dict) -> None:
+        """Record a live forecast (its summary, JSON-ready) once per market, model, origin and content."""
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO forecast_log (exchange, symbol, timeframe, model, origin, made, forecast) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (exchange, symbol, timeframe, model, _ms(origin),
+                                                        _ms(pd.Timestamp.now("UTC").tz_localize(None)),
+                                                        json.dumps(forecast, sort_keys=True)))
+
+    def logged_forecasts(self, exchange: str, symbol: str, timeframe: str, model: str) -> list[dict]:
+        """The market's logged forecasts by this model, oldest first: id, origin, forecast and outcome (None until
+        scored)."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT id, origin, forecast, outcome FROM forecast_log WHERE {KEY} AND model = ? "
+                              "ORDER BY origin, id", (exchange, symbol, timeframe, model)).fetchall()
+        return [{"id": i, "origin": pd.Timestamp(origin, unit="ms"), "forecast": json.loads(forecast),
+                 "outcome": None if outcome is None else json.loads(outcome)} for i, origin, forecast, outcome in rows]
+
+    def set_outcome(self, entry_id: int, outcome: dict) -> None:
+        """Store what happened after a logged forecast (JSON-ready)."""
+        with self._connect() as db:
+            db.execute("UPDATE forecast_log SET outcome = ? WHERE id = ?", (json.dumps(outcome), entry_id))
+
     def import_file(self, path: str | os.PathLike, exchange: str, symbol: str, timeframe: str) -> ImportReport:
         """Validate a CSV (.csv, .csv.gz) or custom-format JSON file and merge it; InvalidInputError on problems."""
         path = Path(path)
@@ -140,6 +193,10 @@ class CandleStore:
         _check_import(result, timeframe, path)
         added = self.merge(result.frame, exchange, symbol, timeframe, amount_estimated=result.amount_is_estimated)
         return ImportReport(len(result.frame), added, result.warnings)
+
+
+def _ms(moment: pd.Timestamp) -> int:
+    return int(moment.value // 1_000_000)
 
 
 def _check_import(result: Validation, timeframe: str, path: Path) -> None:
