@@ -28,10 +28,12 @@ from kronos.charts import fan_chart
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.reading import read_json_text
 from kronos.data.store import CandleStore
-from kronos.data.validation import MIN_ROWS
+from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
 from kronos.engine import Forecaster
 from kronos.errors import (DataUnavailableError, InvalidInputError, KronosError, ServiceBusyError, ServiceTimeoutError,
                            UnknownMarketError, WeightsUnavailableError)
+from kronos.evaluation.backtest import BacktestSettings, run_backtest
+from kronos.evaluation.record import track_record
 from kronos.flows import answer, forecast_candles
 from kronos.forecast import Forecast
 from kronos.service import ForecastService, MarketData
@@ -41,6 +43,7 @@ from kronos.timeframes import TIMEFRAMES
 
 MAX_BODY_BYTES = 4 * 2**20
 MAX_CUSTOM_ROWS = 20_000
+MAX_API_ORIGINS = 500  # a backtest request stays within the request timeout
 LATEST_EPOCH_MS = 4_102_444_800_000  # 2100-01-01 in milliseconds: epoch numbers above it are no candle times
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ForecastSettings))
 STATUS = ((ServiceBusyError, 429), (ServiceTimeoutError, 503), (InvalidInputError, 422), (UnknownMarketError, 404),
@@ -93,14 +96,24 @@ class Settings(BaseModel):
         return ForecastSettings(**values)
 
 
-class MarketQuery(Settings):
-    """A forecast of a live market's latest candles."""
+class MarketOnly(BaseModel):
+    """A market: exchange, symbol and timeframe."""
 
-    align_to_hour: bool = Field(True, description="true: only closed candles; false: include the still-open one")
+    model_config = ConfigDict(extra="ignore")
+
     exchange: Literal[tuple(ccxt.exchanges)] = Field(  # type: ignore[valid-type]
         MarketChoice.exchange, description="ccxt exchange id asked first (then binance, okx, bybit, kraken)")
     symbol: str = Field(MarketChoice.symbol, pattern=SYMBOL_PATTERN, description="market symbol, BASE/QUOTE")
     timeframe: Literal[TIMEFRAMES] = Field(MarketChoice.timeframe, description="candle length")  # type: ignore[valid-type]
+
+    def market(self) -> MarketChoice:
+        return MarketChoice(self.exchange, self.symbol, self.timeframe)
+
+
+class MarketQuery(Settings, MarketOnly):
+    """A forecast of a live market's latest candles."""
+
+    align_to_hour: bool = Field(True, description="true: only closed candles; false: include the still-open one")
 
     def market(self) -> MarketChoice:
         return MarketChoice(self.exchange, self.symbol, self.timeframe, "aligned" if self.align_to_hour else "realtime")
@@ -128,8 +141,24 @@ class CustomBody(Settings):
 
     def candles(self) -> Candles:
         """The body's candles checked by the project's validator; InvalidInputError listing every problem."""
-        columns = self.model_dump(mode="json", exclude=set(Settings.model_fields), exclude_none=True)
+        columns = self.model_dump(mode="json", include={"timestamps", *FEATURE_COLUMNS}, exclude_none=True)
         return custom_candles(read_json_text(json.dumps(columns)), "request body", "json")
+
+
+class BacktestBody(CustomBody):
+    """Your own candles (as for /predict_custom), the sampling settings, and where the backtest's origins fall."""
+
+    origins: int = Field(BacktestSettings.origins, ge=1, le=MAX_API_ORIGINS,
+                         description="forecast origins, the latest ones that leave the lookback before and the horizon "
+                                     "after them")
+    every: int = Field(BacktestSettings.every, ge=1, le=1000, description="rows between origins")
+    min_count: int = Field(BacktestSettings.min_count, ge=1, le=1000,
+                           description="known outcomes before an origin is calibrated")
+    calibrate: bool = Field(False, description="also forecast after the last candle, calibrated on the record")
+
+    def backtest_settings(self) -> BacktestSettings:
+        sampling = self.forecast_settings().engine_arguments()
+        return BacktestSettings(origins=self.origins, every=self.every, min_count=self.min_count, **sampling)
 
 
 class HourProbability(BaseModel):
@@ -210,6 +239,38 @@ class ForecastWithFigure(ForecastAnswer):
     """As ForecastAnswer, plus the fan chart as a Plotly figure (JSON)."""
 
     figure: dict[str, Any]
+
+
+class BacktestAnswer(BaseModel):
+    """A backtest: per forecaster (model, model_calibrated, random_walk, bootstrap, trailing_frequency) the scores
+    per hour ahead (crps, brier_upside, coverage {"50", "80", "95"}, ...), skill against the random walk, and `data`."""
+
+    settings: dict[str, Any]
+    model: str
+    origins: int
+    origin_times: list[str]
+    reused: int
+    baseline_window: int
+    calibrated_origins: list[int]
+    scores: dict[str, dict[str, Any]]
+    skill: dict[str, dict[str, list[float | None]]]
+    latest: dict[str, Any] | None = None
+    data: DataBlock
+
+
+class TrackRecordAnswer(BaseModel):
+    """How the logged live forecasts of a market by the loaded model fared, once their candles closed."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    model: str
+    logged: int
+    scored: int
+    coverage: dict[str, float | None]
+    brier_upside: float | None
+    brier_always_half: float
+    hit_rate: float | None
 
 
 class Health(BaseModel):
@@ -295,6 +356,27 @@ def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: Forecaster
     return answer(forecast, candles, settings.hour_idx)
 
 
+@router.post("/backtest", summary="Walk-forward backtest of your candles: the model, calibrated, against baselines",
+             responses=_errors(400, 413, 422, 429, 503))
+def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep) -> BacktestAnswer:
+    settings, candles = body.backtest_settings(), body.candles()
+    key = ("backtest", fingerprint(candles.frame), settings, body.calibrate)
+    result = runtime.service.run(key, lambda: run_backtest(forecaster, candles.frame, settings,
+                                                           store=runtime.market.store, latest=body.calibrate))
+    return {**result.to_dict(), "data": candles.describe()}
+
+
+@router.get("/track_record", summary="The record of the live forecasts of a market by the loaded model",
+            responses=_errors(422, 503))
+def get_track_record(query: Annotated[MarketOnly, Query()], runtime: RuntimeDep,
+                     forecaster: ForecasterDep) -> TrackRecordAnswer:
+    market = query.market()
+    found = track_record(runtime.market.store, market.exchange, market.symbol, market.timeframe,
+                         forecaster.fingerprint)
+    return {"exchange": market.exchange, "symbol": market.symbol, "timeframe": market.timeframe,
+            "model": forecaster.name, **found.to_dict()}
+
+
 def _market_forecast(runtime: Runtime, forecaster: Forecaster,
                      query: MarketQuery) -> tuple[Forecast, Candles, int | None]:
     """Fetch the market's candles and forecast them (identical concurrent requests share the work); also the hour
@@ -304,7 +386,7 @@ def _market_forecast(runtime: Runtime, forecaster: Forecaster,
 
     def job() -> tuple[Forecast, Candles]:
         candles = runtime.market.candles(market, settings.lookback)
-        return forecast_candles(forecaster, candles, settings), candles
+        return forecast_candles(forecaster, candles, settings, log=runtime.market.store), candles
 
     return *runtime.service.run(key, job), settings.hour_idx
 

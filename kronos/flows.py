@@ -4,16 +4,23 @@ dashboard parse their input, call these, and print or show what comes back."""
 from __future__ import annotations
 
 from kronos.data.candles import Candles
+from kronos.data.store import CandleStore
 from kronos.engine import Forecaster, Progress
+from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
 from kronos.settings import ForecastSettings
 
 
 def forecast_candles(forecaster: Forecaster, candles: Candles, settings: ForecastSettings,
-                     progress: Progress | None = None) -> Forecast:
+                     progress: Progress | None = None, log: CandleStore | None = None) -> Forecast:
     """Forecast the candles with the settings, the lookback cut to the rows there are (the forecast's
-    `settings["lookback"]` says how many were used)."""
-    return forecaster.forecast(candles.frame, **settings.engine_arguments(rows=len(candles.frame)), progress=progress)
+    `settings["lookback"]` says how many were used); a forecast of market candles is recorded in `log`'s forecast
+    log, to be scored once its candles close."""
+    forecast = forecaster.forecast(candles.frame, **settings.engine_arguments(rows=len(candles.frame)),
+                                   progress=progress)
+    if log is not None:
+        log_forecast(log, candles, forecast, forecaster.fingerprint)
+    return forecast
 
 
 def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None, all_samples: bool = False) -> dict:

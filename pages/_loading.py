@@ -12,6 +12,7 @@ import streamlit as st
 from kronos import Forecast, Forecaster, WeightsUnavailableError
 from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles
+from kronos.data.store import CandleStore
 from kronos.flows import forecast_candles
 from kronos.settings import ForecastSettings, MarketChoice, ModelChoice
 from kronos.summary import fingerprint
@@ -89,7 +90,7 @@ def forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSetting
         def progress(step: int, total: int) -> None:
             bar.progress(step / total, text=f"Sampling paths: step {step} of {total}")
 
-        result = forecast_candles(forecaster, candles, settings, progress)
+        result = forecast_candles(forecaster, candles, settings, progress, log=CandleStore())
         bar.empty()
         kept[key] = result
         while len(kept) > FORECASTS_KEPT:

@@ -13,8 +13,13 @@ from kronos.charts import fan_chart, upside_chart, volume_chart
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.market import utc_now
 from kronos.data.validation import Validation
+from kronos.data.store import CandleStore
+from kronos.engine import Forecaster
 from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, WeightsUnavailableError
 from kronos.forecast import Forecast
+from kronos.evaluation.calibration import MIN_COUNT
+from kronos.evaluation.record import calibrated_view
+from kronos.evaluation.record import track_record as record_of
 from kronos.summary import data_banner, headline
 
 CUSTOM_PAGE = "pages/custom_data.py"
@@ -90,6 +95,35 @@ def overview(forecast: Forecast, hour_idx: int | None) -> None:
     left, right = st.columns(2)
     left.plotly_chart(upside_chart(forecast, hour_idx), key="upside_chart")
     right.plotly_chart(volume_chart(forecast), key="volume_chart")
+
+
+def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, hour_idx: int | None) -> None:
+    """The record of this market's live forecasts by this model, and this forecast calibrated on it when it can be."""
+    market = (CandleStore(), candles.exchange, candles.symbol, candles.timeframe, forecaster.fingerprint)
+    record, view = record_of(*market), calibrated_view(*market, forecast)
+    k = forecast.hour_index(hour_idx)
+    st.subheader("Track record of live forecasts")
+    columns = st.columns(4)
+    columns[0].metric("Forecasts logged / scored", f"{record.logged} / {record.scored}",
+                      help="Live forecasts of this market by this model; scored once all their candles closed")
+    cover = record.coverage["80"]
+    columns[1].metric("80% band coverage", "n/a" if cover is None else f"{cover:.0%}",
+                      help="Share of scored hours whose close fell inside the forecast's 80% band (nominal 80%)")
+    brier = record.brier_upside
+    columns[2].metric("Upside Brier score", "n/a" if brier is None else f"{brier:.3f}",
+                      help="Mean squared error of the upside probability; always answering 50% scores 0.250, "
+                           "lower is better")
+    if view.upside[k - 1] is None:
+        columns[3].metric(f"Calibrated upside, hour {k}", "n/a", help="Needs more scored forecasts")
+        st.caption(f"Calibrated values appear once {MIN_COUNT} forecasts of this market by this model have closed "
+                   f"before this one's first candle: {view.known[k - 1]} so far.")
+        return
+    columns[3].metric(f"Calibrated upside, hour {k}", f"{view.upside[k - 1]:.0%}",
+                      delta=f"raw {view.upside_raw[k - 1]:.0%}", delta_color="off", delta_arrow="off",
+                      help=f"Isotonic calibration on {view.known[k - 1]} past forecasts whose outcome was known")
+    raw, calibrated = view.band_prices("80", k, False), view.band_prices("80", k, True)
+    st.caption(f"80% band of the close at hour {k}: calibrated {calibrated[0]:,.2f} to {calibrated[1]:,.2f} "
+               f"(raw {raw[0]:,.2f} to {raw[1]:,.2f}), conformal on {view.known[k - 1]} past forecasts.")
 
 
 def downloads(forecast: Forecast, hour_idx: int | None, stem: str) -> None:

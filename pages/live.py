@@ -16,8 +16,9 @@ def live() -> None:
     """Everything below the toggle; rerun on its own when refreshing."""
     with _show.reported():
         controls = _controls.current()
-        _, _, forecast = _loading.live_forecast(controls)
+        candles, forecaster, forecast = _loading.live_forecast(controls)
         _show.overview(forecast, controls.settings.hour_idx)
+        _show.track_record(candles, forecaster, forecast, controls.settings.hour_idx)
 
 
 live()

@@ -257,3 +257,21 @@ def test_serve_loads_the_chosen_model_on_the_given_address(monkeypatch):
     runtime = started["app"].state.runtime
     assert (started["host"], started["port"]) == ("127.0.0.1", 8123)
     assert runtime.choice == ModelChoice("small", None) and runtime.service.workers == 2
+
+
+def test_backtest_scores_the_model_and_the_baselines_per_hour(client, parity_input):
+    body = custom_body(parity_input, horizon=3, samples=4, lookback=40, origins=8, every=10, min_count=2,
+                       calibrate=True)
+    answer = client.post("/backtest", json=body).json()
+    assert answer["origins"] == 8 and answer["data"]["rows"] == 200 and answer["latest"] is not None
+    for name in ("model", "model_calibrated", "random_walk"):
+        assert len(answer["scores"][name]["crps"]) == 3 and set(answer["scores"][name]["coverage"]) == {"50", "80", "95"}
+    assert client.post("/backtest", json={**body, "lookback": 2000}).status_code == 422  # more rows than there are
+
+
+def test_track_record_counts_the_logged_market_forecasts(client):
+    assert client.get("/track_record").json()["logged"] == 0
+    client.get("/predict_api", params=SMALL)
+    record = client.get("/track_record").json()
+    assert (record["logged"], record["scored"], record["brier_always_half"]) == (1, 0, 0.25)
+    assert client.get("/track_record", params={"symbol": "ETH/USDT"}).json()["logged"] == 0

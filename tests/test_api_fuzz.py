@@ -29,25 +29,29 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = 20  # per operation, in the fuzzing phase
 
 
-class OneStepForecaster:
+class OneStepForecaster(Forecaster):
     """The parity forecaster for one step (all input checks included), then a random walk to the horizon."""
 
-    def __init__(self, engine: Forecaster):
-        self.engine, self.name, self.max_context = engine, engine.name, engine.max_context
+    def forecast_many(self, histories, *, horizon: int = 24, samples: int = 30, **sampling) -> list[Forecast]:
+        self.check_arguments(horizon, samples, sampling.get("temperature", 1.0), sampling.get("top_p", 1.0),
+                             sampling.get("top_k", 0))
+        return [_extend(first, horizon) for first in super().forecast_many(histories, horizon=1, samples=samples,
+                                                                            **sampling)]
 
-    def forecast(self, history: pd.DataFrame, *, horizon: int, samples: int, seed: int, **sampling) -> Forecast:
-        first = self.engine.forecast(history, horizon=1, samples=samples, seed=seed, **sampling)
-        steps = np.random.default_rng(seed).normal(0.0, 0.01, (samples, horizon - 1, first.paths.shape[2]))
-        paths = np.concatenate([first.paths, first.paths * np.exp(steps.cumsum(axis=1))], axis=1)
-        step = first.timestamps[0] - first.last_timestamp
-        stamps = pd.DatetimeIndex([first.timestamps[0] + step * i for i in range(horizon)])
-        return Forecast(paths, stamps, first.history, seed, first.model, {**first.settings, "horizon": horizon})
+
+def _extend(first: Forecast, horizon: int) -> Forecast:
+    """A one-step forecast continued to the horizon by a random walk."""
+    steps = np.random.default_rng(first.seed).normal(0.0, 0.01, (first.samples, horizon - 1, first.paths.shape[2]))
+    paths = np.concatenate([first.paths, first.paths[:, -1:] * np.exp(steps.cumsum(axis=1))], axis=1)
+    step = first.timestamps[0] - first.last_timestamp
+    stamps = pd.DatetimeIndex([first.timestamps[0] + step * i for i in range(horizon)])
+    return Forecast(paths, stamps, first.history, first.seed, first.model, {**first.settings, "horizon": horizon})
 
 
 STORE = filled_store(Path(tempfile.mkdtemp()) / "candles.sqlite", pd.read_csv(PARITY / "input.csv",
                                                                                parse_dates=["timestamps"]))
 ENGINE = Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"), max_context=256)
-APP = create_app(forecaster=OneStepForecaster(ENGINE), store=STORE)
+APP = create_app(forecaster=OneStepForecaster(ENGINE.tokenizer, ENGINE.model, max_context=256), store=STORE)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP,
                                         config=schemathesis.Config.from_path(ROOT / "schemathesis.toml"))
 

@@ -17,7 +17,9 @@ from streamlit.testing.v1 import AppTest
 from kronos.api import create_app
 from kronos.cli import main
 from kronos.data import market
+from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
+from kronos.evaluation.record import log_forecast
 from kronos.settings import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,3 +243,19 @@ def test_cli_api_and_dashboard_give_the_same_default_forecast(filled, capsys):
         assert answer["settings"] == dashboard.settings
     assert dashboard.settings == dict(horizon=DEFAULTS.horizon, samples=DEFAULTS.samples, temperature=DEFAULTS.temperature,
                                       top_p=DEFAULTS.top_p, top_k=DEFAULTS.top_k, lookback=200, max_context=512)
+
+
+def test_live_page_shows_the_track_record_and_calibrated_values_once_there_are_enough(filled, parity_input,
+                                                                                      forecaster):
+    app = run()
+    assert metrics(app)["Forecasts logged / scored"] == "1 / 0"
+    assert "Calibrated values appear once 30 forecasts" in app.caption[-1].value
+    for end in range(110, 172, 2):  # 31 earlier forecasts of this market by these weights, closed by row 200
+        candles = Candles(parity_input.iloc[:end], "store", "binance", "BTC/USDT", "1h",
+                          parity_input["timestamps"].iloc[end - 1], False, False)
+        log_forecast(filled, candles, forecaster.forecast(parity_input.iloc[:end], samples=8, seed=end),
+                     forecaster.fingerprint)
+    shown = metrics(run())
+    assert shown["Forecasts logged / scored"] == "32 / 31"
+    assert shown["Calibrated upside, hour 24"].endswith("%") and "80% band of the close at hour 24: calibrated" in \
+        run().caption[-1].value

@@ -11,7 +11,7 @@ from data_frames import candle_frame
 
 from kronos.data.store import CandleStore
 from kronos.errors import InvalidInputError
-from kronos.evaluation.backtest import BacktestSettings, origin_rows, run_backtest
+from kronos.evaluation.backtest import BacktestSettings, origin_rows, rows_needed, run_backtest
 
 SMALL = BacktestSettings(origins=12, every=5, horizon=4, samples=6, lookback=40, min_count=3)
 
@@ -24,6 +24,7 @@ def frame() -> pd.DataFrame:
 def test_origins_leave_the_lookback_before_and_the_horizon_after():
     rows = origin_rows(120, SMALL)
     assert list(rows) == list(range(61, 117, 5))  # the last has 4 rows after it (116..119)
+    assert rows_needed(SMALL) == 120 - 61 + SMALL.lookback
     assert rows[0] >= SMALL.lookback and rows[-1] + SMALL.horizon == 120
     assert len(origin_rows(120, BacktestSettings(origins=500, every=5, horizon=4, lookback=40))) == 16
     with pytest.raises(InvalidInputError, match="at least lookback \\+ horizon = 44 rows"):
@@ -37,7 +38,8 @@ def test_scores_name_every_forecaster_per_hour_and_the_json_round_trips(forecast
         scores = result["scores"][name]
         assert len(scores["crps"]) == len(scores["brier_upside"]) == SMALL.horizon
         assert set(scores["coverage"]) == {"50", "80", "95"} and len(scores["coverage"]["80"]) == SMALL.horizon
-    assert result["origins"]["count"] == 12 and result["baseline_window"] == SMALL.lookback - 1
+    assert result["origins"] == 12 and result["baseline_window"] == SMALL.lookback - 1
+    assert result["origin_times"][0] == frame["timestamps"].iloc[61].isoformat()
     assert result["calibrated_origins"] == [9] * 4  # 5 rows apart, every earlier outcome is known: from the 4th on
     overlapping = run_backtest(forecaster, frame, BacktestSettings(**{**SMALL.__dict__, "every": 2}))
     assert overlapping.calibrated_origins == [9, 9, 8, 8]  # hour h waits for ceil(h / 2) origins more

@@ -7,7 +7,7 @@ import json
 import sys
 
 from kronos.cli.options import (add_model_options, add_settings_options, add_source_options, candles_from, model_from,
-                                settings_from)
+                                settings_from, store_from)
 from kronos.engine import Forecaster
 from kronos.flows import answer, forecast_candles
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     choice = model_from(args)
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
                                             max_context=args.max_context)
-    forecast = forecast_candles(forecaster, candles, settings)
+    forecast = forecast_candles(forecaster, candles, settings, log=store_from(args))
     json.dump(answer(forecast, candles, settings.hour_idx, args.all_samples), sys.stdout)
     sys.stdout.write("\n")
     return 0

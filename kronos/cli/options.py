@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Callable
 
 from kronos.data.candles import Candles
 from kronos.data.market import SOURCES, load_candles
@@ -104,3 +105,20 @@ def candles_from(args: argparse.Namespace, limit: int) -> Candles:
     for note in candles.notes:
         print(f"note: {note}", file=sys.stderr)
     return candles
+
+
+def progress_bar(label: str) -> Callable[[int, int], None]:
+    """A progress callback drawing `label [#####.....] step/total` on stderr (a line per tenth when not a terminal)."""
+    terminal, shown = sys.stderr.isatty(), [-1]
+
+    def progress(step: int, total: int) -> None:
+        tenth = 10 * step // total
+        if terminal:
+            bar = "#" * (30 * step // total)
+            print(f"\r{label} [{bar:<30}] {step}/{total}", end="\n" if step == total else "", file=sys.stderr,
+                  flush=True)
+        elif tenth != shown[0]:
+            shown[0] = tenth
+            print(f"{label}: {step}/{total}", file=sys.stderr, flush=True)
+
+    return progress

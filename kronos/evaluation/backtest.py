@@ -88,16 +88,20 @@ class Backtest:
     latest: dict | None = None  # with `latest`: the forecast after the last row, raw and calibrated
 
     def to_dict(self) -> dict:
-        """JSON-ready: settings, origins (count, first, last), scores per forecaster, skill, calibration counts."""
-        stamps = [t.isoformat() for t in self.origin_times]
-        result = {"settings": dataclasses.asdict(self.settings), "model": self.model,
-                  "origins": {"count": len(stamps), "first": stamps[0], "last": stamps[-1], "reused": self.reused,
-                              "times": stamps},
+        """JSON-ready: settings, origins (count, their times, how many were reused), scores per forecaster, skill
+        against the random walk, calibrated origins per hour, and `latest` when made."""
+        result = {"settings": dataclasses.asdict(self.settings), "model": self.model, "origins": len(self.origin_times),
+                  "origin_times": [t.isoformat() for t in self.origin_times], "reused": self.reused,
                   "baseline_window": self.settings.lookback - 1,
                   "calibrated_origins": self.calibrated_origins, "scores": self.scores, "skill": self.skill}
         if self.latest is not None:
             result["latest"] = self.latest
         return result
+
+
+def rows_needed(settings: BacktestSettings) -> int:
+    """How many of the latest candles a backtest with these settings can use."""
+    return settings.lookback + settings.horizon + (settings.origins - 1) * settings.every
 
 
 def origin_rows(rows: int, settings: BacktestSettings) -> np.ndarray:

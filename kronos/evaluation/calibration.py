@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
 from kronos.errors import InvalidInputError
 from kronos.evaluation.scores import LEVELS, band, check_forecasts, level_key
@@ -58,9 +57,25 @@ def known(origins: np.ndarray, hour: int) -> np.ndarray:
     return origins[None, :] + hour <= origins[:, None]
 
 
-def _isotonic(prob: np.ndarray, outcome: np.ndarray, new: np.ndarray) -> np.ndarray:
+def conformal_rank(n: int, levels) -> np.ndarray:
+    """The 1-based rank, among n known nonconformity errors sorted ascending, of the margin that makes central bands
+    of `levels` cover them: ceil((n + 1) level), capped at n (the largest error then stands in for infinity)."""
+    return np.clip(np.ceil((n + 1) * np.asarray(levels) - 1e-9).astype(int), 1, n)
+
+
+def conformal_band(lo: np.ndarray, hi: np.ndarray, past_lo: np.ndarray, past_hi: np.ndarray, past_y: np.ndarray,
+                   level: float) -> tuple[np.ndarray, np.ndarray]:
+    """A band [lo, hi] widened (or narrowed) by the conformal margin of the known past bands and outcomes (n,)."""
+    errors = np.sort(np.maximum(past_lo - past_y, past_y - past_hi))
+    margin = errors[conformal_rank(len(errors), level) - 1]
+    return lo - margin, hi + margin
+
+
+def isotonic(prob: np.ndarray, outcome: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Increasing isotonic fit of outcomes on probabilities (ties pooled), read at the `new` probabilities."""
     knots, inverse, counts = np.unique(prob, return_inverse=True, return_counts=True)
+    from scipy.optimize import isotonic_regression  # SciPy loads on first use (see kronos.evaluation.scores)
+
     fit = isotonic_regression(np.bincount(inverse, outcome, len(knots)) / counts, weights=counts).x
     return np.clip(np.interp(new, knots, fit), 0, 1)
 
@@ -95,13 +110,13 @@ def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN
         for m in np.unique(count[count >= min_count]):
             rows, past = count == m, order[:m]
             pool = np.sort(np.hstack([pool, errors[order[pool.shape[1]:m]].T]), axis=1, kind="stable")  # (L, m)
-            rank = np.clip(np.ceil((m + 1) * levels - 1e-9).astype(int), 1, m)  # (L,) 1-based, capped at m
+            rank = conformal_rank(m, levels)  # (L,)
             margin = pool[np.arange(len(levels)), rank - 1]  # (L,)
             new_lo, new_hi = lo[rows] - margin, hi[rows] + margin  # (r, L)
             for c, key in enumerate(bands):
                 bands[key][0][rows, h], bands[key][1][rows, h] = new_lo[:, c], new_hi[:, c]
             grid = [new_lo[:, len(LEVELS):], ordered[rows, half:s - half, h], new_hi[:, len(LEVELS):][:, ::-1]]
             out[rows, :, h] = np.sort(np.concatenate(grid, axis=1), axis=1)  # (r, S)
-            prob[rows, h] = _isotonic(raw_prob[past, h], y[past] > 0, raw_prob[rows, h])
+            prob[rows, h] = isotonic(raw_prob[past, h], y[past] > 0, raw_prob[rows, h])
             mask[rows, h] = True
     return Calibrated(out, prob, bands, mask, mask.sum(0))

@@ -9,6 +9,8 @@ Band edges are sample quantiles interpolated linearly between order statistics p
 numpy's "weibull"): the k-th of S exchangeable draws sits at F = k/(S+1) on average, so a calibrated ensemble's
 central band covers its level in expectation (numpy's default type 7 covers only (S-1)/(S+1) of it: 77.5% for an
 80% band at S = 64). Levels beyond [1/(S+1), S/(S+1)] are clipped to the extreme samples.
+
+scoringrules and SciPy load on first use, so that recording a live forecast (kronos.evaluation.record) stays light.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
-import scoringrules as sr
-from scipy.stats import binomtest
 
 from kronos.errors import InvalidInputError
 
@@ -50,6 +50,8 @@ def crps(samples: np.ndarray, observed: np.ndarray) -> np.ndarray:
     S-point quantile set, which is no random sample, while the fair correction assumes independent draws), equals the
     absolute error at S = 1, and compares model and baselines evenly since all use the same S.
     """
+    import scoringrules as sr
+
     return sr.crps_ensemble(observed, samples, m_axis=1, estimator="qd")  # (N, S, H) -> (N, H)
 
 
@@ -61,6 +63,8 @@ def band(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion k / n."""
+    from scipy.stats import binomtest
+
     ci = binomtest(int(k), int(n)).proportion_ci(confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -85,6 +89,8 @@ def pit(samples: np.ndarray, observed: np.ndarray, rng: np.random.Generator) -> 
 
 def brier(prob: np.ndarray, outcome: np.ndarray) -> np.ndarray:
     """Brier score of each probability against its bool outcome (same shape)."""
+    import scoringrules as sr
+
     return sr.brier_score(np.asarray(outcome, float), np.asarray(prob, float))
 
 
@@ -96,6 +102,8 @@ def log_loss(prob: np.ndarray, outcome: np.ndarray, n_samples: int) -> np.ndarra
     infinity. Every forecaster scored with the same S gets the same eps.
     """
     eps = 1 / (2 * (n_samples + 1))
+    import scoringrules as sr
+
     return sr.log_score(np.asarray(outcome, float), np.clip(prob, eps, 1 - eps))
 
 
