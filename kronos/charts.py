@@ -20,6 +20,7 @@ BLUE, ORANGE, GREY, RED, GREEN = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#2
 FORECASTERS = {"model": ("model (raw)", BLUE), "model_calibrated": ("model (calibrated)", ORANGE),
                "random_walk": ("random walk", GREY), "bootstrap": ("bootstrap", GREEN)}
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h"}}
+SCORE_LAYOUT = {**LAYOUT, "legend": {"orientation": "h", "y": -0.2, "yanchor": "top"}}  # legend below the x title
 
 
 def candles_trace(frame: pd.DataFrame, name: str = "history") -> go.Candlestick:
@@ -141,7 +142,7 @@ def crps_chart(result: dict) -> go.Figure:
         x=hours, y=scores["crps"], name=label, mode="lines+markers", line={"color": colour},
         hovertemplate=label + ", hour %{x}: %{y:.5f}<extra></extra>")))
     figure.update_layout(title="CRPS per hour ahead (log return; lower is better)", xaxis_title="hours ahead",
-                         yaxis_title="CRPS", **LAYOUT)
+                         yaxis_title="CRPS", **SCORE_LAYOUT)
     return figure
 
 
@@ -161,7 +162,9 @@ def coverage_chart(result: dict, names: tuple[str, ...] = ("model", "model_calib
         figure.add_hline(y=float(level) / 100, line={"color": "black", "dash": "dash"}, row=1, col=column)
     figure.update_yaxes(range=[0, 1.05], tickformat=".0%")
     figure.update_xaxes(title="hours ahead")
-    figure.update_layout(title="Coverage of the central bands (dashed: nominal; bars: 95% Wilson interval)", **LAYOUT)
+    figure.update_layout(title="Coverage of the central bands (dashed: nominal; bars: 95% Wilson interval)",
+                         **SCORE_LAYOUT)
+    figure.update_layout(margin_t=80)  # room for the subplot titles under the title
     return figure
 
 
@@ -184,7 +187,7 @@ def reliability_chart(result: dict, names: tuple[str, ...] = ("model", "model_ca
     figure.add_traces(_per_forecaster(result, names, points))
     figure.update_layout(title="Reliability of the upside probability (all hours)", xaxis_title="forecast probability",
                          yaxis_title="observed frequency", xaxis={"range": [-0.02, 1.02], "tickformat": ".0%"},
-                         yaxis={"range": [-0.02, 1.02], "tickformat": ".0%"}, **LAYOUT)
+                         yaxis={"range": [-0.02, 1.02], "tickformat": ".0%"}, **SCORE_LAYOUT)
     return figure
 
 
@@ -195,5 +198,5 @@ def pit_chart(result: dict, names: tuple[str, ...] = ("model", "model_calibrated
         xbins={"start": 0, "end": 1, "size": 1 / bins})))
     figure.add_hline(y=1, line={"color": "black", "dash": "dash"}, annotation_text="uniform")
     figure.update_layout(title="PIT histogram (U: too confident; hump: too cautious)", xaxis_title="PIT",
-                         yaxis_title="density", barmode="overlay", xaxis={"range": [0, 1]}, **LAYOUT)
+                         yaxis_title="density", barmode="overlay", xaxis={"range": [0, 1]}, **SCORE_LAYOUT)
     return figure

@@ -23,13 +23,14 @@ for key, value in state.setdefault(KEPT, {"track.source": "store", "track.origin
     state.setdefault(key, value)
 with _show.reported():
     controls = _controls.current()
-    custom = st.session_state.get(_show.CUSTOM_CANDLES)
+    custom = state.get(_show.CUSTOM_CANDLES)
     fields = controls.market_fields
     sources = {"store": f"Stored {fields['symbol']} {fields['timeframe']} candles from {fields['exchange']}"}
     if custom is not None:
         sources["custom"] = f"Custom data '{custom.symbol}'"
     state["track.source"] = state["track.source"] if state["track.source"] in sources else "store"
-    source = st.radio("Data", list(sources), format_func=sources.get, horizontal=True, key="track.source")
+    source = st.radio("Data", list(sources), format_func=sources.get, horizontal=True, key="track.source") \
+        if custom is not None else "store"
     left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
     origins = left.number_input("Origins", 1, MAX_ORIGINS, key="track.origins",
                                 help="How many past forecasts to score: the latest ones")
@@ -61,10 +62,10 @@ with _show.reported():
                       delta=f"raw {raw['brier_upside'][hour - 1]:.3f} · always 50%: 0.250", delta_color="off",
                       delta_arrow="off", help="Calibrated upside probability; lower is better")
     if min(result["calibrated_origins"]) < result["origins"]["count"]:
-        st.info(f"Calibration learns only from outcomes known at each origin and needs "
-                f"{settings.min_count} of them: per hour ahead, {min(result['calibrated_origins'])} to "
-                f"{max(result['calibrated_origins'])} of {result['origins']['count']} origins were calibrated; the "
-                "others keep their raw values.")
+        fewest, most = min(result["calibrated_origins"]), max(result["calibrated_origins"])
+        st.info(f"Calibration learns only from outcomes known at each origin and needs {settings.min_count} of "
+                f"them: {fewest if fewest == most else f'per hour ahead, {fewest} to {most}'} of "
+                f"{result['origins']['count']} origins were calibrated; the others keep their raw values.")
     left, right = st.columns(2)
     left.plotly_chart(crps_chart(result), key="track.crps")
     right.plotly_chart(reliability_chart(result), key="track.reliability")
