@@ -51,8 +51,8 @@ with _show.reported():
     scores, hour = result["scores"], controls.settings.hour_idx or settings.horizon
     raw, calibrated = scores["model"], scores["model_calibrated"]
     columns = st.columns(4)
-    columns[0].metric("Origins", result["origins"]["count"],
-                      help=f"{result['origins']['first']} to {result['origins']['last']} UTC, every {every} candles")
+    columns[0].metric("Origins", result["origins"],
+                      help=f"{result['origin_times'][0]} to {result['origin_times'][-1]} UTC, every {every} candles")
     columns[1].metric(f"CRPS skill, hour {hour}", f"{result['skill']['model']['crps'][hour - 1]:+.0%}",
                       help="1 - model CRPS / random walk CRPS, raw paths: above 0 beats the random walk")
     columns[2].metric(f"80% band coverage, hour {hour}", f"{calibrated['coverage']['80'][hour - 1]:.0%}",
@@ -61,11 +61,11 @@ with _show.reported():
     columns[3].metric(f"Brier upside, hour {hour}", f"{calibrated['brier_upside'][hour - 1]:.3f}",
                       delta=f"raw {raw['brier_upside'][hour - 1]:.3f} · always 50%: 0.250", delta_color="off",
                       delta_arrow="off", help="Calibrated upside probability; lower is better")
-    if min(result["calibrated_origins"]) < result["origins"]["count"]:
+    if min(result["calibrated_origins"]) < result["origins"]:
         fewest, most = min(result["calibrated_origins"]), max(result["calibrated_origins"])
         st.info(f"Calibration learns only from outcomes known at each origin and needs {settings.min_count} of "
                 f"them: {fewest if fewest == most else f'per hour ahead, {fewest} to {most}'} of "
-                f"{result['origins']['count']} origins were calibrated; the others keep their raw values.")
+                f"{result['origins']} origins were calibrated; the others keep their raw values.")
     left, right = st.columns(2)
     left.plotly_chart(crps_chart(result), key="track.crps")
     right.plotly_chart(reliability_chart(result), key="track.reliability")
@@ -77,7 +77,7 @@ with _show.reported():
         f"({candles.exchange or candles.source}), {candles.frame['timestamps'].iloc[0]:%Y-%m-%d %H:%M} to "
         f"{candles.frame['timestamps'].iloc[-1]:%Y-%m-%d %H:%M} UTC",
         f"Weights: **{result['model']}** (fingerprint {forecaster.fingerprint})",
-        f"Origins: {result['origins']['count']}, {result['origins']['reused']} of them reused from the store",
+        f"Origins: {result['origins']}, {result['reused']} of them reused from the store",
         f"Baselines: log returns of the last {result['baseline_window']} candles before each origin",
         "Scores: on the close's log return from the last close before the origin; CRPS and band widths in "
         "log-return units"]))

@@ -47,7 +47,7 @@ def test_a_backtest_of_the_stored_market_shows_charts_table_and_downloads_and_is
     assert "Press **Run backtest**" in app.info[0].value and not charts(app) and not backtests
     press(app, 10, 5)
     (result,) = backtests
-    assert result["origins"]["count"] == 10 and result["settings"]["lookback"] == 40
+    assert result["origins"] == 10 and result["settings"]["lookback"] == 40
     assert result["settings"]["horizon"] == 4 and result["settings"]["samples"] == 6
     crps, reliability, coverage, pit = charts(app)
     assert [t["name"] for t in crps] == NAMES
@@ -81,8 +81,8 @@ def test_a_backtest_of_the_stored_market_shows_charts_table_and_downloads_and_is
     assert json.loads(json.dumps(kept)) == result
 
     press(app, 14, 5)  # a longer run forecasts only the 4 new origins
-    longer = backtests[1]["origins"]
-    assert len(backtests) == 2 and (longer["count"], longer["reused"]) == (14, 10)
+    longer = backtests[1]
+    assert len(backtests) == 2 and (longer["origins"], longer["reused"]) == (14, 10)
 
 
 def test_custom_data_can_be_backtested(store, backtests):
@@ -96,7 +96,7 @@ def test_custom_data_can_be_backtested(store, backtests):
     press(app, 3, 7)
     (result,) = backtests
     last = pd.read_csv(PARITY_CSV, parse_dates=["timestamps"])["timestamps"].iloc[-1]
-    assert result["origins"]["count"] == 3 and pd.Timestamp(result["origins"]["last"]) == last - pd.Timedelta("3h")
+    assert result["origins"] == 3 and pd.Timestamp(result["origin_times"][-1]) == last - pd.Timedelta("3h")
     assert len(charts(app)) == 4 and "200 input.csv 1h candles" in app.markdown[-1].value
 
 
