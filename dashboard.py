@@ -21,6 +21,7 @@ page = st.navigation([
     st.Page("pages/live.py", title="Live forecast", icon=":material/show_chart:", url_path="forecast", default=True),
     st.Page("pages/sample_paths.py", title="Sample paths", icon=":material/stacked_line_chart:", url_path="paths"),
     st.Page("pages/custom_data.py", title="Custom data", icon=":material/upload_file:", url_path="custom"),
+    st.Page("pages/track_record.py", title="Track record", icon=":material/fact_check:", url_path="record"),
 ])
 _controls.sidebar()
 page.run()

@@ -1,4 +1,5 @@
-"""What a front end shows about a forecast and its data: headline figures, the data banner, fingerprints, a template.
+"""What a front end shows about a forecast and its data: headline figures, the data banner, fingerprints, a template,
+and a backtest's scores as a table.
 
 No Streamlit here: the dashboard pages only lay these out.
 """
@@ -12,11 +13,14 @@ import numpy as np
 import pandas as pd
 
 from kronos.data.candles import Candles
+from kronos.evaluation.scores import skill
 from kronos.forecast import Forecast
 from kronos.synthetic import random_walk
 from kronos.timeframes import describe_age
 
 TEMPLATE_ROWS = 64
+TABLE_SCORES = ("crps", "brier_upside", "log_loss_upside", "hit_rate")  # per hour in a backtest's scores
+TABLE_BANDS = ("coverage", "band_width")  # per level and hour
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,23 @@ def data_banner(candles: Candles, now: pd.Timestamp) -> Banner:
 def template_csv(rows: int = TEMPLATE_ROWS) -> bytes:
     """A small CSV of synthetic hourly candles in the layout the custom data page reads, to start from."""
     return random_walk(rows).to_csv(index=False, float_format="%.2f").encode()
+
+
+def score_table(result: dict, by_hour: bool = True) -> pd.DataFrame:
+    """A backtest's scores (`Backtest.to_dict()`): one row per forecaster and hour ahead, or (not `by_hour`) per
+    forecaster averaged over the hours; with CRPS and Brier skill against the random walk on the same rows."""
+    parts = []
+    for name, scores in result["scores"].items():
+        columns = {key: scores[key] for key in TABLE_SCORES if key in scores}
+        columns |= {f"{band}_{level}": values for band in TABLE_BANDS for level, values in scores.get(band, {}).items()}
+        part = pd.DataFrame(columns, dtype=float)
+        parts.append(part.assign(forecaster=name, hour=np.arange(1, len(part) + 1)))
+    table = pd.concat(parts, ignore_index=True)
+    if not by_hour:
+        table = table.drop(columns="hour").groupby("forecaster", sort=False).mean().reset_index()
+    base = table[table["forecaster"] == "random_walk"].set_index("hour" if by_hour else "forecaster")
+    for key in ("crps", "brier_upside"):
+        reference = base[key].reindex(table["hour"]).to_numpy() if by_hour else base[key].iloc[0]
+        table[f"{key}_skill"] = skill(table[key], reference)
+    first = ["forecaster", "hour"] if by_hour else ["forecaster"]
+    return table[first + [c for c in table.columns if c not in first]]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from collections import OrderedDict
-from typing import Callable, TypeVar
+from typing import Callable, Hashable, TypeVar
 
 import streamlit as st
 
 from kronos import Forecast, Forecaster, WeightsUnavailableError
 from kronos.data.candles import Candles
-from kronos.data.market import DEFAULT_LIMIT, fetch_candles
+from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
 from kronos.data.store import CandleStore
+from kronos.engine import Progress
+from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.flows import forecast_candles
 from kronos.settings import ForecastSettings, MarketChoice, ModelChoice
 from kronos.summary import fingerprint
@@ -21,8 +23,8 @@ from pages._controls import Controls
 
 CANDLES_TTL_S = 60  # live candles are fetched again at most once a minute per market
 FETCH_TIMEOUT_S = 5.0  # per exchange; the store answers when none does
-FORECASTS_KEPT = 8  # per session, so switching pages or settings back does not resample
-FORECASTS = "loading.forecasts"
+KEPT = 8  # forecasts and backtests per session, so switching pages or settings back does not resample
+FORECASTS, BACKTESTS = "loading.forecasts", "loading.backtests"
 
 T = TypeVar("T")
 
@@ -44,6 +46,12 @@ def load_forecaster(model: str, tokenizer: str | None) -> Forecaster:
 def load_candles(market: MarketChoice, limit: int) -> Candles:
     """The latest candles of a market from the exchanges, else the local store; kept for CANDLES_TTL_S."""
     return fetch_candles(market, limit, timeout=FETCH_TIMEOUT_S)
+
+
+@st.cache_data(ttl=CANDLES_TTL_S, show_spinner=False, max_entries=16)
+def stored_candles(market: MarketChoice, limit: int) -> Candles:
+    """The latest `limit` candles the local store holds for a market (its exchange only), read at most once a minute."""
+    return load_stored([market.exchange], market.symbol, market.timeframe, limit)
 
 
 def _under_status(label: str, load: Callable[[], T], done: Callable[[T], str]) -> T:
@@ -75,30 +83,55 @@ def _market(controls: Controls, market: MarketChoice) -> tuple[Forecaster, Candl
     return forecaster, load_candles(market, limit)
 
 
+def _kept(name: str, key: Hashable, make: Callable[[], T] | None) -> T | None:
+    """The session's result under `key` in the kept results called `name` (the latest KEPT of them), else `make`'s
+    (None without `make`)."""
+    kept: OrderedDict = st.session_state.setdefault(name, OrderedDict())
+    if key in kept:
+        kept.move_to_end(key)
+    elif make is None:
+        return None
+    else:
+        kept[key] = make()
+        while len(kept) > KEPT:
+            kept.popitem(last=False)
+    return kept[key]
+
+
+def _with_progress(text: str, make: Callable[[Progress], T]) -> T:
+    """`make(progress)` with a progress bar that it moves and that goes away when it ends."""
+    bar = st.progress(0.0, text=text)
+
+    def progress(step: int, total: int) -> None:
+        bar.progress(step / total, text=f"{text}: step {step} of {total}")
+
+    try:
+        return make(progress)
+    finally:
+        bar.empty()
+
+
 def forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSettings) -> Forecast:
     """Forecast the candles with the settings (lookback cut to the rows there are), once per session for equal
     inputs, with a progress bar."""
     key = (forecaster.name, fingerprint(candles.frame), settings.engine_arguments(rows=len(candles.frame)).items())
     key = key[:2] + (tuple(sorted(key[2])),)
-    kept: OrderedDict = st.session_state.setdefault(FORECASTS, OrderedDict())
-    if key in kept:
-        kept.move_to_end(key)
-        result = kept[key]
-    else:
-        bar = st.progress(0.0, text="Sampling paths")
-
-        def progress(step: int, total: int) -> None:
-            bar.progress(step / total, text=f"Sampling paths: step {step} of {total}")
-
-        result = forecast_candles(forecaster, candles, settings, progress, log=CandleStore())
-        bar.empty()
-        kept[key] = result
-        while len(kept) > FORECASTS_KEPT:
-            kept.popitem(last=False)
+    result = _kept(FORECASTS, key, lambda: _with_progress("Sampling paths", lambda progress: forecast_candles(
+        forecaster, candles, settings, progress, log=CandleStore())))
     if result.settings["lookback"] < settings.lookback:
         st.info(f"Only {len(candles.frame)} candles are available, so the model looks back "
                 f"{result.settings['lookback']} rather than {settings.lookback}.")
     return result
+
+
+def backtest(forecaster: Forecaster, candles: Candles, settings: BacktestSettings, run: bool) -> dict | None:
+    """The backtest of the candles (`Backtest.to_dict()`), kept per session by (data, weights, settings); run only
+    when `run` (with a progress bar, reusing the origins the store kept), else None until it has been."""
+    def make() -> dict:
+        return _with_progress("Forecasting the origins", lambda progress: run_backtest(
+            forecaster, candles.frame, settings, store=CandleStore(), progress=progress).to_dict())
+
+    return _kept(BACKTESTS, (fingerprint(candles.frame), forecaster.fingerprint, settings), make if run else None)
 
 
 def live_forecast(controls: Controls) -> tuple[Candles, Forecaster, Forecast]:

@@ -28,6 +28,30 @@ def forecaster():
     return Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"), max_context=128)
 
 
+@pytest.fixture
+def store(monkeypatch, tmp_path):
+    """An empty candle store for the app, the parity checkpoint as its model, and no network."""
+    import streamlit as st
+    from app_server import offline
+
+    from kronos.data import market
+    from kronos.data.store import CandleStore
+
+    monkeypatch.setenv("KRONOS_MODEL", str(PARITY / "model"))
+    monkeypatch.setenv("KRONOS_TOKENIZER", str(PARITY / "tokenizer"))
+    monkeypatch.setenv("KRONOS_STORE", str(tmp_path / "candles.sqlite"))
+    monkeypatch.setattr(market, "make_exchange", offline)
+    st.cache_data.clear()  # candles are cached by market, not by store
+    return CandleStore()
+
+
+@pytest.fixture
+def filled(store, parity_input):
+    """The store holding the parity fixture's 200 hourly candles as Binance BTC/USDT."""
+    store.merge(parity_input, "binance", "BTC/USDT", "1h")
+    return store
+
+
 def shared_file(relative: str) -> Path:
     """A file under ../shared, or skip the test saying it is absent."""
     path = SHARED / relative

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
-from app_server import RecordedBinance, offline
+from app_server import RecordedBinance
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
@@ -18,31 +17,12 @@ from kronos.api import create_app
 from kronos.cli import main
 from kronos.data import market
 from kronos.data.candles import Candles
-from kronos.data.store import CandleStore
 from kronos.evaluation.record import log_forecast
 from kronos.settings import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
 LINK = {"seed": "11", "horizon": "8", "samples": "12", "temperature": "0.7", "top_p": "0.8", "hour_idx": "5"}
-
-
-@pytest.fixture
-def store(monkeypatch, tmp_path) -> CandleStore:
-    """An empty candle store for the app, the parity checkpoint as its model, and no network."""
-    monkeypatch.setenv("KRONOS_MODEL", str(PARITY / "model"))
-    monkeypatch.setenv("KRONOS_TOKENIZER", str(PARITY / "tokenizer"))
-    monkeypatch.setenv("KRONOS_STORE", str(tmp_path / "candles.sqlite"))
-    monkeypatch.setattr(market, "make_exchange", offline)
-    st.cache_data.clear()  # candles are cached by market, not by store
-    return CandleStore()
-
-
-@pytest.fixture
-def filled(store, parity_input) -> CandleStore:
-    """The store holding the parity fixture's 200 hourly candles as Binance BTC/USDT."""
-    store.merge(parity_input, "binance", "BTC/USDT", "1h")
-    return store
 
 
 def run(page: str | None = None, query: dict[str, str] | None = None, app: AppTest | None = None) -> AppTest:
