@@ -82,3 +82,13 @@ def test_bad_settings_name_the_problem():
         BacktestSettings(origins=0)
     with pytest.raises(InvalidInputError, match="every must be at least 1"):
         BacktestSettings(every=0)
+
+
+def test_progress_runs_to_the_end_across_the_stored_parts(forecaster, frame, tmp_path, monkeypatch):
+    import kronos.evaluation.backtest as backtest
+
+    monkeypatch.setattr(backtest, "KEPT_EVERY", 5)  # 12 origins in parts of 5, 5 and 2, each stored when done
+    store, calls = CandleStore(tmp_path / "s.sqlite"), []
+    run_backtest(forecaster, frame, SMALL, store=store, progress=lambda step, total: calls.append((step, total)))
+    assert calls[-1] == (1200, 1200) and [s for s, _ in calls] == sorted(s for s, _ in calls)
+    assert len(store.backtest_paths([])) == 0 and run_backtest(forecaster, frame, SMALL, store=store).reused == 12

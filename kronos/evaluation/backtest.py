@@ -27,15 +27,16 @@ import pandas as pd
 
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS, check_history
-from kronos.engine import Forecaster
+from kronos.engine import HISTORIES_PER_BATCH, Forecaster
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT, calibrate
-from kronos.evaluation.scores import brier, hit_rate, log_loss, score, skill
+from kronos.evaluation.scores import brier, hit_rate, log_loss, plain, score, skill
 from kronos.forecast import volatility_amplified
 from kronos.settings import DEFAULTS, SEED_RANGE
 
 MAX_ORIGINS = 2000
+KEPT_EVERY = 4 * HISTORIES_PER_BATCH  # origins forecast between two writes to the store
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: Backtest
     scores["trailing_frequency"] = _upside_scores(baselines.up_frequency(past[:n], settings.horizon), observed,
                                                   settings.samples)
     reference = scores["random_walk"]
-    skills = {name: {key: skill(scores[name][key], reference[key]).tolist() for key in ("crps", "brier_upside")}
+    skills = {name: {key: plain(skill(scores[name][key], reference[key])) for key in ("crps", "brier_upside")}
               for name in ("model", "model_calibrated", "bootstrap")}
     latest_view = _latest(frame, settings, samples[-1], calibrated, stamps) if latest else None
     return Backtest(settings, forecaster.name, stamps[origins], reused, scores, skills,
@@ -176,17 +177,26 @@ def _forecast_origins(forecaster: Forecaster, frame: pd.DataFrame, runs: list[in
     keys = [_key(forecaster, settings, window) for window in windows]
     found = store.backtest_paths(keys) if store is not None else {}
     missing = [i for i, key in enumerate(keys) if key not in found]
-    if missing:
-        seeds = [origin_seed(settings.seed, stamps.iloc[runs[i] - 1]) for i in missing]
-        made = forecaster.forecast_many([windows[i] for i in missing], seeds=seeds, progress=progress,
-                                        **settings.sampling())
-        new = {keys[i]: (f.column("close"), f.volatility_amplification_probability()) for i, f in zip(missing, made)}
+    for start in range(0, len(missing), KEPT_EVERY):  # kept as they come: an interrupted run loses little
+        part = missing[start:start + KEPT_EVERY]
+        seeds = [origin_seed(settings.seed, stamps.iloc[runs[i] - 1]) for i in part]
+        steps = _offset(progress, start, len(part), len(missing))
+        made = forecaster.forecast_many([windows[i] for i in part], seeds=seeds, progress=steps, **settings.sampling())
+        new = {keys[i]: (f.column("close"), f.volatility_amplification_probability()) for i, f in zip(part, made)}
         if store is not None:
             store.put_backtest_paths(new)
         found = {**found, **new}
     paths = np.stack([found[key][0] for key in keys])
     vol = np.array([np.nan if found[key][1] is None else found[key][1] for key in keys])
     return paths, vol, len(keys) - len(missing)
+
+
+def _offset(progress: Callable[[int, int], None] | None, done: int, part: int,
+            total: int) -> Callable[[int, int], None] | None:
+    """One part's progress (`part` origins after `done` of `total`) as the run's, counted in hundredths of origins."""
+    if progress is None:
+        return None
+    return lambda step, steps: progress(round(100 * (done + part * step / steps)), 100 * total)
 
 
 def origin_seed(seed: int, last_time: pd.Timestamp) -> int:

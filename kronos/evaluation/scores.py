@@ -159,16 +159,17 @@ class Scores:
 
     def to_dict(self) -> dict:
         """Plain JSON-ready Python: floats, ints, lists and dicts, NaN and infinities as None."""
-        return _plain({f.name: getattr(self, f.name) for f in fields(self)})
+        return plain({f.name: getattr(self, f.name) for f in fields(self)})
 
 
-def _plain(value):
+def plain(value):
+    """Arrays, numpy numbers and nested containers as plain JSON-ready Python; NaN and infinities as None."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain(value.tolist())
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value.item() if isinstance(value, np.generic) else value
