@@ -19,6 +19,7 @@ from kronos.errors import InvalidInputError, WeightsUnavailableError
 from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
 
 FILES = ("config.json", "model.safetensors")
+HUB_TIMEOUT_S = 5.0  # seconds to reach the hub before saying it cannot be reached
 DEFAULT_CONTEXT = 512
 
 
@@ -114,11 +115,17 @@ def locate(source: str, revision: str | None = None) -> Path:
         return path
     if source.count("/") != 1 or source.startswith((".", "/", "~")):
         raise WeightsUnavailableError(f"{source!r} is neither a checkpoint directory nor a hub id like 'NeoQuasar/Kronos-mini'")
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     revision = revision or PINNED_REVISIONS.get(source)
+    cached = [try_to_load_from_cache(source, f, revision=revision) for f in FILES]
+    if all(isinstance(path, str) for path in cached):  # no network call at all
+        return Path(cached[0]).parent
     try:
-        files = [hf_hub_download(source, f, revision=revision) for f in FILES]
+        # One request without retries first: a hub that cannot be reached answers within HUB_TIMEOUT_S (the
+        # client's own back-off would retry for minutes), then the download with the client's usual care.
+        get_hf_file_metadata(hf_hub_url(source, FILES[0], revision=revision), timeout=HUB_TIMEOUT_S)
+        files = [hf_hub_download(source, f, revision=revision, etag_timeout=HUB_TIMEOUT_S) for f in FILES]
     except Exception as exc:  # the hub raises many kinds: offline, not found, HTTP, connection
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         where = "the local Hugging Face cache (offline mode is on)" if offline else "the Hugging Face hub and its local cache"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -89,3 +92,20 @@ def test_unavailable_device_is_a_value_error():
         pytest.skip("CUDA is available here")
     with pytest.raises(InvalidInputError, match="device 'cuda' is not available"):
         Forecaster.from_pretrained(str(PARITY / "model"), device="cuda")
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["refused", "silent"])
+def test_an_unreachable_hub_is_reported_without_retrying_for_minutes(tmp_path, answers):
+    """A hub that refuses or never answers (a firewall): the command says so, with what to do, and exits 2."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        if answers:
+            listener.listen()  # connections are accepted by the kernel and then never answered
+        port = listener.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+               "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+        out = subprocess.run([sys.executable, "-m", "kronos", "forecast", "--csv", str(PARITY / "input.csv"),
+                              "--model", "mini"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2
+    assert "could not get NeoQuasar/Kronos-Tokenizer-2k@" in out.stderr  # the tokenizer is asked for first
+    assert "hf download NeoQuasar/Kronos-Tokenizer-2k" in out.stderr and "--model/--tokenizer DIR" in out.stderr
