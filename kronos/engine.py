@@ -124,23 +124,27 @@ class Forecaster:
                                   top_k=top_k, lookback=lookback, seeds=[seed], progress=progress)[0]
 
     def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = DEFAULTS.horizon,
-                      samples: int = DEFAULTS.samples, temperature: float = DEFAULTS.temperature,
+                      samples: int | Sequence[int] = DEFAULTS.samples, temperature: float = DEFAULTS.temperature,
                       top_p: float = DEFAULTS.top_p, top_k: int = DEFAULTS.top_k, lookback: int | None = None,
                       seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
-        """`forecast` of several histories with the same settings and one seed each, batched where they allow.
+        """`forecast` of several histories with the same settings, one seed (and optionally a sample count) each.
 
-        Histories whose lookbacks have the same length run HISTORIES_PER_BATCH at a time in one
-        generation loop; every forecast equals the one `forecast` gives for its history and seed.
+        They share generation loops where they can: the same history given several times runs once with the
+        union of their paths; different histories of the same length and path count run HISTORIES_PER_BATCH at
+        a time. Every forecast equals the one `forecast` gives for its history, sample count and seed.
         """
+        counts = [samples] * len(histories) if isinstance(samples, int) else list(samples)
         seeds = list(seeds) if seeds is not None else [None] * len(histories)
-        if len(seeds) != len(histories):
-            raise InvalidInputError(f"give one seed per history: {len(histories)} histories, {len(seeds)} seeds")
+        if not len(seeds) == len(counts) == len(histories):
+            raise InvalidInputError(f"give one seed and one sample count per history: {len(histories)} histories, "
+                                    f"{len(seeds)} seeds, {len(counts)} sample counts")
         prepared = [self.prepare(h, horizon, lookback) for h in histories]  # raises for bad input first
-        self.check_arguments(horizon, samples, temperature, top_p, top_k, seeds)
+        for count in sorted(set(counts)):
+            self.check_arguments(horizon, count, temperature, top_p, top_k, seeds)
         seeds = [draw_seed() if s is None else int(s) for s in seeds]
         sampling = (temperature, top_k, top_p)
-        batches = _batches(prepared, samples)
-        total = horizon * sum(len(chunks) for _, chunks in batches)
+        loops = _loops(prepared, counts)
+        total = horizon * sum(len(_turns(paths, len(groups))) for groups, paths in loops)
         ticks = iter(range(1, total + 1))
 
         def tick() -> None:
@@ -150,21 +154,24 @@ class Forecaster:
 
         results: list[Forecast | None] = [None] * len(histories)
         with torch.inference_mode():
-            for members, chunks in batches:
-                shared = [self._history(prepared[m]) for m in members]
-                uniforms = torch.cat([draw_uniforms(self._generator(seeds[m]), samples, horizon) for m in members], 2)
+            for groups, paths in loops:  # groups: the members sharing each history; paths per history
+                shared = [self._history(prepared[members[0]]) for members in groups]
+                uniforms = torch.stack([torch.cat([draw_uniforms(self._generator(seeds[m]), counts[m], horizon)
+                                                   for m in members], 2) for members in groups], 2)  # (H, 2, G, P)
                 rows, tokens = [], []
-                for paths, first in chunks:  # (paths per history, first path) of each turn
-                    u = uniforms.view(horizon, 2, len(members), samples)[..., first:first + paths].flatten(2)
-                    r, t = self._generate(shared, paths, u, sampling, tick)
-                    rows.append(r.view(len(members), paths, horizon, -1))
-                    tokens.append(t.view(len(members), paths, horizon, 2))
+                for turn, first in _turns(paths, len(groups)):
+                    u = uniforms[..., first:first + turn].flatten(2)  # (H, 2, G * turn)
+                    r, t = self._generate(shared, turn, u, sampling, tick)
+                    rows.append(r.view(len(groups), turn, horizon, -1))
+                    tokens.append(t.view(len(groups), turn, horizon, 2))
                 rows, tokens = torch.cat(rows, 1).cpu().numpy(), torch.cat(tokens, 1).cpu().numpy()
-                for j, m in enumerate(members):
-                    settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p,
-                                    top_k=top_k, lookback=len(prepared[m].frame), max_context=self.max_context)
-                    results[m] = Forecast(prepared[m].denormalise(rows[j]), prepared[m].future, prepared[m].frame,
-                                          seeds[m], self.name, settings, tokens[j])
+                for g, members in enumerate(groups):
+                    bounds = np.cumsum([0] + [counts[m] for m in members])
+                    for m, start, end in zip(members, bounds[:-1], bounds[1:]):
+                        settings = dict(horizon=horizon, samples=counts[m], temperature=temperature, top_p=top_p,
+                                        top_k=top_k, lookback=len(prepared[m].frame), max_context=self.max_context)
+                        results[m] = Forecast(prepared[m].denormalise(rows[g, start:end]), prepared[m].future,
+                                              prepared[m].frame, seeds[m], self.name, settings, tokens[g, start:end])
         return results
 
     def prepare(self, history: pd.DataFrame, horizon: int, lookback: int | None = None) -> Prepared:
@@ -320,16 +327,30 @@ def _per_path(h: torch.Tensor, n: int) -> torch.Tensor:
     return h.expand(n, -1) if h.shape[0] == 1 else h.repeat_interleave(n // h.shape[0], dim=0)
 
 
-def _batches(prepared: list[Prepared], samples: int) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    """Group histories into generation loops: (members, [(paths per history, first path), ...] turns).
+def _turns(paths: int, histories: int) -> list[tuple[int, int]]:
+    """A loop's turns: (paths per history, first path); one history's paths go PATH_CHUNK at a time."""
+    if histories > 1:
+        return [(paths, 0)]
+    return [(min(PATH_CHUNK, paths - first), first) for first in range(0, paths, PATH_CHUNK)]
 
-    One history's paths go PATH_CHUNK at a time; histories of equal length go HISTORIES_PER_BATCH at a
-    time when their paths fit in one turn.
+
+def _loops(prepared: list[Prepared], counts: list[int]) -> list[tuple[list[list[int]], int]]:
+    """Group forecasts into generation loops: ([members of each history], paths per history) per loop.
+
+    Forecasts of the same history share its paths (one group); different histories of the same length and
+    path count, up to PATH_CHUNK paths each, run HISTORIES_PER_BATCH at a time; any other runs alone.
     """
-    turns = [(min(PATH_CHUNK, samples - first), first) for first in range(0, samples, PATH_CHUNK)]
-    batchable = samples <= PATH_CHUNK
-    by_length: dict[int, list[int]] = {}
+    groups: dict[bytes, list[int]] = {}
     for i, p in enumerate(prepared):
-        by_length.setdefault(len(p.frame) if batchable else -1 - i, []).append(i)
-    size = HISTORIES_PER_BATCH if batchable else 1
-    return [(members[k:k + size], turns) for members in by_length.values() for k in range(0, len(members), size)]
+        groups.setdefault(p.x.tobytes() + p.features.tobytes(), []).append(i)
+    by_shape: dict[tuple[int, int], list[list[int]]] = {}
+    loops = []
+    for members in groups.values():
+        paths = sum(counts[m] for m in members)
+        if paths > PATH_CHUNK:
+            loops.append(([members], paths))
+        else:
+            by_shape.setdefault((len(prepared[members[0]].frame), paths), []).append(members)
+    for (_, paths), shaped in by_shape.items():
+        loops += [(shaped[k:k + HISTORIES_PER_BATCH], paths) for k in range(0, len(shaped), HISTORIES_PER_BATCH)]
+    return loops

@@ -198,8 +198,22 @@ def test_batched_histories_give_each_the_paths_it_gets_alone(parity_input, conte
     assert len({b.paths.tobytes() for b in batched}) == len(histories)
 
 
+def test_requests_on_one_history_run_as_the_union_of_their_paths(forecaster, parity_input, monkeypatch):
+    import kronos.engine
+
+    monkeypatch.setattr(kronos.engine, "PATH_CHUNK", 8)  # the union (5 + 9 + 3 paths) goes in turns across requests
+    calls = []
+    together = forecaster.forecast_many([parity_input] * 3 + [parity_input.iloc[:150]], horizon=5,
+                                        samples=[5, 9, 3, 4], seeds=[1, 2, 3, 4], progress=lambda s, t: calls.append(t))
+    for forecast, samples, seed in zip(together, (5, 9, 3), (1, 2, 3)):
+        alone = forecaster.forecast(parity_input, horizon=5, samples=samples, seed=seed)
+        np.testing.assert_array_equal(forecast.tokens, alone.tokens)
+        np.testing.assert_allclose(forecast.paths, alone.paths, rtol=1e-5)
+    assert calls[-1] == 5 * 4  # the union in three turns of at most 8 paths, the other history in one
+
+
 def test_forecast_many_checks_its_seeds(forecaster, parity_input):
-    with pytest.raises(InvalidInputError, match="one seed per history"):
+    with pytest.raises(InvalidInputError, match="one seed and one sample count per history"):
         forecaster.forecast_many([parity_input], seeds=[1, 2])
     with pytest.raises(InvalidInputError, match="seed must be between 0 and 2147483647"):
         forecaster.forecast(parity_input, seed=2**31)
