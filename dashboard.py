@@ -8,9 +8,9 @@ file without this script, so without the sidebar.
 from kronos.process import prepare
 from kronos.settings import Environment
 
-# Sessions forecast at the same time, each in its own thread: one torch thread each keeps them from
-# fighting over the cores (KRONOS_TORCH_THREADS=N gives a lone user more).
-prepare(threads=Environment.read().torch_threads or 1)
+# Every session's forecasts run on one batching thread (kronos.batching), so torch may use all the cores;
+# KRONOS_TORCH_THREADS=N sets another count.
+prepare(threads=Environment.read().torch_threads)
 
 import streamlit as st  # noqa: E402
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kronos.batching import Batcher
 from kronos.charts import fan_chart
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.reading import read_json_text
@@ -396,7 +397,8 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
                store: CandleStore | None = None, exchange_deadline: float = 10.0) -> FastAPI:
     """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`."""
     runtime = Runtime(choice or Environment.read().model, max_context, service or ForecastService(),
-                      MarketData(store or CandleStore(), exchange_deadline), forecaster)
+                      MarketData(store or CandleStore(), exchange_deadline),
+                      None if forecaster is None else Batcher(forecaster))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -417,10 +419,11 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
 
 
 def _load(runtime: Runtime) -> None:
-    """Load the model once; on failure keep the reason so /health and every forecast answer 503 with it."""
+    """Load the model once (its forecasts batched across requests); on failure keep the reason so /health and every
+    forecast answer 503 with it."""
     try:
-        runtime.forecaster = Forecaster.from_pretrained(runtime.choice.model, runtime.choice.tokenizer,
-                                                        max_context=runtime.max_context)
+        runtime.forecaster = Batcher(Forecaster.from_pretrained(runtime.choice.model, runtime.choice.tokenizer,
+                                                                max_context=runtime.max_context))
     except KronosError as error:
         runtime.load_error = str(error)
         log.error("model not loaded: %s", error)

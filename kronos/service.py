@@ -25,9 +25,13 @@ T = TypeVar("T")
 
 
 class ForecastService:
-    """Run jobs on `workers` threads with at most `queue_size` waiting; identical keys share one job."""
+    """Run jobs on `workers` threads with at most `queue_size` waiting; identical keys share one job.
 
-    def __init__(self, workers: int = 1, queue_size: int = 16, timeout: float = 120.0):
+    A job fetches candles and waits for its forecast, which kronos.batching runs with the other jobs' in
+    shared batches: so many jobs run at once while one thread computes.
+    """
+
+    def __init__(self, workers: int = 16, queue_size: int = 32, timeout: float = 120.0):
         if workers < 1 or queue_size < 0 or timeout <= 0:
             raise InvalidInputError(f"need workers >= 1, queue_size >= 0, timeout > 0; got {workers}, {queue_size}, {timeout}")
         self.workers, self.capacity, self.timeout = workers, workers + queue_size, timeout

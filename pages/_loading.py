@@ -10,6 +10,7 @@ from typing import Callable, Hashable, TypeVar
 import streamlit as st
 
 from kronos import Forecast, Forecaster, WeightsUnavailableError
+from kronos.batching import Batcher
 from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
 from kronos.data.store import CandleStore
@@ -30,13 +31,14 @@ T = TypeVar("T")
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def load_forecaster(model: str, tokenizer: str | None) -> Forecaster:
-    """One Forecaster per (model, tokenizer) for every session of this server."""
+def load_forecaster(model: str, tokenizer: str | None) -> Batcher:
+    """One Forecaster per (model, tokenizer) for every session of this server, its forecasts batched across
+    sessions (kronos.batching)."""
     if not model:
         raise WeightsUnavailableError("no model named: type a checkpoint directory or hub id under Model "
                                       "in the sidebar, or pick a preset")
     started = time.perf_counter()
-    forecaster = Forecaster.from_pretrained(model, tokenizer)
+    forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer))
     print(f"kronos dashboard: loaded model {forecaster.name} in {time.perf_counter() - started:.1f} s",
           file=sys.stderr, flush=True)
     return forecaster

@@ -187,8 +187,8 @@ def test_a_full_queue_answers_429_with_retry_after(forecaster, store, parity_inp
 def test_identical_concurrent_requests_share_one_computation(forecaster, store, parity_input, monkeypatch):
     service = ForecastService(workers=1, queue_size=1)  # room for the blocker and one more job only
     gate, calls = threading.Event(), []
-    forecast = forecaster.forecast
-    monkeypatch.setattr(forecaster, "forecast", lambda *a, **k: (calls.append(1), forecast(*a, **k))[1])
+    forecast = forecaster.forecast_many
+    monkeypatch.setattr(forecaster, "forecast_many", lambda *a, **k: (calls.append(1), forecast(*a, **k))[1])
     submit, submitted = service.submit, threading.Semaphore(0)
 
     def counted(*args):
@@ -239,7 +239,7 @@ def test_an_unexpected_failure_is_a_json_500_without_traceback(forecaster, store
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(forecaster, "forecast", broken)
+    monkeypatch.setattr(forecaster, "forecast_many", broken)
     with TestClient(create_app(forecaster=forecaster, store=store), raise_server_exceptions=False) as client:
         response = client.get("/predict_api", params=SMALL)
     assert response.status_code == 500 and "RuntimeError" in response.json()["error"]

@@ -12,8 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_model_options(parser)
-    parser.add_argument("--workers", type=int, default=1, help="forecasts computed at once (default 1)")
-    parser.add_argument("--queue-size", type=int, default=16, help="forecasts waiting before 429 (default 16)")
+    parser.add_argument("--workers", type=int, default=16,
+                        help="requests handled at once; their forecasts run in shared batches (default 16)")
+    parser.add_argument("--queue-size", type=int, default=32, help="requests waiting before 429 (default 32)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a request waits for its forecast")
     parser.add_argument("--exchange-timeout", type=float, default=10.0,
                         help="seconds to wait for the exchanges before answering from the local store (default 10)")

@@ -1,0 +1,131 @@
+"""Batching across requests: one thread runs every forecast of a shared Forecaster, concurrent ones together.
+
+A server's request threads (HTTP API, dashboard sessions) call `Batcher.forecast` as they would the
+Forecaster's. Requests that arrive within a short window (a few ms) and share their settings but the
+seed and the sample count run as one `Forecaster.forecast_many` call: requests on the same history as
+one generation whose paths are the union of theirs, different histories side by side; each gets exactly
+the paths it would get alone. Only this thread computes, so torch may use every core for each batch
+instead of concurrent forecasts fighting over them. Progress is reported in the caller's own thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pandas as pd
+
+from kronos.engine import Forecaster, Progress
+from kronos.errors import KronosError
+from kronos.forecast import Forecast
+from kronos.settings import DEFAULTS
+
+WINDOW_S = 0.005  # how long a request waits for others to join it
+
+
+@dataclass
+class _Request:
+    """One caller's forecasts: histories, seeds, settings, and what the batcher sends back."""
+
+    histories: list[pd.DataFrame]
+    seeds: list[int | None]
+    settings: dict[str, Any]  # forecast_many's keyword arguments but histories, seeds and progress
+    joinable: bool  # a single forecast, which may share a batch with others
+    result: Future = field(default_factory=Future)
+    progress: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+
+    def key(self) -> tuple:
+        """What requests must share to run together: every setting but the sample count."""
+        return tuple(sorted((k, v) for k, v in self.settings.items() if k != "samples"))
+
+
+class Batcher:
+    """A Forecaster whose forecasts run on one thread, concurrent requests in shared batches; other attributes
+    (name, max_context, fingerprint, ...) are the wrapped Forecaster's."""
+
+    def __init__(self, forecaster: Forecaster, window_s: float = WINDOW_S):
+        self.forecaster, self.window_s = forecaster, window_s
+        self.batches = 0  # generation batches run so far
+        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.forecaster, name)
+
+    def forecast(self, history: pd.DataFrame, *, seed: int | None = None, progress: Progress | None = None,
+                 **settings: Any) -> Forecast:
+        """As Forecaster.forecast; it may run in one batch with other callers' forecasts."""
+        return self._wait(_Request([history], [seed], settings, joinable=True), progress)[0]
+
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *, seeds: Sequence[int | None] | None = None,
+                      progress: Progress | None = None, **settings: Any) -> list[Forecast]:
+        """As Forecaster.forecast_many (already a batch: it runs on its own)."""
+        seeds = list(seeds) if seeds is not None else [None] * len(histories)
+        return self._wait(_Request(list(histories), seeds, settings, joinable=False), progress)
+
+    def _wait(self, request: _Request, progress: Progress | None) -> list[Forecast]:
+        """Queue the request and wait for it, passing its progress to `progress` in this thread."""
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, name="kronos-batcher", daemon=True)
+                self._worker.start()
+        self._queue.put(request)
+        while not request.result.done():
+            try:
+                step, total = request.progress.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if progress is not None:
+                progress(step, total)
+        return request.result.result()
+
+    def _serve(self) -> None:
+        """Forever: take a request, collect those arriving within the window, run them in compatible groups."""
+        while True:
+            waiting = [self._queue.get()]
+            deadline = time.monotonic() + self.window_s
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    waiting.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list[_Request]] = {}
+            for request in waiting:
+                groups.setdefault(request.key() if request.joinable else ("alone", id(request)), []).append(request)
+            for group in groups.values():
+                self._run(group)
+
+    def _run(self, group: list[_Request]) -> None:
+        """One forecast_many call for the group; when it fails on someone's input, each request alone."""
+        histories = [h for r in group for h in r.histories]
+        settings = dict(group[0].settings)
+        if len(group) > 1:  # joined forecasts: one history each, each its own sample count
+            settings["samples"] = [r.settings.get("samples", DEFAULTS.samples) for r in group]
+
+        def progress(step: int, total: int) -> None:
+            for request in group:
+                request.progress.put((step, total))
+
+        try:
+            self.batches += 1
+            made = self.forecaster.forecast_many(histories, seeds=[s for r in group for s in r.seeds],
+                                                 progress=progress, **settings)
+        except KronosError as error:
+            if len(group) > 1:
+                for request in group:
+                    self._run([request])
+                return
+            group[0].result.set_exception(error)
+            return
+        except Exception as error:  # a fault, not an input: every caller hears of it
+            for request in group:
+                request.result.set_exception(error)
+            return
+        for request in group:
+            request.result.set_result(made[:len(request.histories)])
+            made = made[len(request.histories):]
