@@ -212,7 +212,8 @@ class Attention(nn.Module):
         """
         return self.merge(cache.attend(self.split(self.q_proj(query)), causal=False))
 
-    def causal_cross(self, query: torch.Tensor, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def causal_cross(self, query: torch.Tensor, h: torch.Tensor,
+                     rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Cross-attention as the reference trains it: query (B, T, D) at position t attends to h (B, T, D) at
         positions <= t, with rotary positions on both (at inference one query sees every position, unrotated)."""
         q, k = rotate(self.split(self.q_proj(query)), rope), rotate(self.split(self.k_proj(h)), rope)

@@ -18,7 +18,7 @@ from conftest import PARITY
 from data_frames import REAL_DATA, candle_frame, needs_real_data
 from kronos import checkpoints
 from kronos.cli import main
-from kronos.engine import normalise
+from kronos.data.store import CandleStore
 from kronos.layers import run_blocks
 from kronos.model import quantiser_loss_and_codes
 from kronos.training.data import Series, Windows, choose_split, make_windows, read_csv_series
@@ -31,6 +31,11 @@ SMALL = dict(lookback=32, horizon=8, batch_size=4, val_every=3, val_windows=8)
 
 def synthetic(rows: int = 240, name: str = "synthetic.csv", start: str = "2024-01-01", seed: int = 0) -> Series:
     return Series.from_frame(name, "csv", candle_frame(rows, start=start, seed=seed))
+
+
+def load(folder) -> tuple:
+    """The tokenizer and predictor of a folder with tokenizer/ and model/, loaded strictly."""
+    return checkpoints.load_tokenizer(str(folder / "tokenizer")), checkpoints.load_predictor(str(folder / "model"))
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
@@ -60,7 +65,7 @@ def test_a_few_steps_on_real_candles_lower_both_losses(btc_slice, trained):
     out, settings, record = trained
     assert record["status"] == "finished" and record["evaluation"] is None
     fresh = starting_modules(Init(scratch="tiny"), settings.seed, torch.device("cpu"))
-    tokenizer, predictor = checkpoints.load_tokenizer(str(out / "tokenizer")), checkpoints.load_predictor(str(out / "model"))
+    tokenizer, predictor = load(out)
     windows, _ = make_windows(btc_slice, choose_split(btc_slice, None, 0.2), settings.lookback, settings.horizon)
     x, stamp = (torch.from_numpy(a) for a in windows.batch(np.arange(0, len(windows), 25)))
     with torch.no_grad():
@@ -82,21 +87,23 @@ def test_a_trained_checkpoint_forecasts_through_the_cli(trained):
     done = subprocess.run([sys.executable, "-m", "kronos", "forecast", "--csv", str(PARITY / "input.csv"),
                            "--model", str(out / "model"), "--tokenizer", str(out / "tokenizer"), "--horizon", "4",
                            "--samples", "3", "--seed", "1", "--lookback", "64"],
-                          capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+                          capture_output=True, text=True, timeout=120,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["upside_probability_all_hours"]) == 4
 
 
 def test_fine_tuning_starts_from_the_given_weights(parity_input, tmp_path):
     # exactly batch_size training windows before the split, so the first batch is all of them
-    settings = TrainSettings(stage="predictor", max_steps=1, val_from=str(parity_input["timestamps"][43]), **SMALL)
+    split_at = str(parity_input["timestamps"][43])
+    settings = TrainSettings(stage="predictor", max_steps=1, val_from=split_at, **SMALL)
     series = [Series.from_frame("input.csv", "csv", parity_input)]
     first: list[Progress] = []
     init = Init(base=str(PARITY / "model"), tokenizer=str(PARITY / "tokenizer"))
     train(series, init, settings, tmp_path, progress=first.append)
     windows, _ = make_windows(series, choose_split(series, settings.val_from, 0.2), 32, 8)
     assert len(windows) == settings.batch_size
-    tokenizer, model = checkpoints.load_tokenizer(str(PARITY / "tokenizer")), checkpoints.load_predictor(str(PARITY / "model"))
+    tokenizer, model = load(PARITY)
     x, stamp = (torch.from_numpy(a) for a in windows.batch(np.arange(len(windows))))
     with torch.no_grad():
         expected = model.training_losses(*tokenizer.encode(x), stamp)["loss"].item()
@@ -132,7 +139,8 @@ def test_a_window_is_normalised_from_its_lookback_only_exactly_as_a_forecast(for
                     windows.lookback, windows.horizon)
     y, _ = other.batch(np.array([5]))  # every row after the window's lookback has changed
     np.testing.assert_array_equal(x[0, :32], y[0, :32])
-    expected = np.clip((changed[first + 32:first + 40].astype(np.float32) - prepared.mean) / (prepared.std + 1e-5), -5, 5)
+    horizon_rows = changed[first + 32:first + 40].astype(np.float32)
+    expected = np.clip((horizon_rows - prepared.mean) / (prepared.std + 1e-5), -5, 5)
     np.testing.assert_allclose(y[0, 32:], expected, rtol=1e-6)
     assert not np.allclose(x[0, 32:], y[0, 32:])
 
@@ -144,7 +152,8 @@ def test_resume_continues_where_it_stopped_and_ends_with_the_same_weights(tmp_pa
 
     def stop_at(stage: str, step: int):
         seen: list[Progress] = []
-        return dict(progress=seen.append, should_stop=lambda: bool(seen) and (seen[-1].stage, seen[-1].step) == (stage, step))
+        return dict(progress=seen.append,
+                    should_stop=lambda: bool(seen) and (seen[-1].stage, seen[-1].step) == (stage, step))
 
     parts = tmp_path / "parts"
     first = train(series, Init(scratch="tiny"), settings, parts, **stop_at("tokenizer", 4))
@@ -153,8 +162,10 @@ def test_resume_continues_where_it_stopped_and_ends_with_the_same_weights(tmp_pa
     assert second["status"] == "interrupted" and second["stages"]["predictor"]["step"] == 2
     last = train(series, Init(scratch="tiny"), settings, parts, resume=True)
     assert last["status"] == "finished"
-    a, b = weights(tmp_path / "whole"), weights(parts)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for a, b in ((weights(tmp_path / "whole"), weights(parts)),  # the best checkpoints, and the last state: weights,
+                 (load_file(str(tmp_path / "whole/state/state.safetensors")),  # optimizer moments, random generators
+                  load_file(str(parts / "state/state.safetensors")))):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for stage in ("tokenizer", "predictor"):
         assert whole["stages"][stage]["validations"] == last["stages"][stage]["validations"]
         assert whole["stages"][stage]["epochs"] == last["stages"][stage]["epochs"]
@@ -173,14 +184,15 @@ def test_training_codes_are_the_ids_inference_makes():
     assert torch.equal((bits[..., :4] * powers).sum(-1), s1) and torch.equal((bits[..., 4:] * powers).sum(-1), s2)
 
 
-def _error(tmp_path, args: list[str]) -> str:
-    """Run `train` in-process on a small synthetic CSV; return its one-line error (and check the exit status)."""
+def _error(tmp_path, args: list[str], csv: bool = True) -> str:
+    """Run `train` in-process (on a small synthetic CSV with `csv`); return its one-line error (and check the exit
+    status)."""
     path = tmp_path / "candles.csv"
-    if not path.exists():
+    if csv and not path.exists():
         candle_frame(240).to_csv(path, index=False)
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        status = main(["train", "--csv", str(path), *args])
+        status = main(["train", *(["--csv", str(path)] if csv else []), *args])
     assert status == 2
     lines = [line for line in stderr.getvalue().splitlines() if line.startswith("error:")]
     assert len(lines) == 1
@@ -197,8 +209,24 @@ def _error(tmp_path, args: list[str]) -> str:
     (["--scratch", "tiny", "--stage", "predictor"], "needs a trained tokenizer"),
     (["--scratch", "tiny", "--batch-size", "0", "--max-steps", "0"], "--batch-size must be a positive"),
     (["--scratch", "tiny", "--resume"], "holds no training state to resume"),
+    (["--scratch", "tiny", "--max-minutes", "0"], "--max-minutes must be more than 0"),
     (["--from", str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer"), "--device", "cuda:7"],
      "is not available here"),
 ])
 def test_bad_arguments_give_one_clear_line(args, message, tmp_path):
     assert message in _error(tmp_path, [*args, "--out", str(tmp_path / "out")])
+
+
+def test_a_stored_market_trains_through_the_cli(tmp_path, capsys):
+    store = tmp_path / "candles.sqlite"
+    CandleStore(store).merge(candle_frame(240), "binance", "BTC/USDT", "1h")
+    market = ["--store", str(store), "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h"]
+    status = main(["train", "--scratch", "tiny", *market, "--lookback", "32", "--horizon", "8", "--batch-size", "4",
+                   "--max-steps", "2", "--val-windows", "4", "--out", str(tmp_path / "out")])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "finished" and summary["stages"]["predictor"]["steps"] == 2
+    record = json.loads((tmp_path / "out" / "record.json").read_text())
+    assert record["data"][0] | {"name": "binance BTC/USDT 1h", "source": "store", "rows": 240} == record["data"][0]
+    other = ["--scratch", "tiny", *market[:4], "--symbol", "ETH/USDT", "--out", str(tmp_path / "other")]
+    assert "has no ETH/USDT 1h candles from binance" in _error(tmp_path, other, csv=False)

@@ -102,8 +102,9 @@ def _bars() -> Iterator[Callable[[Progress], None]]:
                 other.close()
             bar = bars[p.stage] = tqdm(total=p.steps, initial=p.step - 1, desc=p.stage, unit="step", file=sys.stderr,
                                        mininterval=0.5 if sys.stderr.isatty() else 30, dynamic_ncols=True)
-        bar.set_postfix_str(f"epoch {p.epoch} loss {p.loss:.4f} val {'-' if p.val_loss is None else f'{p.val_loss:.4f}'}"
-                            f" {p.windows_per_second:.1f} win/s", refresh=False)
+        val = "-" if p.val_loss is None else f"{p.val_loss:.4f}"
+        bar.set_postfix_str(f"epoch {p.epoch} loss {p.loss:.4f} val {val} {p.windows_per_second:.1f} win/s",
+                            refresh=False)
         bar.update(p.step - bar.n)
 
     try:

@@ -82,7 +82,8 @@ class Split:
 
 
 def choose_split(series: list[Series], val_from: str | None, val_fraction: float) -> Split:
-    """`val_from` (a date) or the last `val_fraction` of the whole time span; InvalidInputError when outside the data."""
+    """`val_from` (a date) or the last `val_fraction` of the whole time span; InvalidInputError when outside the
+    data."""
     first, last = min(s.stamps[0] for s in series), max(s.stamps[-1] for s in series)
     if val_from is None:
         if not 0 < val_fraction < 1:

@@ -1,4 +1,4 @@
-"""The modules a training run starts from: a checkpoint to fine-tune, or fresh weights of a published (or tiny) shape."""
+"""The modules a training run starts from: a checkpoint to fine-tune, or fresh weights of a published or tiny shape."""
 
 from __future__ import annotations
 

@@ -114,6 +114,8 @@ def train(series: list[Series], init: Init, settings: TrainSettings, out: str | 
                                 "another --out folder")
     if saved is None and resume:
         raise InvalidInputError(f"{out} holds no training state to resume; run without --resume to start one")
+    if max_minutes is not None and not max_minutes > 0:
+        raise InvalidInputError(f"--max-minutes must be more than 0, got {max_minutes}")
     dev = checkpoints.check_device(device)
     start = starting_modules(init, settings.seed, dev)
     if settings.lookback + settings.horizon > start.max_context:
@@ -148,7 +150,7 @@ def train(series: list[Series], init: Init, settings: TrainSettings, out: str | 
                                   resume=saved is not None and saved["stage"] == name and name not in completed,
                                   progress=progress, should_stop=should_stop)
             if history["stopped"] == "interrupted":
-                return _write_record(out, run, completed | {name: history}, "interrupted", dev, began, None)
+                return _write_record(out, run, completed | {name: history}, "interrupted", dev, max_minutes, began)
             completed = completed | {name: history}
             saved = None
     outputs = _complete_outputs(out, start, init, settings)
@@ -157,7 +159,7 @@ def train(series: list[Series], init: Init, settings: TrainSettings, out: str | 
         base = checkpoints.select(init.base, init.tokenizer) if init.base is not None else None
         evaluation = evaluate(EvaluationRequest(out / "model", out / "tokenizer", start.max_context, base,
                                                 tuple(series), split.val_from, settings.lookback, settings.horizon))
-    return _write_record(out, run, completed, "finished", dev, began, evaluation, outputs)
+    return _write_record(out, run, completed, "finished", dev, max_minutes, began, outputs, evaluation)
 
 
 def _loop_settings(name: str, init: Init, settings: TrainSettings, max_minutes: float | None) -> LoopSettings:
@@ -171,7 +173,8 @@ def _stage(name: str, start: Start, out: Path) -> Stage:
     """The stage's module, its batch losses and where its best weights go."""
     if name == "tokenizer":
         return Stage(name, start.tokenizer, lambda x, stamp: start.tokenizer.training_losses(x),
-                     STAGE_DEFAULTS[name].metric, lambda: checkpoints.save_checkpoint(start.tokenizer, out / "tokenizer"))
+                     STAGE_DEFAULTS[name].metric,
+                     lambda: checkpoints.save_checkpoint(start.tokenizer, out / "tokenizer"))
     tokenizer = start.tokenizer.eval().requires_grad_(False)  # frozen: ids as inference makes them
 
     def losses(x: torch.Tensor, stamp: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -199,13 +202,15 @@ def _complete_outputs(out: Path, start: Start, init: Init, settings: TrainSettin
     return outputs
 
 
-def _write_record(out: Path, run: dict, stages: dict, status: str, device: torch.device, began: float,
-                  evaluation: dict | None, outputs: dict | None = None) -> dict:
+def _write_record(out: Path, run: dict, stages: dict, status: str, device: torch.device, max_minutes: float | None,
+                  began: float, outputs: dict | None = None, evaluation: dict | None = None) -> dict:
+    """Write record.json: the run, each stage's history, where the outputs came from, speed, time, device."""
     record = {"status": status, **run, "stages": stages, "outputs": outputs,
               "windows_per_second": {name: s["windows_per_second"] for name, s in stages.items()},
-              "seconds": sum(s["seconds"] for s in stages.values()), "seconds_this_invocation": time.monotonic() - began,
-              "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "evaluation": evaluation}
+              "seconds": sum(s["seconds"] for s in stages.values()),
+              "seconds_this_invocation": time.monotonic() - began,
+              "max_minutes": max_minutes, "device": str(device), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "evaluation": evaluation}
     out.mkdir(parents=True, exist_ok=True)
     (out / "record.json").write_text(json.dumps(record, indent=1))
     return record
@@ -214,7 +219,8 @@ def _write_record(out: Path, run: dict, stages: dict, status: str, device: torch
 @contextmanager
 def _deterministic() -> Iterator[None]:
     """torch's deterministic algorithms for the run (warnings, not errors, where an op has none), then as before."""
-    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
