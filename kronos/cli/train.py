@@ -19,7 +19,7 @@ from kronos.cli.options import add_market_options, add_store_option, market_from
 from kronos.training.data import read_csv_series, read_store_series
 from kronos.training.loop import Progress
 from kronos.training.models import SHAPES, Init
-from kronos.training.run import STAGES, Evaluate, TrainSettings, train
+from kronos.training.run import STAGE_DEFAULTS, STAGES, Evaluate, TrainSettings, train
 
 DEFAULTS = TrainSettings()
 EVALUATE: Evaluate | None = None  # the track record's backtest of the validation period plugs in here
@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind, text in (("lookback", int, "history rows of a window"), ("horizon", int, "rows after them"),
                              ("batch_size", int, "windows per step"), ("epochs", int, "passes over the windows"),
                              ("max_steps", int, "stop each stage after this many steps"),
-                             ("lr", float, "peak learning rate (default: 2e-4 tokenizer, 4e-5 predictor; from "
-                                           "scratch 1e-3 and 4e-4)"),
+                             ("lr", float, "peak learning rate (default: tokenizer {0.lr_finetune:g}, predictor "
+                                           "{1.lr_finetune:g}; from scratch {0.lr_scratch:g} and {1.lr_scratch:g})"
+                              .format(STAGE_DEFAULTS["tokenizer"], STAGE_DEFAULTS["predictor"])),
                              ("val_every", int, "steps between validations (and at every epoch's end)"),
                              ("val_windows", int, "validation windows, spread evenly over the validation period"),
                              ("patience", int, "validations without improvement before early stopping"),
