@@ -45,10 +45,13 @@ def time_features(stamps: pd.DatetimeIndex) -> np.ndarray:
     return np.stack([stamps.minute, stamps.hour, stamps.day_of_week, stamps.day, stamps.month], axis=1).astype(np.int64)
 
 
-def normalise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-column (x - mean) / (std + 1e-5) clipped to +-5, in float32 as the reference: (normalised, mean, std)."""
+def normalise(values: np.ndarray, fit_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column (x - mean) / (std + 1e-5) clipped to +-5, in float32 as the reference: (normalised, mean, std).
+
+    The mean and population std come from the first `fit_rows` rows (all by default): a training window
+    is normalised from its lookback only, as a forecast is."""
     x = values.astype(np.float32)
-    mean, std = x.mean(axis=0), x.std(axis=0)
+    mean, std = x[:fit_rows].mean(axis=0), x[:fit_rows].std(axis=0)
     return np.clip((x - mean) / (std + 1e-5), -CLIP, CLIP), mean, std
 
 

@@ -8,6 +8,7 @@ G histories, S paths per history (the batch of a cached run is G * S paths, hist
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -148,13 +149,24 @@ def _by_path(x: torch.Tensor, groups: int, t: int) -> torch.Tensor:
     return x.view(groups, heads, -1, t, width).transpose(1, 2).reshape(-1, heads, t, width)
 
 
+@dataclass(frozen=True)
+class Dropouts:
+    """A block's dropout probabilities, applied in training mode only (as the reference): on the attention
+    weights, on the attention output before the residual sum, and on the feed-forward output."""
+
+    attn: float = 0.0
+    resid: float = 0.0
+    ffn: float = 0.0
+
+
 class Attention(nn.Module):
     """Multi-head attention with biased projections and rotary positions on q and k."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
         assert dim % heads == 0
         self.heads, self.head_dim = heads, dim // heads
+        self.dropout = dropout  # on the attention weights, in training mode only
         self.q_proj = nn.Linear(dim, dim)
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
@@ -181,7 +193,7 @@ class Attention(nn.Module):
         if cache is None or prefill:
             if cache is not None:
                 cache.set_prefix(k, v)
-            return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+            return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self._dropout_p()))
         cache.append(k, v)
         return self.merge(cache.attend(q, causal=True))
 
@@ -200,21 +212,34 @@ class Attention(nn.Module):
         """
         return self.merge(cache.attend(self.split(self.q_proj(query)), causal=False))
 
+    def causal_cross(self, query: torch.Tensor, h: torch.Tensor,
+                     rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Cross-attention as the reference trains it: query (B, T, D) at position t attends to h (B, T, D) at
+        positions <= t, with rotary positions on both (at inference one query sees every position, unrotated)."""
+        q, k = rotate(self.split(self.q_proj(query)), rope), rotate(self.split(self.k_proj(h)), rope)
+        out = F.scaled_dot_product_attention(q, k, self.split(self.v_proj(h)), is_causal=True,
+                                             dropout_p=self._dropout_p())
+        return self.merge(out)
+
+    def _dropout_p(self) -> float:
+        return self.dropout if self.training else 0.0
+
 
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1 x), then + ffn(norm2 x)."""
 
-    def __init__(self, dim: int, heads: int, ff_dim: int):
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropouts: Dropouts = Dropouts()):
         super().__init__()
         self.norm1 = RMSNorm(dim)
-        self.self_attn = Attention(dim, heads)
+        self.self_attn = Attention(dim, heads, dropouts.attn)
         self.norm2 = RMSNorm(dim)
         self.ffn = FeedForward(dim, ff_dim)
+        self.resid_dropout, self.ffn_dropout = nn.Dropout(dropouts.resid), nn.Dropout(dropouts.ffn)  # no parameters
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None = None,
                 prefill: bool = False) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), rope, cache, prefill)
-        return x + self.ffn(self.norm2(x))
+        x = x + self.resid_dropout(self.self_attn(self.norm1(x), rope, cache, prefill))
+        return x + self.ffn_dropout(self.ffn(self.norm2(x)))
 
 
 def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, start: int = 0, caches: list[KVCache] | None = None,

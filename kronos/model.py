@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from kronos.layers import Attention, Block, KVCache, RMSNorm, new_caches, run_blocks
+from kronos.layers import Attention, Block, Dropouts, KVCache, RMSNorm, new_caches, run_blocks
 
 
 def _from_config(cls, config: dict):
@@ -33,7 +34,7 @@ def _has_default(cls, name: str) -> bool:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """config.json of a Kronos tokenizer (dropouts and loss weights are kept for layout only)."""
+    """config.json of a Kronos tokenizer; the dropouts and the quantiser's loss weights act in training only."""
 
     d_in: int
     d_model: int
@@ -78,6 +79,38 @@ class PredictorConfig:
         return _from_config(cls, config)
 
 
+def _dropouts(config: TokenizerConfig | PredictorConfig) -> Dropouts:
+    return Dropouts(config.attn_dropout_p, config.resid_dropout_p, config.ffn_dropout_p)
+
+
+def quantiser_loss_and_codes(z: torch.Tensor, config: TokenizerConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary spherical quantisation as the reference trains it, for the encoder's output z (B, T, K).
+
+    Returns the codes (B, T, K): sign(z / |z|) / sqrt(K), whose gradient passes straight through to z / |z|
+    scaled by 1 / sqrt(K); and the quantiser's loss: beta * commitment + zeta * (gamma0 * per-sample entropy
+    - gamma * codebook entropy). The reference's default (analytical) entropies are per bit: a bit's
+    probability of -1 is sigmoid(-4 z_i / sqrt(K)); the per-sample entropy sums the bits' entropies and
+    averages over tokens, the codebook entropy sums the entropies of the bits' batch-averaged
+    probabilities. (The reference's group codebook, `group_size`, does not enter this default.)
+    """
+    k = z.shape[-1]
+    z = F.normalize(z, dim=-1)
+    scale = 1.0 / math.sqrt(k)
+    signs = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
+    codes = (z + (signs - z).detach()) * scale  # (B, T, K): forward value signs * scale
+    commitment = ((codes.detach() - z) ** 2).sum(-1).mean()
+    p = torch.sigmoid(-4 * z * scale)
+    probs = torch.stack((p, 1 - p), dim=-1)  # (B, T, K, 2)
+
+    def entropy(q: torch.Tensor) -> torch.Tensor:
+        return -(q * torch.log(q + 1e-8)).sum(-1)
+
+    per_sample = entropy(probs).sum(-1).mean()
+    codebook = entropy(probs.flatten(0, -3).mean(0)).sum()  # mean over tokens: (K, 2)
+    loss = config.beta * commitment + config.zeta * (config.gamma0 * per_sample - config.gamma * codebook)
+    return loss, codes
+
+
 def _bits(ids: torch.Tensor, n: int) -> torch.Tensor:
     """Unpack ids (...) into n signs +-1, least significant bit first: (..., n)."""
     mask = 2 ** torch.arange(n, device=ids.device)
@@ -100,11 +133,13 @@ class KronosTokenizer(nn.Module):
         super().__init__()
         c = self.config = config
         self.embed = nn.Linear(c.d_in, c.d_model)
-        self.encoder = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_enc_layers - 1))
+        self.encoder = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim, _dropouts(c))
+                                     for _ in range(c.n_enc_layers - 1))
         self.quant_embed = nn.Linear(c.d_model, c.s1_bits + c.s2_bits)
         self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)  # training only; kept for the layout
         self.post_quant_embed = nn.Linear(c.s1_bits + c.s2_bits, c.d_model)
-        self.decoder = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_dec_layers - 1))
+        self.decoder = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim, _dropouts(c))
+                                     for _ in range(c.n_dec_layers - 1))
         self.head = nn.Linear(c.d_model, c.d_in)
         self.tokenizer = nn.ModuleDict({"bsq": _QuantiserBuffers(c.s1_bits + c.s2_bits, c.group_size)})
 
@@ -132,6 +167,19 @@ class KronosTokenizer(nn.Module):
                     caches: list[KVCache]) -> torch.Tensor:
         """Append ids (G*S, T) at positions start.. after the prefilled histories -> their rows (G*S, T, d_in)."""
         return self.head(run_blocks(self.decoder, self._codes(s1_ids, s2_ids), start, caches))
+
+    def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The reference's tokenizer losses for normalised rows x (B, T, d_in): the mean squared error of the
+        reconstruction from the coarse bits alone (through post_quant_embed_pre) and from all bits, the
+        quantiser's loss, and `loss` = (both reconstructions + quantiser) / 2."""
+        c = self.config
+        z = self.quant_embed(run_blocks(self.encoder, self.embed(x)))  # (B, T, s1+s2)
+        quantiser, codes = quantiser_loss_and_codes(z, c)
+        coarse = self.head(run_blocks(self.decoder, self.post_quant_embed_pre(codes[..., :c.s1_bits])))  # (B, T, d_in)
+        full = self.head(run_blocks(self.decoder, self.post_quant_embed(codes)))
+        recon_coarse, recon_full = F.mse_loss(coarse, x), F.mse_loss(full, x)
+        return {"loss": (recon_coarse + recon_full + quantiser) / 2, "recon_coarse": recon_coarse,
+                "recon_full": recon_full, "quantiser": quantiser}
 
     def _codes(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
         """Ids (B, T) -> the decoder's input (B, T, D): their +-1 bits, scaled, through post_quant_embed."""
@@ -197,14 +245,33 @@ class Kronos(nn.Module):
         c = self.config = config
         self.embedding = HierarchicalEmbedding(c.s1_bits, c.s2_bits, c.d_model)
         self.time_emb = TemporalEmbedding(c.d_model)
-        self.transformer = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_layers))
+        self.transformer = nn.ModuleList(Block(c.d_model, c.n_heads, c.ff_dim, _dropouts(c)) for _ in range(c.n_layers))
         self.norm = RMSNorm(c.d_model)
         self.head = DualHead(c.s1_bits, c.s2_bits, c.d_model)
         self.dep_layer = DependencyLayer(c.d_model)
+        self.token_drop = nn.Dropout(c.token_dropout_p)  # training mode only; no parameters
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
         """Token pairs (B, T) of a whole window with stamps (B or 1, T, 5) -> final-norm hidden states (B, T, D)."""
-        return self.norm(run_blocks(self.transformer, self._inputs(s1, s2, stamp)))
+        return self.norm(run_blocks(self.transformer, self.token_drop(self._inputs(s1, s2, stamp))))
+
+    def training_logits(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor,
+                        s1_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits of windows of ids (B, T) stamped (B, T, 5): coarse (B, T, 2^s1) at every
+        position, and fine (B, T, 2^s2) conditioned on the true next coarse ids `s1_targets` (B, T) through
+        the dependency layer's cross-attention in its training form (causal, rotary; Attention.causal_cross)."""
+        h = self(s1, s2, stamp)  # (B, T, D)
+        cross = self.dep_layer.cross_attn
+        attn = cross.causal_cross(self.embedding.emb_s1(s1_targets), h, cross.rotary.table(0, h.shape[1]))
+        return self.head.proj_s1(h), self.head.proj_s2(self.dep_layer.norm(h + attn))
+
+    def training_losses(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The reference's next-token cross-entropies over windows of ids (B, T + 1) stamped (B, T + 1, 5): each
+        position predicts the next coarse and fine id; `loss` = (coarse + fine) / 2."""
+        s1_logits, s2_logits = self.training_logits(s1[:, :-1], s2[:, :-1], stamp[:, :-1], s1[:, 1:])
+        coarse = F.cross_entropy(s1_logits.flatten(0, 1), s1[:, 1:].flatten())
+        fine = F.cross_entropy(s2_logits.flatten(0, 1), s2[:, 1:].flatten())
+        return {"loss": (coarse + fine) / 2, "coarse": coarse, "fine": fine}
 
     def new_cache(self, paths: int, capacity: int, like: torch.Tensor) -> "PredictorCache":
         """Empty caches (every layer's keys/values and the dependency layer's) for `paths` paths, `capacity` steps."""
