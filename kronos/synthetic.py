@@ -1,9 +1,15 @@
-"""Synthetic candles for templates, benchmarks and tests: no market data needed."""
+"""Synthetic candles and models for templates, benchmarks and tests: no market data or weights needed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from kronos.engine import Forecaster
 
 
 def random_walk(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -17,3 +23,28 @@ def random_walk(rows: int, seed: int = 0) -> pd.DataFrame:
         "timestamps": pd.date_range("2025-01-01", periods=rows, freq="h"),
         "open": open_, "high": np.maximum(open_, close) + spread, "low": np.minimum(open_, close) - spread,
         "close": close, "volume": volume, "amount": volume * close})
+
+
+def random_forecaster(model: str = "mini", seed: int = 0) -> "Forecaster":
+    """A Forecaster with random weights of a published model's shapes (a preset name), for benchmarks and tests."""
+    import torch
+
+    from kronos.checkpoints import PRESETS
+    from kronos.engine import Forecaster
+    from kronos.model import Kronos, KronosTokenizer
+
+    torch.manual_seed(seed)
+    preset = PRESETS[model]
+    return Forecaster(KronosTokenizer(preset.tokenizer_config), Kronos(preset.predictor_config),
+                      max_context=preset.max_context, name=f"random-{model}")
+
+
+def random_checkpoint(directory: Path, model: str = "mini") -> dict[str, str]:
+    """A preset's shapes with random weights saved under `directory` (model/, tokenizer/); the KRONOS_MODEL and
+    KRONOS_TOKENIZER environment naming them."""
+    from kronos.checkpoints import save_checkpoint
+
+    forecaster = random_forecaster(model)
+    save_checkpoint(forecaster.model, directory / "model")
+    save_checkpoint(forecaster.tokenizer, directory / "tokenizer")
+    return {"KRONOS_MODEL": str(directory / "model"), "KRONOS_TOKENIZER": str(directory / "tokenizer")}

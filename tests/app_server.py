@@ -78,14 +78,11 @@ def offline(name: str, timeout: float) -> ccxt.Exchange:
 
 
 def demo_checkpoint(directory: Path) -> dict[str, str]:
-    """Kronos-mini's shapes with random weights (32 MB) under `directory`; the environment naming them."""
-    from kronos.bench import random_forecaster
-    from kronos.checkpoints import save_checkpoint
+    """Kronos-mini's shapes with random weights (32 MB) under `directory`, made once; the environment naming them."""
+    from kronos.synthetic import random_checkpoint
 
     if not (directory / "model" / "model.safetensors").exists():
-        forecaster = random_forecaster("mini")
-        save_checkpoint(forecaster.model, directory / "model")
-        save_checkpoint(forecaster.tokenizer, directory / "tokenizer")
+        return random_checkpoint(directory)
     return {"KRONOS_MODEL": str(directory / "model"), "KRONOS_TOKENIZER": str(directory / "tokenizer")}
 
 

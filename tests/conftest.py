@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
-import pytest
+from kronos.process import prepare
 
+prepare()  # the test process's start: before torch loads
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
 SHARED = Path(__file__).resolve().parents[2] / "shared"

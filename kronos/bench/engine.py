@@ -1,7 +1,7 @@
 """Benchmark the engine against the reference's full-recompute method on random weights of the real shapes.
 
-    python -m kronos.bench                 # every case, markdown table on stdout
-    python -m kronos.bench --case demo --recompute-steps 24
+    python -m kronos.bench [engine]                  # every case, markdown table on stdout
+    python -m kronos.bench engine --case demo --recompute-steps 24
 
 The recompute method is timed over its first `--recompute-steps` steps and scaled to the horizon
 when that is shorter than the horizon (its steps cost about the same once the window is full).
@@ -19,11 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kronos.checkpoints import PRESETS
-from kronos.engine import Forecaster
-from kronos.model import Kronos, KronosTokenizer
 from kronos.reference import recompute_forecast
-from kronos.synthetic import random_walk
+from kronos.synthetic import random_forecaster, random_walk
 
 @dataclass(frozen=True)
 class Case:
@@ -39,14 +36,6 @@ CASES = {
     "max": Case("mini", 2000, 48, 100, 5.0),
     "small": Case("small", 488, 24, 30, 2.0),
 }
-
-
-def random_forecaster(model: str, seed: int = 0) -> Forecaster:
-    """A Forecaster with random weights of a published model's shapes."""
-    torch.manual_seed(seed)
-    preset = PRESETS[model]
-    return Forecaster(KronosTokenizer(preset.tokenizer_config), Kronos(preset.predictor_config),
-                      max_context=preset.max_context, name=f"random-{model}")
 
 
 def timed(fn, repeat: int) -> float:
@@ -84,7 +73,7 @@ def run_case(name: str, recompute_steps: int, repeat: int) -> dict:
 def serving_peak_mb() -> float:
     """Peak resident memory (MB) of a fresh process that loads Kronos-mini's shapes and serves the demo forecast."""
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
-    code = ("from kronos.bench import random_forecaster, random_walk;"
+    code = ("from kronos.process import prepare; prepare(); from kronos.synthetic import random_forecaster, random_walk;"
             "f = random_forecaster('mini'); f.forecast(random_walk(383), horizon=24, samples=30, top_p=0.9, seed=1);"
             "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -111,6 +100,3 @@ def main(argv: list[str] | None = None) -> None:
     print("\n* recompute timed over its first --recompute-steps steps and scaled to the horizon")
     print(f"peak memory of a process serving the demo forecast: {serving_peak_mb():.0f} MB (target <= 600 MB)")
 
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Training throughput: windows per second of each stage for a model shape on this machine.
 
-    python -m kronos.training.bench                      # mini shapes, windows of 383 + 24 rows, batch 16
-    python -m kronos.training.bench --shape small --batch-size 8 --steps 3 --device cuda
+    python -m kronos.bench training                      # mini shapes, windows of 383 + 24 rows, batch 16
+    python -m kronos.bench training --shape small --batch-size 8 --steps 3 --device cuda
 
 Fresh weights of the shape (as `train --scratch`), synthetic candles (kronos.synthetic.random_walk), the real
 training code (kronos.training.run.train). The first step of each stage is a warm-up; the figure is the
@@ -59,6 +59,3 @@ def main(argv: list[str] | None = None) -> None:
     for stage, rate in rates.items():
         print(f"| {args.shape} | {args.lookback} + {args.horizon} | {args.batch_size} | {stage} | {rate:.2f} "
               f"| {args.batch_size / rate:.2f} |")
-
-if __name__ == "__main__":
-    main()
