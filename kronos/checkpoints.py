@@ -17,8 +17,10 @@ from safetensors.torch import load_file, save_file
 
 from kronos.errors import InvalidInputError, WeightsUnavailableError
 from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
+from kronos.settings import Environment
 
 FILES = ("config.json", "model.safetensors")
+RECORD = "record.json"  # written beside model/ and tokenizer/ by `python -m kronos train`
 HUB_TIMEOUT_S = 5.0  # seconds to reach the hub before saying it cannot be reached
 DEFAULT_CONTEXT = 512
 
@@ -86,10 +88,61 @@ def select(model: str, tokenizer: str | None = None, max_context: int | None = N
     source = preset.model if preset else model
     if tokenizer is None:
         tokenizer = preset.tokenizer if preset else _sibling_tokenizer(source)
-    context = max_context or (preset.max_context if preset else DEFAULT_CONTEXT)
+    context = max_context or (preset.max_context if preset else _trained_context(source) or DEFAULT_CONTEXT)
     if context < 2:
         raise InvalidInputError(f"max_context must be at least 2, got {context}")
     return Selection(source, tokenizer, context)
+
+
+def _trained_context(model: str) -> int | None:
+    """The context a checkpoint made by `python -m kronos train` was trained for (record.json beside model/)."""
+    record = Path(model).expanduser().parent / RECORD
+    try:
+        return int(json.loads(record.read_text())["max_context"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A checkpoint made by `python -m kronos train`: its folder's model/ and tokenizer/, and what record.json says."""
+
+    name: str
+    model: Path
+    tokenizer: Path
+    record: dict
+
+    def summary(self) -> str:
+        """Its data, split, best validation loss and backtest skill, in one line."""
+        data, split = self.record.get("data") or [{}], self.record.get("split", {})
+        parts = [f"{data[0].get('name', '?')} {str(data[0].get('first', ''))[:10]} to {str(data[-1].get('last', ''))[:10]}",
+                 f"validation from {str(split.get('val_from', '?'))[:10]}"]
+        best = (self.record.get("stages", {}).get("predictor") or {}).get("best")
+        if best is not None:
+            parts.append(f"validation loss {best:.3f}")
+        series = (self.record.get("evaluation") or {}).get("series") or []
+        if series:
+            skill = series[0]["trained_skill"]["crps"][-1]
+            parts.append(f"CRPS skill vs random walk at hour {len(series[0]['trained']['crps'])}: {skill:+.1%}")
+        return "; ".join(parts)
+
+
+def trained_checkpoints(folder: str | os.PathLike | None = None) -> list[Trained]:
+    """The finished training runs in `folder` (default: KRONOS_MODELS, else `models/` beside the candle store)."""
+    from kronos.data.store import default_path
+
+    root = Path(folder) if folder is not None else Environment.read().models or default_path().parent / "models"
+    found = []
+    for record in sorted(root.glob(f"*/{RECORD}")):
+        run = record.parent
+        try:
+            described = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if described.get("status") == "finished" and all((run / part / FILES[1]).is_file() for part in
+                                                          ("model", "tokenizer")):
+            found.append(Trained(run.name, run / "model", run / "tokenizer", described))
+    return found
 
 
 def _sibling_tokenizer(model: str) -> str:

@@ -12,13 +12,14 @@ import streamlit as st
 
 import dataclasses
 
-from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, select
+from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, Trained, select, trained_checkpoints
 from kronos.errors import KronosError
 from kronos.settings import EXCHANGES, MODES, RANGES, Environment, ForecastSettings, MarketChoice, ModelChoice
 from kronos.timeframes import TIMEFRAMES
 
 OTHER = "directory or hub id"
-MODEL_LABELS = {**{name: preset.label for name, preset in PRESETS.items()}, OTHER: "Other: a directory or hub id"}
+PRESET_LABELS = {name: preset.label for name, preset in PRESETS.items()}
+TRAINED = "trained:"  # a key prefix: a checkpoint of the models folder (kronos.checkpoints.trained_checkpoints)
 MODE_LABELS = {"aligned": "Hourly aligned (closed candles)", "realtime": "Realtime (with the open candle)"}
 MARKET_DEFAULTS = dataclasses.asdict(MarketChoice())
 MARKET_OPTIONS = {"mode": MODES, "exchange": EXCHANGES, "timeframe": TIMEFRAMES}
@@ -49,10 +50,18 @@ def _key(name: str) -> str:
     return f"ctl.{name}"
 
 
+def _trained() -> dict[str, Trained]:
+    """The finished training runs of the models folder, by picker key."""
+    return {TRAINED + run.name: run for run in trained_checkpoints()}
+
+
 def _model_state(choice: ModelChoice) -> dict[str, str]:
-    """Widget values showing a model choice: a preset, or the 'other' fields."""
+    """Widget values showing a model choice: a preset, a trained checkpoint, or the 'other' fields."""
     if choice.model in PRESETS and not choice.tokenizer:
         return {"model": choice.model}
+    trained = next((key for key, run in _trained().items() if str(run.model) == choice.model), None)
+    if trained is not None:
+        return {"model": trained}
     return {"model": OTHER, "model_dir": choice.model, "tokenizer_dir": choice.tokenizer or ""}
 
 
@@ -87,9 +96,19 @@ def _context(choice: ModelChoice) -> int:
 
 
 def _model_controls() -> ModelChoice:
-    st.selectbox("Model", list(MODEL_LABELS), key=_key("model"), format_func=MODEL_LABELS.get)
-    if st.session_state[_key("model")] != OTHER:
-        return ModelChoice(st.session_state[_key("model")])
+    trained = _trained()
+    labels = {**PRESET_LABELS, **{key: f"Trained: {run.name}" for key, run in trained.items()},
+              OTHER: "Other: a directory or hub id"}
+    if st.session_state[_key("model")] not in labels:  # a trained run that is gone since
+        st.session_state[_key("model")] = next(iter(PRESET_LABELS))
+    st.selectbox("Model", list(labels), key=_key("model"), format_func=labels.get,
+                 help="Presets from the Hugging Face hub, your training runs (KRONOS_MODELS), or any checkpoint")
+    chosen = st.session_state[_key("model")]
+    if chosen in trained:
+        st.caption(trained[chosen].summary())
+        return ModelChoice(str(trained[chosen].model), str(trained[chosen].tokenizer))
+    if chosen != OTHER:
+        return ModelChoice(chosen)
     model = st.text_input("Model directory or hub id", key=_key("model_dir"),
                           help="A folder with config.json and model.safetensors, or a hub id").strip()
     tokenizer = st.text_input("Tokenizer directory or hub id (optional)", key=_key("tokenizer_dir"),

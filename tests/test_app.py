@@ -239,3 +239,19 @@ def test_live_page_shows_the_track_record_and_calibrated_values_once_there_are_e
     assert shown["Forecasts logged / scored"] == "32 / 31"
     assert shown["Calibrated upside, hour 24"].endswith("%") and "80% band of the close at hour 24: calibrated" in \
         run().caption[-1].value
+
+
+def test_training_runs_appear_in_the_model_picker_with_their_record(filled, monkeypatch, tmp_path):
+    from test_checkpoints import trained_run
+
+    monkeypatch.setenv("KRONOS_MODELS", str(tmp_path / "models"))
+    run_dir = trained_run(tmp_path / "models", "btc-mini")
+    app = run()
+    picker = app.selectbox(key="ctl.model")
+    assert "trained:btc-mini" in picker.options or "Trained: btc-mini" in picker.options
+    picker.set_value("trained:btc-mini")
+    app = run(app=app)
+    assert any("validation loss 4.250" in c.value for c in app.caption)
+    assert app.query_params["model"] == str(run_dir / "model")
+    assert app.query_params["tokenizer"] == str(run_dir / "tokenizer")
+    assert kept_forecasts(app)[-1].settings["max_context"] == 128  # the context record.json names

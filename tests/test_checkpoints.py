@@ -109,3 +109,28 @@ def test_an_unreachable_hub_is_reported_without_retrying_for_minutes(tmp_path, a
     assert out.returncode == 2
     assert "could not get NeoQuasar/Kronos-Tokenizer-2k@" in out.stderr  # the tokenizer is asked for first
     assert "hf download NeoQuasar/Kronos-Tokenizer-2k" in out.stderr and "--model/--tokenizer DIR" in out.stderr
+
+
+def trained_run(folder, name: str = "run1", status: str = "finished", max_context: int = 128):
+    """A folder as `python -m kronos train` leaves it: model/, tokenizer/ (the parity checkpoint) and record.json."""
+    run = folder / name
+    shutil.copytree(PARITY / "model", run / "model")
+    shutil.copytree(PARITY / "tokenizer", run / "tokenizer")
+    record = {"status": status, "max_context": max_context,
+              "data": [{"name": "btc.csv", "first": "2023-01-01T00:00:00", "last": "2025-06-01T00:00:00"}],
+              "split": {"val_from": "2025-01-01T00:00:00"}, "stages": {"predictor": {"best": 4.25}},
+              "evaluation": {"series": [{"trained": {"crps": [0.01, 0.02]},
+                                         "trained_skill": {"crps": [0.1, -0.05]}}]}}
+    (run / "record.json").write_text(json.dumps(record))
+    return run
+
+
+def test_training_runs_are_listed_with_their_record_and_context(tmp_path):
+    trained_run(tmp_path, "run1")
+    trained_run(tmp_path, "half", status="interrupted")
+    (run,) = checkpoints.trained_checkpoints(tmp_path)
+    assert run.name == "run1" and run.model == tmp_path / "run1" / "model"
+    assert run.summary() == ("btc.csv 2023-01-01 to 2025-06-01; validation from 2025-01-01; validation loss 4.250; "
+                             "CRPS skill vs random walk at hour 2: -5.0%")
+    assert checkpoints.select(str(run.model), str(run.tokenizer)).max_context == 128  # from record.json
+    assert checkpoints.select(str(PARITY / "model"), str(PARITY / "tokenizer")).max_context == 512  # no record

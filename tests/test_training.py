@@ -24,7 +24,8 @@ from kronos.model import quantiser_loss_and_codes
 from kronos.training.data import Series, Windows, choose_split, make_windows, read_csv_series
 from kronos.training.loop import Progress
 from kronos.training.models import Init, starting_modules
-from kronos.training.run import TrainSettings, train
+from kronos.training.evaluate import evaluate_on_validation
+from kronos.training.run import EvaluationRequest, TrainSettings, train
 
 SMALL = dict(lookback=32, horizon=8, batch_size=4, val_every=3, val_windows=8)
 
@@ -230,3 +231,18 @@ def test_a_stored_market_trains_through_the_cli(tmp_path, capsys):
     assert record["data"][0] | {"name": "binance BTC/USDT 1h", "source": "store", "rows": 240} == record["data"][0]
     other = ["--scratch", "tiny", *market[:4], "--symbol", "ETH/USDT", "--out", str(tmp_path / "other")]
     assert "has no ETH/USDT 1h candles from binance" in _error(tmp_path, other, csv=False)
+
+
+@needs_real_data
+def test_evaluate_backtests_the_validation_period_for_the_new_weights_and_their_base(btc_slice, trained):
+    out, settings, _ = trained
+    split = choose_split(btc_slice, None, 0.2)
+    base = checkpoints.select(str(PARITY / "model"), str(PARITY / "tokenizer"), 128)
+    request = EvaluationRequest(out / "model", out / "tokenizer", 512, base, tuple(btc_slice), split.val_from,
+                                settings.lookback, settings.horizon)
+    (series,) = evaluate_on_validation(request)["series"]
+    assert series["first_origin"] >= split.val_from.isoformat()  # every forecast row lies after the split
+    assert series["origins"] == (1200 - settings.horizon - 960) // 24 + 1
+    for name in ("trained", "trained_calibrated", "base", "random_walk"):
+        assert len(series[name]["crps"]) == settings.horizon and set(series[name]["coverage"]) == {"50", "80", "95"}
+    assert len(series["trained_skill"]["crps"]) == settings.horizon

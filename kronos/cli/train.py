@@ -19,10 +19,10 @@ from kronos.cli.options import add_market_options, add_store_option, market_from
 from kronos.training.data import read_csv_series, read_store_series
 from kronos.training.loop import Progress
 from kronos.training.models import SHAPES, Init
-from kronos.training.run import STAGE_DEFAULTS, STAGES, Evaluate, TrainSettings, train
+from kronos.training.evaluate import evaluate_on_validation
+from kronos.training.run import STAGE_DEFAULTS, STAGES, TrainSettings, train
 
 DEFAULTS = TrainSettings()
-EVALUATE: Evaluate | None = None  # the track record's backtest of the validation period plugs in here
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,13 +74,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         market = market_from(args)
         series = [read_store_series(store_from(args), market.exchange, market.symbol, market.timeframe)]
-    if args.evaluate and EVALUATE is None:
-        print("note: --evaluate: the backtest of the validation period is not available yet; record.json's "
-              "evaluation stays null", file=sys.stderr)
     with _bars() as progress, _stop_on_interrupt() as should_stop:
         record = train(series, init, settings, args.out, resume=args.resume, device=args.device,
                        max_minutes=args.max_minutes, progress=progress, should_stop=should_stop,
-                       evaluate=EVALUATE if args.evaluate else None)
+                       evaluate=evaluate_on_validation if args.evaluate else None)
     if record["status"] == "interrupted":
         print("note: stopped with the state saved; continue with the same command and --resume", file=sys.stderr)
     summary = {name: {"stopped": s["stopped"], "steps": s["step"], "best": s["best"],
