@@ -236,7 +236,7 @@ class Forecaster:
         Returns normalised rows (G*paths, H, 6) and the (coarse, fine) ids (G*paths, H, 2), history by history.
         """
         n, length, horizon = len(histories) * paths, len(histories[0].s1), uniforms.shape[0]
-        features = torch.stack([h.features for h in histories])  # (G, L + horizon, 5)
+        times = self.model.time_emb(torch.stack([h.features for h in histories]))  # (G, L + horizon, D), once
         gen1 = histories[0].s1.new_zeros(n, horizon)
         gen2 = histories[0].s2.new_zeros(n, horizon)
         cache = h_last = None
@@ -246,10 +246,10 @@ class Forecaster:
                 prefix, h_last = self._predictor_prefix(histories, start, keep=i == 0)
                 cache = prefix.fork(n, horizon)
                 if i:
-                    h_last = self.model.step(gen1[:, :i], gen2[:, :i], features[:, length:length + i],
+                    h_last = self.model.step(gen1[:, :i], gen2[:, :i], times[:, length:length + i],
                                              length - start, cache)
             else:
-                h_last = self.model.step(gen1[:, i - 1:i], gen2[:, i - 1:i], features[:, length + i - 1:length + i],
+                h_last = self.model.step(gen1[:, i - 1:i], gen2[:, i - 1:i], times[:, length + i - 1:length + i],
                                          length + i - 1 - start, cache)
             coarse = _per_path(self.model.coarse_logits(h_last), n)  # once per history before the first step
             gen1[:, i] = sample_ids(coarse, *sampling, uniforms[i, 0])

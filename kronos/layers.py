@@ -15,6 +15,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Fused:
+    """Several Linear layers that read the same input, as one product at inference: their weights concatenated,
+    made again whenever one of them changes (training, loading, a move to another device). Not a Module: the state
+    dict keeps the published names."""
+
+    def __init__(self, *linears: nn.Linear):
+        self.linears, self.sizes = linears, [layer.out_features for layer in linears]
+        self._key: tuple | None = None
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each layer's output for x (..., in) -> (..., out_i)."""
+        key = tuple((layer.weight._version, layer.weight.data_ptr()) for layer in self.linears)
+        if key != self._key:
+            with torch.no_grad():
+                self.weight = torch.cat([layer.weight for layer in self.linears])  # (sum out_i, in)
+                biases = [layer.bias for layer in self.linears]
+                self.bias = None if biases[0] is None else torch.cat(biases)
+            self._key = key
+        return F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+
+
 class RMSNorm(nn.Module):
     """x * rsqrt(mean(x^2) + eps) * weight (the published weights are float32)."""
 
@@ -35,9 +56,11 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(dim, hidden, bias=False)
         self.w2 = nn.Linear(hidden, dim, bias=False)
         self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w13 = Fused(self.w1, self.w3)  # the two input projections in one product at inference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = (self.w1(x), self.w3(x)) if self.training else self.w13(x)
+        return self.w2(F.silu(gate) * up)
 
 
 class Rotary(nn.Module):
@@ -51,7 +74,19 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))
 
     def table(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and signed sin (T, E) of positions start..start+length-1, for `rotate`."""
+        """cos and signed sin (T, E) of positions start..start+length-1, for `rotate`.
+
+        At inference the table of positions 0.. is made once (grown when a longer one is asked for) and sliced:
+        the same values, without recomputing them at every step.
+        """
+        if not torch.is_inference_mode_enabled():
+            return self._table(start, length)
+        made = getattr(self, "_made", None)
+        if made is None or made[0].shape[0] < start + length or made[0].device != self.inv_freq.device:
+            made = self._made = self._table(0, max(start + length, 2 * (made[0].shape[0] if made else 256)))
+        return made[0][start:start + length], made[1][start:start + length]
+
+    def _table(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.arange(start, start + length, device=self.inv_freq.device, dtype=self.inv_freq.dtype)
         angles = torch.outer(t, self.inv_freq)  # (T, E/2)
         sin = angles.sin()
@@ -72,31 +107,32 @@ class KVCache:
     """
 
     def __init__(self, paths: int, heads: int, head_dim: int, capacity: int, like: torch.Tensor):
-        self.prefix_k: torch.Tensor | None = None  # (G, H, P, E)
-        self.prefix_v: torch.Tensor | None = None
-        self.suffix_k = like.new_empty(paths, heads, capacity, head_dim)  # (G*S, H, capacity, E); read up to length
+        # keys are kept transposed, as the products read them
+        self.prefix_kt: torch.Tensor | None = None  # (G, H, E, P)
+        self.prefix_v: torch.Tensor | None = None  # (G, H, P, E)
+        self.suffix_kt = like.new_empty(paths, heads, head_dim, capacity)  # (G*S, H, E, capacity); read up to length
         self.suffix_v = like.new_empty(paths, heads, capacity, head_dim)
         self.length = 0
 
     def fork(self, paths: int, capacity: int) -> "KVCache":
         """A cache sharing this one's prefix (read-only) with an empty suffix for `paths` paths."""
-        heads, dim = self.suffix_k.shape[1], self.suffix_k.shape[3]
-        forked = KVCache(paths, heads, dim, capacity, self.suffix_k)
-        forked.prefix_k, forked.prefix_v = self.prefix_k, self.prefix_v
+        heads, dim = self.suffix_v.shape[1], self.suffix_v.shape[3]
+        forked = KVCache(paths, heads, dim, capacity, self.suffix_v)
+        forked.prefix_kt, forked.prefix_v = self.prefix_kt, self.prefix_v
         return forked
 
     def set_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the histories' keys/values (G, H, P, E), contiguous so that every later product reads them in place."""
-        if self.prefix_k is not None or self.length:
+        if self.prefix_kt is not None or self.length:
             raise ValueError("a cache's prefix is set once, before anything is appended")
-        self.prefix_k, self.prefix_v = k.contiguous(), v.contiguous()
+        self.prefix_kt, self.prefix_v = k.transpose(2, 3).contiguous(), v.contiguous()
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Write per-path keys/values (G*S, H, T, E) at the next T suffix positions."""
         end = self.length + k.shape[2]
-        if end > self.suffix_k.shape[2]:
-            raise ValueError(f"key/value cache overflow: {end} positions for a capacity of {self.suffix_k.shape[2]}")
-        self.suffix_k[:, :, self.length:end] = k
+        if end > self.suffix_v.shape[2]:
+            raise ValueError(f"key/value cache overflow: {end} positions for a capacity of {self.suffix_v.shape[2]}")
+        self.suffix_kt[..., self.length:end] = k.transpose(2, 3)
         self.suffix_v[:, :, self.length:end] = v
         self.length = end
 
@@ -105,15 +141,14 @@ class KVCache:
         suffix positions."""
         paths, heads, t, dim = q.shape
         q = q * (1.0 / math.sqrt(dim))
-        groups = 0 if self.prefix_k is None else self.prefix_k.shape[0]
+        groups = 0 if self.prefix_kt is None else self.prefix_kt.shape[0]
         parts = []
         if groups:
             # each history's paths' queries against its one prefix: a (G, H, S*T, E) x (G, H, E, P) product
-            qh = _by_history(q, groups)
-            parts.append(_by_path((qh @ self.prefix_k.transpose(2, 3)), groups, t))
+            parts.append(_by_path(_by_history(q, groups) @ self.prefix_kt, groups, t))
         n = self.length
         if n:
-            scores = q @ self.suffix_k[:, :, :n].transpose(2, 3)  # (G*S, H, T, N)
+            scores = q @ self.suffix_kt[..., :n]  # (G*S, H, T, N)
             if causal and t > 1:
                 mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
                 scores = scores.masked_fill(~mask, float("-inf"))
@@ -122,7 +157,7 @@ class KVCache:
         out = 0
         p = 0
         if groups:
-            p = self.prefix_k.shape[2]
+            p = self.prefix_kt.shape[3]
             out = _by_path(_by_history(weights[..., :p], groups) @ self.prefix_v, groups, t)
         if n:
             out = out + weights[..., p:] @ self.suffix_v[:, :, :n]
@@ -132,7 +167,7 @@ class KVCache:
 def stack_prefixes(caches: list[KVCache]) -> KVCache:
     """One cache whose prefix stacks the prefixes (1, H, P, E) of several histories of equal length: (G, H, P, E)."""
     stacked = caches[0].fork(0, 0)
-    stacked.prefix_k = torch.cat([c.prefix_k for c in caches])
+    stacked.prefix_kt = torch.cat([c.prefix_kt for c in caches])
     stacked.prefix_v = torch.cat([c.prefix_v for c in caches])
     return stacked
 
@@ -172,6 +207,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
         self.rotary = Rotary(self.head_dim)
+        self.qkv, self.kv = Fused(self.q_proj, self.k_proj, self.v_proj), Fused(self.k_proj, self.v_proj)
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, D) -> (B, H, T, E)
@@ -188,8 +224,8 @@ class Attention(nn.Module):
         Without a cache: plain causal attention over x. With `prefill`: x (one row per history) also becomes
         the cache's prefix. Otherwise x (one row per path) is appended to the cache's suffix and attends to all.
         """
-        q, k = rotate(self.split(self.q_proj(x)), rope), rotate(self.split(self.k_proj(x)), rope)
-        v = self.split(self.v_proj(x))
+        q, k, v = (self.q_proj(x), self.k_proj(x), self.v_proj(x)) if self.training else self.qkv(x)
+        q, k, v = rotate(self.split(q), rope), rotate(self.split(k), rope), self.split(v)
         if cache is None or prefill:
             if cache is not None:
                 cache.set_prefix(k, v)
@@ -199,7 +235,8 @@ class Attention(nn.Module):
 
     def remember(self, h: torch.Tensor, cache: KVCache, prefill: bool) -> None:
         """Cross-attention: project h (B, T, D) to keys/values and add them to the cache (as its prefix with `prefill`)."""
-        k, v = self.split(self.k_proj(h)), self.split(self.v_proj(h))
+        k, v = (self.k_proj(h), self.v_proj(h)) if self.training else self.kv(h)
+        k, v = self.split(k), self.split(v)
         if prefill:
             cache.set_prefix(k, v)
         else:
@@ -238,6 +275,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None = None,
                 prefill: bool = False) -> torch.Tensor:
+        if not self.training:  # inference: the same sums without the dropout layers' calls
+            x = x + self.self_attn(self.norm1(x), rope, cache, prefill)
+            return x + self.ffn(self.norm2(x))
         x = x + self.resid_dropout(self.self_attn(self.norm1(x), rope, cache, prefill))
         return x + self.ffn_dropout(self.ffn(self.norm2(x)))
 

@@ -253,7 +253,7 @@ class Kronos(nn.Module):
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
         """Token pairs (B, T) of a whole window with stamps (B or 1, T, 5) -> final-norm hidden states (B, T, D)."""
-        return self.norm(run_blocks(self.transformer, self.token_drop(self._inputs(s1, s2, stamp))))
+        return self.norm(run_blocks(self.transformer, self.token_drop(self._inputs(s1, s2, self.time_emb(stamp)))))
 
     def training_logits(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor,
                         s1_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,15 +281,16 @@ class Kronos(nn.Module):
 
     def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, cache: "PredictorCache") -> torch.Tensor:
         """Run the histories' windows (G, P) from position 0 into the cache's shared prefixes -> last hidden (G, D)."""
-        h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, stamp), 0, cache.layers, prefill=True))
+        h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, self.time_emb(stamp)), 0, cache.layers,
+                                 prefill=True))
         self.dep_layer.cross_attn.remember(h, cache.context, prefill=True)
         return h[:, -1]
 
-    def step(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, start: int,
+    def step(self, s1: torch.Tensor, s2: torch.Tensor, time: torch.Tensor, start: int,
              cache: "PredictorCache") -> torch.Tensor:
-        """Append every path's new token pairs (G*S, T), stamped (G, T, 5), at window positions start.. -> the last
-        hidden state of each path (G*S, D)."""
-        h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, stamp), start, cache.layers))
+        """Append every path's new token pairs (G*S, T), with their time embeddings (G, T, D) (`time_emb` of their
+        stamps, made once per forecast), at window positions start.. -> the last hidden state of each path (G*S, D)."""
+        h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, time), start, cache.layers))
         self.dep_layer.cross_attn.remember(h, cache.context, prefill=False)
         return h[:, -1]
 
@@ -303,9 +304,9 @@ class Kronos(nn.Module):
         attn = self.dep_layer.cross_attn.cross(self.embedding.emb_s1(s1)[:, None, :], cache.context)  # (G*S, 1, D)
         return self.head.proj_s2(self.dep_layer.norm(h_last + attn[:, 0]))
 
-    def _inputs(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
-        """Token embeddings (B, T, D) plus time embeddings of stamps (G, T, 5), shared by each history's B/G paths."""
-        x, t = self.embedding(s1, s2), self.time_emb(stamp)
+    def _inputs(self, s1: torch.Tensor, s2: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (B, T, D) plus time embeddings t (G, T, D), shared by each history's B/G paths."""
+        x = self.embedding(s1, s2)
         if t.shape[0] in (1, x.shape[0]):
             return x + t
         return (x.view(t.shape[0], -1, *x.shape[1:]) + t[:, None]).view(x.shape)

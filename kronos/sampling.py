@@ -6,8 +6,10 @@ import numpy as np
 import torch
 
 
-def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ids a row of logits (S, V) may draw, with weights proportional to their probabilities: both (S, K).
+def candidates(logits: torch.Tensor, temperature: float, top_k: int,
+               top_p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ids a row of logits (S, V) may draw, with weights proportional to their probabilities: both (S, K);
+    ids None when they are the positions (K = V).
 
     Logits are divided by temperature; top_k > 0 keeps the k largest (top_p is then ignored); else
     top_p < 1 keeps the smallest set of most likely ids whose probability reaches top_p, counting the
@@ -18,13 +20,12 @@ def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
         values, ids = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1)
         return torch.softmax(values, dim=-1), ids
     probs = torch.softmax(logits, dim=-1)
-    ids = torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
     if top_p >= 1.0:
-        return probs, ids
+        return probs, None
     ordered = _descending(probs)
     before = torch.nn.functional.pad(ordered.cumsum(dim=-1)[..., :-1], (1, 0))  # mass of the more likely ids
     kept = (before <= top_p).sum(dim=-1, keepdim=True)  # the nucleus is this many most likely ids
-    return probs.masked_fill(probs < ordered.gather(-1, kept - 1), 0.0), ids
+    return probs.masked_fill(probs < ordered.gather(-1, kept - 1), 0.0), None
 
 
 def _descending(values: torch.Tensor) -> torch.Tensor:
@@ -37,7 +38,8 @@ def _descending(values: torch.Tensor) -> torch.Tensor:
 def filtered_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Probabilities (S, V) the sampler draws each id with; 0 for filtered-out ids."""
     weights, ids = candidates(logits, temperature, top_k, top_p)
-    return torch.zeros_like(logits, dtype=weights.dtype).scatter(-1, ids, weights / weights.sum(-1, keepdim=True))
+    weights = weights / weights.sum(-1, keepdim=True)
+    return weights if ids is None else torch.zeros_like(logits, dtype=weights.dtype).scatter(-1, ids, weights)
 
 
 def sample_ids(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, u: torch.Tensor) -> torch.Tensor:
@@ -46,5 +48,5 @@ def sample_ids(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
     weights, ids = candidates(logits, temperature, top_k, top_p)
     cumulative = weights.cumsum(dim=-1)
     pick = torch.searchsorted(cumulative, u[:, None] * cumulative[:, -1:], right=True)
-    pick = pick.clamp_(max=weights.shape[-1] - 1)
-    return ids.gather(-1, pick)[:, 0]
+    pick = pick.clamp_(max=weights.shape[-1] - 1)[:, 0]
+    return pick if ids is None else ids.gather(-1, pick[:, None])[:, 0]
