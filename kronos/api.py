@@ -292,6 +292,7 @@ class Runtime:
     service: ForecastService
     market: MarketData
     forecaster: Forecaster | None = None
+    compile: bool = False  # compile the decode step at start-up
     load_error: str = "the server is still starting"
 
 
@@ -394,11 +395,14 @@ def _market_forecast(runtime: Runtime, forecaster: Forecaster,
 
 def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | None = None,
                max_context: int | None = None, service: ForecastService | None = None,
-               store: CandleStore | None = None, exchange_deadline: float = 10.0) -> FastAPI:
-    """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`."""
-    runtime = Runtime(choice or Environment.read().model, max_context, service or ForecastService(),
+               store: CandleStore | None = None, exchange_deadline: float = 10.0,
+               compile: bool | None = None) -> FastAPI:
+    """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`, and
+    compiles its decode step when `compile` (default: KRONOS_COMPILE)."""
+    env = Environment.read()
+    runtime = Runtime(choice or env.model, max_context, service or ForecastService(),
                       MarketData(store or CandleStore(), exchange_deadline),
-                      None if forecaster is None else Batcher(forecaster))
+                      None if forecaster is None else Batcher(forecaster), env.compile if compile is None else compile)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -422,11 +426,16 @@ def _load(runtime: Runtime) -> None:
     """Load the model once (its forecasts batched across requests); on failure keep the reason so /health and every
     forecast answer 503 with it."""
     try:
-        runtime.forecaster = Batcher(Forecaster.from_pretrained(runtime.choice.model, runtime.choice.tokenizer,
-                                                                max_context=runtime.max_context))
+        forecaster = Forecaster.from_pretrained(runtime.choice.model, runtime.choice.tokenizer,
+                                                max_context=runtime.max_context)
     except KronosError as error:
         runtime.load_error = str(error)
         log.error("model not loaded: %s", error)
+        return
+    if runtime.compile:
+        seconds = forecaster.compile_step()
+        log.warning("decode step %s", "not compiled" if seconds is None else f"compiled in {seconds:.1f} s")
+    runtime.forecaster = Batcher(forecaster)
 
 
 def error_response(request: Request, error: Exception) -> JSONResponse:

@@ -130,15 +130,17 @@ class Environment:
     model: ModelChoice = ModelChoice()
     store: Path | None = None  # KRONOS_STORE: the candle store file
     models: Path | None = None  # KRONOS_MODELS: the folder of trained checkpoints
-    torch_threads: int | None = None  # KRONOS_TORCH_THREADS: torch threads per forecast
+    torch_threads: int | None = None  # KRONOS_TORCH_THREADS: torch threads (default: torch's, every core)
+    compile: bool = False  # KRONOS_COMPILE=1: compile the decode step (long-lived servers)
 
     @classmethod
     def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
-        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS and KRONOS_TORCH_THREADS."""
+        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")
         return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
                    _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
-                   int(threads) if threads.isdigit() and int(threads) > 0 else None)
+                   int(threads) if threads.isdigit() and int(threads) > 0 else None,
+                   environ.get("KRONOS_COMPILE", "").lower() in ("1", "true", "yes"))
 
 
 def _path(value: str | None) -> Path | None:

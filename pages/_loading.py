@@ -17,7 +17,7 @@ from kronos.data.store import CandleStore
 from kronos.engine import Progress
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.flows import forecast_candles
-from kronos.settings import ForecastSettings, MarketChoice, ModelChoice
+from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
 from kronos.summary import fingerprint
 from pages import _show
 from pages._controls import Controls
@@ -38,7 +38,7 @@ def load_forecaster(model: str, tokenizer: str | None) -> Batcher:
         raise WeightsUnavailableError("no model named: type a checkpoint directory or hub id under Model "
                                       "in the sidebar, or pick a preset")
     started = time.perf_counter()
-    forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer))
+    forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer, compile=Environment.read().compile))
     print(f"kronos dashboard: loaded model {forecaster.name} in {time.perf_counter() - started:.1f} s",
           file=sys.stderr, flush=True)
     return forecaster

@@ -218,3 +218,11 @@ def test_forecast_many_checks_its_seeds(forecaster, parity_input):
     with pytest.raises(InvalidInputError, match="seed must be between 0 and 2147483647"):
         forecaster.forecast(parity_input, seed=2**31)
     assert 0 <= forecaster.forecast(parity_input, horizon=1, samples=1).seed < 2**31
+
+
+def test_without_a_c_compiler_the_step_stays_uncompiled(forecaster, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    step = forecaster.model.step
+    with pytest.warns(UserWarning, match="no C compiler found"):
+        assert forecaster.compile_step() is None
+    assert forecaster.model.step == step

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests handled at once; their forecasts run in shared batches (default 16)")
     parser.add_argument("--queue-size", type=int, default=32, help="requests waiting before 429 (default 32)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a request waits for its forecast")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="compile the decode step at start-up (slow to start, faster after; env KRONOS_COMPILE)")
     parser.add_argument("--exchange-timeout", type=float, default=10.0,
                         help="seconds to wait for the exchanges before answering from the local store (default 10)")
 
@@ -29,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
 
     service = ForecastService(args.workers, args.queue_size, args.timeout)
     app = create_app(model_from(args), max_context=args.max_context, service=service,
-                     exchange_deadline=args.exchange_timeout)
+                     exchange_deadline=args.exchange_timeout, compile=args.compile)
     uvicorn.run(app, host=args.host, port=args.port)
     return 0
