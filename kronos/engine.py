@@ -37,7 +37,8 @@ from kronos.settings import DEFAULTS, MAX_ENGINE_SAMPLES, SEED_RANGE, draw_seed
 from kronos.timeframes import median_step
 
 CLIP = 5.0
-PATH_CHUNK = 128  # paths of one history generated together; more are done in turns to bound memory
+PATH_CHUNK = 512  # paths of one history generated together; more are done in turns to bound memory
+DRAW_CHUNK = 128  # the random stream's order: a forecast's draws are made this many paths at a time
 HISTORIES_PER_BATCH = 8  # histories generated together by forecast_many; beyond, each prefix spills the cache
 HISTORIES_KEPT = 4  # recent histories whose ids and caches are kept for the next forecast
 Progress = Callable[[int, int], None]
@@ -61,11 +62,12 @@ def normalise(values: np.ndarray, fit_rows: int | None = None) -> tuple[np.ndarr
 def draw_uniforms(generator: torch.Generator, samples: int, horizon: int) -> torch.Tensor:
     """The uniform draws of one forecast, (horizon, 2, samples): coarse then fine per step.
 
-    Drawn in the order a forecast alone consumes them (chunk by chunk of PATH_CHUNK paths, step by
-    step), so that a path's draws are the same however the paths are later batched.
+    Drawn DRAW_CHUNK paths at a time, step by step within each (the order of the first engine, which
+    generated paths in such turns), so that a path's draws are the same however the paths are later
+    batched or split into turns.
     """
-    chunks = [torch.rand(horizon, 2, min(PATH_CHUNK, samples - start), generator=generator,
-                         device=generator.device) for start in range(0, samples, PATH_CHUNK)]
+    chunks = [torch.rand(horizon, 2, min(DRAW_CHUNK, samples - start), generator=generator,
+                         device=generator.device) for start in range(0, samples, DRAW_CHUNK)]
     return torch.cat(chunks, dim=2)
 
 
