@@ -39,7 +39,7 @@ from kronos.timeframes import median_step
 CLIP = 5.0
 PATH_CHUNK = 512  # paths of one history generated together; more are done in turns to bound memory
 DRAW_CHUNK = 128  # the random stream's order: a forecast's draws are made this many paths at a time
-HISTORIES_PER_BATCH = 8  # histories generated together by forecast_many; beyond, each prefix spills the cache
+HISTORIES_PER_BATCH = 16  # histories generated together by forecast_many (measured here: 8 1.55x, 16 1.66x, 24 1.58x, 48 1.40x over single forecasts)
 HISTORIES_KEPT = 4  # recent histories whose ids and caches are kept for the next forecast
 Progress = Callable[[int, int], None]
 
@@ -182,7 +182,7 @@ class Forecaster:
         results: list[Forecast | None] = [None] * len(histories)
         with torch.inference_mode():
             for groups, paths in loops:  # groups: the members sharing each history; paths per history
-                shared = [self._history(prepared[members[0]]) for members in groups]
+                shared = self._histories_of([prepared[members[0]] for members in groups])
                 uniforms = torch.stack([torch.cat([draw_uniforms(self._generator(seeds[m]), counts[m], horizon)
                                                    for m in members], 2) for members in groups], 2)  # (H, 2, G, P)
                 rows, tokens = [], []
@@ -238,17 +238,23 @@ class Forecaster:
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def _history(self, prepared: Prepared) -> "_History":
-        """The lookback's ids (and pre-filled caches once made): reused while the same history comes back."""
-        key = hashlib.sha1(prepared.x.tobytes() + prepared.features.tobytes()).hexdigest()
+    def _histories_of(self, prepared: list[Prepared]) -> list["_History"]:
+        """Each lookback's ids (and pre-filled caches once made), kept while the same history comes back; the new
+        ones (of equal length) are encoded together."""
+        keys = [hashlib.sha1(p.x.tobytes() + p.features.tobytes()).hexdigest() for p in prepared]
         with self._lock:
-            shared = self._histories.pop(key, None)
-        if shared is None:
-            s1, s2 = self.tokenizer.encode(torch.from_numpy(prepared.x)[None].to(self.device))
-            shared = _History(s1[0], s2[0], torch.from_numpy(prepared.features).to(self.device))
-        shared = shared.with_future(torch.from_numpy(prepared.future_features).to(self.device))
+            found = {key: self._histories.pop(key) for key in keys if key in self._histories}
+        new = [i for i, key in enumerate(keys) if key not in found]
+        if new:
+            x = torch.from_numpy(np.stack([prepared[i].x for i in new])).to(self.device)  # (M, L, 6)
+            s1, s2 = self.tokenizer.encode(x)  # (M, L) each
+            for j, i in enumerate(new):
+                found[keys[i]] = _History(s1[j], s2[j], torch.from_numpy(prepared[i].features).to(self.device))
+        shared = [found[key].with_future(torch.from_numpy(p.future_features).to(self.device))
+                  for key, p in zip(keys, prepared)]
         with self._lock:
-            self._histories[key] = shared
+            for key, history in zip(keys, shared):
+                self._histories[key] = history
             while len(self._histories) > HISTORIES_KEPT:
                 self._histories.popitem(last=False)
         return shared
@@ -284,21 +290,26 @@ class Forecaster:
 
     def _predictor_prefix(self, histories: list["_History"], start: int,
                           keep: bool) -> tuple[PredictorCache, torch.Tensor]:
-        """Each history's window from `start` on, pre-filled at batch 1 and stacked: the caches and last hidden (G, D).
+        """Each history's window from `start` on, pre-filled (the ones not kept yet together): the caches and the
+        last hidden states (G, D), history by history.
 
         With `keep`, each is kept on its history for later forecasts (only windows that do not depend on
         the step, so the kept ones stay few).
         """
-        parts = []
-        for history in histories:
-            found = history.predictor.get(start)
-            if found is None:
-                ids = (history.s1[None, start:], history.s2[None, start:])
-                cache = self.model.new_cache(0, 0, history.features.float())
-                found = cache, self.model.prefill(*ids, history.features[None, start:len(history.s1)], cache)
-                if keep:
-                    history.predictor[start] = found
-            parts.append(found)
+        missing = [g for g, history in enumerate(histories) if start not in history.predictor]
+        made: dict[int, tuple[PredictorCache, torch.Tensor]] = {}
+        if missing:
+            stamps = torch.stack([histories[g].features[start:len(histories[g].s1)] for g in missing])  # (M, P, 5)
+            cache = self.model.new_cache(0, 0, stamps.float())
+            h_last = self.model.prefill(torch.stack([histories[g].s1[start:] for g in missing]),
+                                        torch.stack([histories[g].s2[start:] for g in missing]), stamps, cache)
+            made = {g: (cache.history(j), h_last[j:j + 1]) for j, g in enumerate(missing)}
+            if keep:
+                for g, part in made.items():
+                    histories[g].predictor[start] = part
+            if len(missing) == len(histories):  # all new: used as made, without stacking them again
+                return cache, h_last
+        parts = [made.get(g) or history.predictor[start] for g, history in enumerate(histories)]
         if len(parts) == 1:
             return parts[0]
         caches, h_last = zip(*parts)
@@ -306,19 +317,23 @@ class Forecaster:
         return PredictorCache(layers, stack_prefixes([c.context for c in caches])), torch.cat(h_last)
 
     def _decoder_prefix(self, histories: list["_History"], start: int) -> list[KVCache]:
-        """Each history's ids from `start` on, run through the tokenizer decoder at batch 1 and stacked.
+        """Each history's ids from `start` on, run through the tokenizer decoder (the ones not kept yet together).
 
         Kept on the history when `start` is 0 (the usual case: history + horizon within the context).
         """
-        parts = []
-        for history in histories:
-            found = history.decoder.get(start)
-            if found is None:
-                found = self.tokenizer.new_decoder_cache(0, 0, history.features.float())
-                self.tokenizer.decode_prefill(history.s1[None, start:], history.s2[None, start:], found)
-                if start == 0:
-                    history.decoder[start] = found
-            parts.append(found)
+        missing = [g for g, history in enumerate(histories) if start not in history.decoder]
+        made: dict[int, list[KVCache]] = {}
+        if missing:
+            caches = self.tokenizer.new_decoder_cache(0, 0, histories[0].features.float())
+            self.tokenizer.decode_prefill(torch.stack([histories[g].s1[start:] for g in missing]),
+                                          torch.stack([histories[g].s2[start:] for g in missing]), caches)
+            made = {g: [c.history(j) for c in caches] for j, g in enumerate(missing)}
+            if start == 0:
+                for g, part in made.items():
+                    histories[g].decoder[start] = part
+            if len(missing) == len(histories):
+                return caches
+        parts = [made.get(g) or history.decoder[start] for g, history in enumerate(histories)]
         return parts[0] if len(parts) == 1 else [stack_prefixes(list(c)) for c in zip(*parts)]
 
     def _decode(self, histories: list["_History"], gen1: torch.Tensor, gen2: torch.Tensor) -> torch.Tensor:

@@ -121,6 +121,12 @@ class KVCache:
         forked.prefix_kt, forked.prefix_v = self.prefix_kt, self.prefix_v
         return forked
 
+    def history(self, g: int) -> "KVCache":
+        """A cache holding only history g's prefix (a view of this one's), with no suffix."""
+        single = self.fork(0, 0)
+        single.prefix_kt, single.prefix_v = self.prefix_kt[g:g + 1], self.prefix_v[g:g + 1]
+        return single
+
     def set_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the histories' keys/values (G, H, P, E), contiguous so that every later product reads them in place."""
         if self.prefix_kt is not None or self.length:

@@ -321,3 +321,7 @@ class PredictorCache(NamedTuple):
     def fork(self, paths: int, capacity: int) -> "PredictorCache":
         """Caches sharing this one's prefixes, with empty suffixes for `paths` paths and `capacity` steps."""
         return PredictorCache([c.fork(paths, capacity) for c in self.layers], self.context.fork(paths, capacity))
+
+    def history(self, g: int) -> "PredictorCache":
+        """The caches of history g alone (views of these)."""
+        return PredictorCache([c.history(g) for c in self.layers], self.context.history(g))
