@@ -144,29 +144,28 @@ class KVCache:
 
     def attend(self, q: torch.Tensor, causal: bool) -> torch.Tensor:
         """Softmax attention of q (G*S, H, T, E) over prefix + filled suffix; with `causal`, q holds the last T
-        suffix positions."""
+        suffix positions.
+
+        The scores stay laid out by history, (G, H, S*T, P + N), as the prefix products make them: only the
+        small parts (queries, suffix scores, outputs) are moved between the path and the history layouts.
+        """
+        if self.prefix_kt is None:
+            raise ValueError("a cache is read after its prefix is set (pre-fill the history first)")
         paths, heads, t, dim = q.shape
         q = q * (1.0 / math.sqrt(dim))
-        groups = 0 if self.prefix_kt is None else self.prefix_kt.shape[0]
-        parts = []
-        if groups:
-            # each history's paths' queries against its one prefix: a (G, H, S*T, E) x (G, H, E, P) product
-            parts.append(_by_path(_by_history(q, groups) @ self.prefix_kt, groups, t))
-        n = self.length
+        groups, p, n = self.prefix_kt.shape[0], self.prefix_kt.shape[3], self.length
+        # each history's paths' queries against its one prefix: a (G, H, S*T, E) x (G, H, E, P) product
+        scores = [_by_history(q, groups) @ self.prefix_kt]
         if n:
-            scores = q @ self.suffix_kt[..., :n]  # (G*S, H, T, N)
+            suffix = q @ self.suffix_kt[..., :n]  # (G*S, H, T, N)
             if causal and t > 1:
                 mask = torch.ones(t, n, dtype=torch.bool, device=q.device).tril(n - t)
-                scores = scores.masked_fill(~mask, float("-inf"))
-            parts.append(scores)
-        weights = torch.softmax(torch.cat(parts, dim=-1), dim=-1)
-        out = 0
-        p = 0
-        if groups:
-            p = self.prefix_kt.shape[3]
-            out = _by_path(_by_history(weights[..., :p], groups) @ self.prefix_v, groups, t)
+                suffix = suffix.masked_fill(~mask, float("-inf"))
+            scores.append(_by_history(suffix, groups))
+        weights = torch.softmax(torch.cat(scores, dim=-1), dim=-1)  # (G, H, S*T, P + N)
+        out = _by_path(weights[..., :p] @ self.prefix_v, groups, t)
         if n:
-            out = out + weights[..., p:] @ self.suffix_v[:, :, :n]
+            out = out + _by_path(weights[..., p:], groups, t) @ self.suffix_v[:, :, :n]
         return out  # (G*S, H, T, E)
 
 
