@@ -21,7 +21,7 @@ from kronos.settings import Environment
 
 FILES = ("config.json", "model.safetensors")
 RECORD = "record.json"  # written beside model/ and tokenizer/ by `python -m kronos train`
-HUB_TIMEOUT_S = 5.0  # seconds to reach the hub before saying it cannot be reached
+HUB_TIMEOUT_S = 3.0  # seconds to reach the hub before saying it cannot be reached
 DEFAULT_CONTEXT = 512
 
 
