@@ -2,7 +2,7 @@
 origins forecast one by one (the same paths, checked).
 
     python -m kronos.bench backtest                                  # synthetic candles
-    python -m kronos.bench backtest --csv ../shared/data/btcusdt_1h_binance.csv.gz
+    python -m kronos.bench backtest --csv btcusdt_1h.csv.gz        # real candles
 
 Kronos-mini's shapes with random weights (saved to a temporary folder for the command), 200 origins every 24 rows,
 30 paths x 24 h, lookback 383, as the issue's target states (<= 40 s for the command, >= 1.5x over single forecasts).
