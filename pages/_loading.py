@@ -116,8 +116,8 @@ def _with_progress(text: str, make: Callable[[Progress], T]) -> T:
 def forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSettings) -> Forecast:
     """Forecast the candles with the settings (lookback cut to the rows there are), once per session for equal
     inputs, with a progress bar."""
-    key = (forecaster.name, fingerprint(candles.frame), settings.engine_arguments(rows=len(candles.frame)).items())
-    key = key[:2] + (tuple(sorted(key[2])),)
+    key = (forecaster.name, fingerprint(candles.frame),
+           tuple(sorted(settings.engine_arguments(rows=len(candles.frame)).items())))
     result = _kept(FORECASTS, key, lambda: _with_progress("Sampling paths", lambda progress: forecast_candles(
         forecaster, candles, settings, progress, log=CandleStore())))
     if result.settings["lookback"] < settings.lookback:

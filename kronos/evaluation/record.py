@@ -121,10 +121,12 @@ def _bands(forecast: Forecast) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _scored(store: CandleStore, exchange: str, symbol: str, timeframe: str, model: str) -> list[dict]:
     """The market's logged forecasts by the model with outcomes, scoring those whose candles are now all stored."""
     entries = store.logged_forecasts(exchange, symbol, timeframe, model)
-    pending = [e for e in entries if e["outcome"] is None]
-    if pending:
-        candles = store.load(exchange, symbol, timeframe).set_index("timestamps")["close"]
-        step = timeframe_delta(timeframe)
+    step, latest = timeframe_delta(timeframe), store.latest_timestamp(exchange, symbol, timeframe)
+    pending = [e for e in entries if e["outcome"] is None and latest is not None
+               and e["origin"] + step * (len(e["forecast"]["upside"]) - 1) <= latest]  # its last candle is stored
+    if pending:  # only the candles from the oldest such forecast's origin on
+        rows = int((latest - min(e["origin"] for e in pending)) / step) + 1
+        candles = store.load(exchange, symbol, timeframe, rows).set_index("timestamps")["close"]
         for entry in pending:
             hours = pd.DatetimeIndex([entry["origin"] + step * h for h in range(len(entry["forecast"]["upside"]))])
             if hours.isin(candles.index).all():
