@@ -10,6 +10,10 @@ from __future__ import annotations
 class KronosError(Exception):
     """Base class of every error this package raises on purpose."""
 
+    def public(self) -> str:
+        """The message a remote client may read (HTTP API answers): no server paths. Default: the message."""
+        return str(self)
+
 
 class InvalidInputError(KronosError, ValueError):
     """An argument or an input frame is unusable; `problems` lists each reason, worded for people."""
@@ -25,6 +29,19 @@ class WeightsUnavailableError(KronosError):
 
 class DataUnavailableError(KronosError):
     """Market data could not be had from any source (network, exchange, local store)."""
+
+
+class StoreUnavailableError(DataUnavailableError):
+    """The local store cannot be used (read-only, not creatable, not SQLite, damaged); `path` is where it is.
+
+    The message names the path and what to do (for the CLI and the dashboard's operator); `public()` does not."""
+
+    def __init__(self, problem: str, path: str, advice: str):
+        super().__init__(f"the local store {path} {problem}; {advice}")
+        self.path, self.problem, self.advice = path, problem, advice
+
+    def public(self) -> str:
+        return f"the server's local store {self.problem}; its operator can fix this (the server log says how)"
 
 
 class ExchangeUnreachableError(DataUnavailableError):
