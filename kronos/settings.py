@@ -132,15 +132,23 @@ class Environment:
     models: Path | None = None  # KRONOS_MODELS: the folder of trained checkpoints
     torch_threads: int | None = None  # KRONOS_TORCH_THREADS: torch threads (default: torch's, every core)
     compile: bool = False  # KRONOS_COMPILE=1: compile the decode step (long-lived servers)
+    # KRONOS_ALLOW_ANY_MODEL=1: visitors (dashboard sidebar, links) may load any directory or hub id, not only the
+    # presets, the models folder's training runs and KRONOS_MODEL; off by default, so a shared deploy is safe
+    allow_any_model: bool = False
 
     @classmethod
     def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
-        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE."""
+        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
+        KRONOS_ALLOW_ANY_MODEL."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")
         return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
                    _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
                    int(threads) if threads.isdigit() and int(threads) > 0 else None,
-                   environ.get("KRONOS_COMPILE", "").lower() in ("1", "true", "yes"))
+                   _flag(environ.get("KRONOS_COMPILE")), _flag(environ.get("KRONOS_ALLOW_ANY_MODEL")))
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
 
 
 def _path(value: str | None) -> Path | None:

@@ -11,6 +11,7 @@ import streamlit as st
 
 from kronos import Forecast, Forecaster, WeightsUnavailableError
 from kronos.batching import Batcher
+from kronos.checkpoints import check_allowed
 from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
 from kronos.data.store import CandleStore
@@ -33,12 +34,14 @@ T = TypeVar("T")
 @st.cache_resource(show_spinner=False, max_entries=2)
 def load_forecaster(model: str, tokenizer: str | None) -> Batcher:
     """One Forecaster per (model, tokenizer) for every session of this server, its forecasts batched across
-    sessions (kronos.batching)."""
+    sessions (kronos.batching); only a model this server allows (kronos.checkpoints.allowed)."""
     if not model:
         raise WeightsUnavailableError("no model named: type a checkpoint directory or hub id under Model "
                                       "in the sidebar, or pick a preset")
+    environment = Environment.read()
+    check_allowed(ModelChoice(model, tokenizer), environment)
     started = time.perf_counter()
-    forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer, compile=Environment.read().compile))
+    forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer, compile=environment.compile))
     print(f"kronos dashboard: loaded model {forecaster.name} in {time.perf_counter() - started:.1f} s",
           file=sys.stderr, flush=True)
     return forecaster

@@ -27,7 +27,8 @@ CUSTOM_CANDLES, CUSTOM_ORIGIN, CUSTOM_MESSAGES = "custom.candles", "custom.origi
 WEIGHTS_HELP = ("**How to get weights:** start the app once where the Hugging Face hub is reachable (the weights "
                 "are cached), or download them elsewhere with `hf download NeoQuasar/Kronos-mini` and "
                 "`hf download NeoQuasar/Kronos-Tokenizer-2k`; or choose *Other: a directory or hub id* under Model "
-                "in the sidebar and give a folder holding config.json and model.safetensors; or start the app with "
+                "in the sidebar and give a folder holding config.json and model.safetensors (where the server "
+                "allows it: KRONOS_ALLOW_ANY_MODEL=1); or start the app with "
                 "KRONOS_MODEL and KRONOS_TOKENIZER set to such folders.")
 MARKET_HELP = ("Check the exchange, symbol and timeframe in the sidebar, or forecast your own candles on the "
                "Custom data page.")
