@@ -96,7 +96,7 @@ class EvaluationRequest:
     horizon: int
 
 
-Evaluate = Callable[[EvaluationRequest], dict]
+Evaluate = Callable[[EvaluationRequest], Evaluation | dict]  # the dict: Evaluation's fields, as JSON has them
 
 
 def train(series: list[Series], init: Init, settings: TrainSettings, out: str | Path, *, resume: bool = False,
@@ -222,7 +222,7 @@ def _complete_outputs(out: Path, start: Start, init: Init, settings: TrainSettin
 
 def _write_record(out: Path, run: RunDescription, stages: dict[str, StageHistory], status: str, device: torch.device,
                   max_minutes: float | None, began: float, outputs: dict[str, str] | None = None,
-                  evaluation: dict | None = None) -> TrainingRecord:
+                  evaluation: Evaluation | dict | None = None) -> TrainingRecord:
     """Write record.json: the run, each stage's history, where the outputs came from, speed, time, device."""
     record = TrainingRecord(
         **dict(run), status=status, stages=stages, outputs=outputs,
