@@ -107,7 +107,8 @@ def _model_controls(runs: TrainedRuns) -> ModelChoice:
     if st.session_state[_key("model")] not in labels:  # a trained run that is gone since
         st.session_state[_key("model")] = next(iter(PRESET_LABELS))
     st.selectbox("Model", list(labels), key=_key("model"), format_func=labels.get,
-                 help="Presets from the Hugging Face hub, your training runs (KRONOS_MODELS), or any checkpoint")
+                 help="Presets from the Hugging Face hub, your training runs (KRONOS_MODELS), or any checkpoint "
+                      "where the server allows it (KRONOS_ALLOW_ANY_MODEL=1)")
     for note in runs.skipped:
         st.caption(f"Skipped training run {note}")
     chosen = st.session_state[_key("model")]
