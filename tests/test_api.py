@@ -53,15 +53,17 @@ def custom_body(candles: pd.DataFrame, **settings) -> dict:
             **{c: candles[c].tolist() for c in COLUMNS}, **settings}
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch, parity_input) -> CandleStore:
+@pytest.fixture(name="store")
+def api_store(tmp_path, monkeypatch, parity_input) -> CandleStore:
+    """The parity candles in a temporary store, and exchanges that fail at once (offline)."""
     monkeypatch.setenv("KRONOS_STORE", str(tmp_path / "candles.sqlite"))
     monkeypatch.setattr(market, "make_exchange", offline_exchange)
     return filled_store(tmp_path / "candles.sqlite", parity_input)
 
 
-@pytest.fixture
-def client(forecaster, store):
+@pytest.fixture(name="client")
+def api_client(forecaster, store):
+    """The API on the parity checkpoint and the temporary store."""
     with TestClient(create_app(forecaster=forecaster, store=store)) as client:
         yield client
 
@@ -272,7 +274,8 @@ def test_backtest_scores_the_model_and_the_baselines_per_hour(client, parity_inp
     answer = client.post("/backtest", json=body).json()
     assert answer["origins"] == 8 and answer["data"]["rows"] == 200 and answer["latest"] is not None
     for name in ("model", "model_calibrated", "random_walk"):
-        assert len(answer["scores"][name]["crps"]) == 3 and set(answer["scores"][name]["coverage"]) == {"50", "80", "95"}
+        scores = answer["scores"][name]
+        assert len(scores["crps"]) == 3 and set(scores["coverage"]) == {"50", "80", "95"}
     assert client.post("/backtest", json={**body, "lookback": 2000}).status_code == 422  # more rows than there are
 
 

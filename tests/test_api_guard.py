@@ -10,7 +10,8 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from test_api import PARITY, SMALL, client, custom_body, filled_store, offline_exchange, store  # noqa: F401 (fixtures)
+from test_api import (PARITY, SMALL, api_client, api_store, custom_body, filled_store,  # noqa: F401 (fixtures)
+                      offline_exchange)
 
 from kronos.api import create_app
 from kronos.api.requests import MAX_API_ORIGINS

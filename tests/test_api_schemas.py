@@ -7,7 +7,7 @@ import json
 
 import pytest
 from pydantic import BaseModel
-from test_api import SMALL, cli_arguments, cli_json, client, custom_body, store  # noqa: F401 (fixtures)
+from test_api import SMALL, api_client, api_store, cli_arguments, cli_json, custom_body  # noqa: F401 (fixtures)
 
 from kronos.api.errors import MAX_BODY_BYTES
 from kronos.api.routes.backtest import BacktestAnswer
@@ -17,7 +17,8 @@ from kronos.schemas.service import ErrorBody, Health, TrackRecordAnswer
 ROUTES = [("get", "/health", None, Health), ("get", "/predict_api", None, ForecastAnswer),
           ("get", "/predict_all", None, ForecastWithPaths), ("get", "/predict", None, ForecastWithFigure),
           ("post", "/predict_custom", SMALL, ForecastAnswer),
-          ("post", "/backtest", {**SMALL, "horizon": 3, "lookback": 40, "origins": 4, "calibrate": True}, BacktestAnswer),
+          ("post", "/backtest", {**SMALL, "horizon": 3, "lookback": 40, "origins": 4, "calibrate": True},
+           BacktestAnswer),
           ("get", "/track_record", None, TrackRecordAnswer)]
 
 
@@ -39,8 +40,9 @@ def test_every_api_answer_is_its_one_model(client, parity_input, method, path, b
 
 
 def test_every_error_is_the_error_body(client):
-    errors = [client.get("/predict_api", params={"horizon": 99}), client.get("/predict_api", params={"symbol": "ETH/EUR"}),
-              client.get("/nowhere"), client.put("/predict_api"),
+    errors = [client.get("/predict_api", params={"horizon": 99}),
+              client.get("/predict_api", params={"symbol": "ETH/EUR"}), client.get("/nowhere"),
+              client.put("/predict_api"),
               client.post("/predict_custom", content=b"{", headers={"content-type": "application/json"}),
               client.post("/predict_custom", content=b" " * (MAX_BODY_BYTES + 1))]
     assert [e.status_code for e in errors] == [422, 404, 404, 405, 400, 413]

@@ -19,7 +19,7 @@ from kronos.data.reading import read_json_text
 from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BacktestSettings
-from kronos.settings import (DEFAULTS, MAX_REQUEST_WORK, RANGES, SYMBOL_PATTERN, ForecastSettings, MarketChoice)
+from kronos.settings import DEFAULTS, MAX_REQUEST_WORK, RANGES, SYMBOL_PATTERN, ForecastSettings, MarketChoice
 from kronos.timeframes import TIMEFRAMES
 
 MAX_CUSTOM_ROWS = 20_000  # candles one request may send (all of them are validated)
@@ -76,7 +76,8 @@ class MarketOnly(BaseModel):
     exchange: Literal[tuple(ccxt.exchanges)] = Field(  # type: ignore[valid-type]
         MarketChoice.exchange, description="ccxt exchange id asked first (then binance, okx, bybit, kraken)")
     symbol: str = Field(MarketChoice.symbol, pattern=SYMBOL_PATTERN, description="market symbol, BASE/QUOTE")
-    timeframe: Literal[TIMEFRAMES] = Field(MarketChoice.timeframe, description="candle length")  # type: ignore[valid-type]
+    timeframe: Literal[TIMEFRAMES] = Field(  # type: ignore[valid-type]
+        MarketChoice.timeframe, description="candle length")
 
     def market(self) -> MarketChoice:
         """The market chosen."""

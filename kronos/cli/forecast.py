@@ -1,4 +1,4 @@
-"""`python -m kronos forecast`: forecast candles from a file or a market and print the JSON the API returns (kronos.schemas.forecast)."""
+"""`python -m kronos forecast`: forecast candles from a file or a market and print the JSON the API returns."""
 
 from __future__ import annotations
 

@@ -45,7 +45,8 @@ def predict_all(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
 
 @router.get("/predict", summary="As /predict_api, plus the fan chart as a Plotly figure (JSON)",
             responses=MARKET_ERRORS)
-def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep) -> ForecastWithFigure:
+def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
+            forecaster: ForecasterDep) -> ForecastWithFigure:
     forecast, candles, hour = _market_forecast(runtime, forecaster, query)
     return ForecastWithFigure(**dict(answer(forecast, candles, hour)), figure=json.loads(fan_chart(forecast).to_json()))
 
