@@ -88,6 +88,9 @@ def _private_paths(runtime: Runtime, env: Environment) -> tuple[str, ...]:
     names = [runtime.market.store.path, env.models, runtime.choice.model, runtime.choice.tokenizer]
     if runtime.forecaster is not None:
         names.append(runtime.forecaster.name)
-    paths = {str(form) for name in names if name for path in [Path(name).expanduser()] if path.is_absolute()
-             or path.exists() for form in (path, path.resolve(), path.resolve().parent)}
-    return tuple(sorted(paths - {"/", "."}, key=len, reverse=True))
+    found: set[str] = set()
+    for name in filter(None, names):
+        path = Path(name).expanduser()
+        if path.is_absolute() or path.exists():
+            found |= {str(path), str(path.resolve()), str(path.resolve().parent)}
+    return tuple(sorted(found - {"/", "."}, key=len, reverse=True))
