@@ -8,6 +8,7 @@ from kronos.data.store import CandleStore
 from kronos.engine import Forecaster, Progress
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
+from kronos.schemas.forecast import ForecastAnswer
 from kronos.settings import ForecastSettings
 
 
@@ -23,6 +24,8 @@ def forecast_candles(forecaster: Forecaster, candles: Candles, settings: Forecas
     return forecast
 
 
-def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None, all_samples: bool = False) -> dict:
-    """The JSON answer of the CLI and the API: the forecast's summary plus `data`, where the candles came from."""
-    return {**forecast.to_dict(hour_idx=hour_idx, all_samples=all_samples), "data": candles.describe()}
+def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None,
+           all_samples: bool = False) -> ForecastAnswer:
+    """The answer of the CLI and the API: the forecast's summary plus `data`, where the candles came from (a
+    ForecastWithPaths with `all_samples`)."""
+    return forecast.answer(candles.describe(), hour_idx=hour_idx, all_samples=all_samples)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -16,6 +15,7 @@ from kronos.data.validation import Validation
 from kronos.data.store import CandleStore
 from kronos.engine import Forecaster
 from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, WeightsUnavailableError
+from kronos.flows import answer
 from kronos.forecast import Forecast
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.record import calibrated_view
@@ -127,13 +127,13 @@ def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, h
                f"(raw {raw[0]:,.2f} to {raw[1]:,.2f}), conformal on {view.known[k - 1]} past forecasts.")
 
 
-def downloads(forecast: Forecast, hour_idx: int | None, stem: str) -> None:
+def downloads(forecast: Forecast, candles: Candles, hour_idx: int | None, stem: str) -> None:
     """Every path as CSV (long format) and as JSON in the /predict_all shape, generated when clicked."""
     left, right = st.columns(2)
     left.download_button("Download paths (CSV, long format)", lambda: forecast.to_long_frame().to_csv(index=False),
                          file_name=f"{stem}_paths.csv", mime="text/csv", icon=":material/download:")
     right.download_button("Download forecast (JSON, /predict_all shape)",
-                          lambda: json.dumps(forecast.to_dict(hour_idx, all_samples=True)),
+                          lambda: answer(forecast, candles, hour_idx, all_samples=True).model_dump_json(),
                           file_name=f"{stem}_forecast.json", mime="application/json", icon=":material/download:")
 
 

@@ -116,6 +116,17 @@ def origin_rows(rows: int, settings: BacktestSettings) -> np.ndarray:
     return found
 
 
+def check_backtest(settings: BacktestSettings, rows: int) -> None:
+    """InvalidInputError, before any forecast, when `rows` candles cannot hold a backtest with these settings: the
+    trailing-frequency baseline counts h-hour moves within the lookback (horizon < lookback), and an origin needs
+    lookback rows before it and horizon rows after it."""
+    if settings.horizon >= settings.lookback:
+        raise InvalidInputError(f"a backtest's horizon ({settings.horizon}) must be shorter than its lookback "
+                                f"({settings.lookback}): the trailing-frequency baseline counts moves of up to "
+                                "horizon hours within the lookback's closes")
+    origin_rows(rows, settings)
+
+
 def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: BacktestSettings, *,
                  store: CandleStore | None = None, latest: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> Backtest:
@@ -124,6 +135,7 @@ def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: Backtest
     With `latest`, also forecast after the frame's last row and calibrate that forecast on every known outcome.
     """
     frame = check_history(frame)
+    check_backtest(settings, len(frame))
     forecaster.check_arguments(settings.horizon, settings.samples, settings.temperature, settings.top_p,
                                settings.top_k)
     origins = origin_rows(len(frame), settings)
