@@ -152,6 +152,13 @@ def test_cli_commands_on_a_faulty_store_exit_2_with_one_line(fault, command, cap
     assert err.count("\n") == 1 and err.startswith(f"error: the local store {fault} ") and "Traceback" not in err
 
 
+def test_fetch_refuses_a_store_it_cannot_fill(read_only, venues, capsys):
+    assert main(["fetch", "--store", str(read_only)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: the local store {read_only} is read-only; ")
+    assert not any(venue.requests for venue in venues.values())
+
+
 def stored_candles(store: CandleStore) -> Candles:
     frame = store.load(*KEY)
     return Candles(frame, "store", *KEY, frame["timestamps"].iloc[-1], False, False)
