@@ -68,9 +68,11 @@ MALFORMED_CSV = [
     ("header only", LINES[0].encode(), {}, "the input has 0 data row(s)"),
     ("year 2262", edit(15, "timestamps", "2262-05-01 00:00:00"), {}, "timestamps: row 15 (line 16 of the file) "
      "'2262-05-01 00:00:00': outside the times that can be handled (1677-09-21 to 2262-04-11 23:47); check the year"),
-    ("year 1600", edit(2, "timestamps", "1600-01-01"), {}, "row 2 (line 3 of the file) '1600-01-01': outside the times"),
-    ("zero price", edit(16, "close", "0"), {}, "close: row 16 (line 17 of the file) (0.0): zero; prices must be above 0 "
-     "and below 1e15, volumes and amounts 0 or more and below 1e15"),
+    ("year 1600", edit(2, "timestamps", "1600-01-01"), {},
+     "row 2 (line 3 of the file) '1600-01-01': outside the times"),
+    ("zero price", edit(16, "close", "0"), {},
+     "close: row 16 (line 17 of the file) (0.0): zero; prices must be above 0 and below 1e15, volumes and amounts 0 or "
+     "more and below 1e15"),
     ("huge price", edit(17, "high", "1e308"), {}, "high: row 17 (line 18 of the file) (1e+308): too large; prices must "
      "be above 0 and below 1e15, volumes and amounts 0 or more and below 1e15 (rescale the column"),
     ("huge volume", edit(18, "volume", "1e15"), {}, "volume: row 18 (line 19 of the file) (1000000000000000.0): too "
@@ -88,7 +90,7 @@ MALFORMED_JSON = [
     ("json null", json_text(BASE, close=[None] * 4 + BASE["close"].tolist()[4:]),
      "close: row 1 (item 0 of each JSON list), row 2 (item 1 of each JSON list), row 3 (item 2 of each JSON list) "
      "and 1 more row(s): empty"),
-    ("json year 9999", json_text(BASE, timestamps=["9999-12-31T00:00:00"] + json.loads(json_text(BASE))["timestamps"][1:]),
+    ("json year 9999", json_text(BASE, timestamps=["9999-12-31T00:00:00", *BASE["timestamps"].astype(str)[1:]]),
      "timestamps: row 1 (item 0 of each JSON list) '9999-12-31T00:00:00': outside the times that can be handled"),
     ("json text price", json_text(BASE, open=["x"] + BASE["open"].tolist()[1:]),
      "open: row 1 (item 0 of each JSON list)"),
@@ -221,8 +223,9 @@ DAILY_2262 = candle_frame(64, start="2262-02-01", step="D")  # the last row open
 
 def test_a_forecast_whose_steps_would_pass_2262_is_refused_naming_the_last_row():
     check_forecast_span(DAILY_2262["timestamps"], 6)  # up to 2262-04-11 00:00: fine
-    with pytest.raises(InvalidInputError, match=r"timestamps: 7 forecast steps of 1d after the last row "
-                                                r"\(2262-04-05 00:00, row 64\) would pass 2262-04-11, .* at most 6 steps"):
+    last = r"\(2262-04-05 00:00, row 64\)"
+    with pytest.raises(InvalidInputError, match=rf"timestamps: 7 forecast steps of 1d after the last row {last} would "
+                                                r"pass 2262-04-11, .* at most 6 steps"):
         check_forecast_span(DAILY_2262["timestamps"], 7)
     check_forecast_span(BASE["timestamps"], 10_000)
 
