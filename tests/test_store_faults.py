@@ -18,7 +18,7 @@ from test_market import NOW, Venue, fake_exchange
 
 from kronos.api import create_app
 from kronos.cli import main
-from kronos.data import market
+from kronos.data import market, storefile
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.errors import StoreUnavailableError
@@ -120,6 +120,31 @@ def test_a_damaged_store_is_named_damaged_by_its_integrity_check(tmp_path):
 
 def test_a_healthy_store_reports_no_fault(tmp_path):
     assert CandleStore(good_store(tmp_path / "candles.sqlite")).health() is None
+
+
+def damage_in_place(path: Path) -> None:
+    """Scribble over the middle of the file, keeping the file (its inode) as it is."""
+    with path.open("r+b") as file:
+        file.seek(path.stat().st_size // 2)
+        file.write(bytes(range(256)) * 16)
+
+
+def test_damage_found_after_the_check_is_reported_by_health(tmp_path):
+    store = CandleStore(good_store(tmp_path / "candles.sqlite", 20_000))
+    assert store.health() is None
+    damage_in_place(store.path)
+    with pytest.raises(StoreUnavailableError, match="is damaged"):
+        store.load(*KEY)  # reads the damaged pages
+    assert "is damaged" in str(store.health())  # checked again after the damage was seen
+
+
+def test_health_checks_the_file_again_once_its_check_is_old(tmp_path, monkeypatch):
+    store = CandleStore(good_store(tmp_path / "candles.sqlite", 20_000))
+    assert store.health() is None
+    damage_in_place(store.path)
+    assert store.health() is None  # checked moments ago
+    monkeypatch.setattr(storefile, "HEALTH_CHECK_S", 0.0)
+    assert "is damaged (its integrity check says:" in str(store.health())
 
 
 def test_a_read_only_store_reads_and_says_why_it_cannot_write(read_only):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,8 +27,9 @@ PROBLEMS = {  # SQLite's primary result code -> (what is wrong, what to do)
     sqlite3.SQLITE_PERM: ("may not be opened", "check its permissions " + ELSEWHERE),
     sqlite3.SQLITE_IOERR: ("cannot be read or written (a disk error)", "check the disk " + ELSEWHERE),
 }
+HEALTH_CHECK_S = 60.0  # health() checks the file again when its last check is older than this
 _SETUP = threading.Lock()
-_READY: set[tuple[int, int]] = set()  # (device, inode) of the files this process has set up and checked
+_CHECKED: dict[tuple[int, int] | None, float] = {}  # (device, inode) of a file set up and checked -> when (monotonic)
 
 
 class StoreFile:
@@ -44,19 +46,25 @@ class StoreFile:
         with self._translated(), closing(sqlite3.connect(self.path, timeout=timeout)) as db, db:
             yield db
 
-    def check(self) -> None:
+    def check(self, max_age: float | None = None) -> None:
         """Make the file (and its folder), switch it to WAL, add the tables and run PRAGMA quick_check, once per
-        process and file; StoreUnavailableError when it cannot be used."""
+        process and file (again when the last check is older than `max_age` s); StoreUnavailableError when the file
+        cannot be used."""
         self._check_path()
-        if self._identity() in _READY:
+        checked = _CHECKED.get(self._identity())  # None for a file not made yet
+        if checked is not None and (max_age is None or time.monotonic() - checked < max_age):
             return
         with _SETUP, self._translated(), closing(sqlite3.connect(self.path, timeout=30)) as db, db:
             self._set_up(db)  # switching to WAL needs the file to itself: one thread at a time
-        _READY.add(self._identity())
+        identity = self._identity()
+        if identity is not None:
+            _CHECKED[identity] = time.monotonic()
 
     def health(self) -> StoreUnavailableError | None:
-        """None when the store can be read and written now (checked, and a write made and rolled back), else why not."""
+        """None when the store can be used now (checked within HEALTH_CHECK_S, a write made and rolled back), else
+        why not."""
         try:
+            self.check(HEALTH_CHECK_S)
             with self.connect(timeout=1) as db:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute(f"PRAGMA user_version = {int(db.execute('PRAGMA user_version').fetchone()[0])}")
@@ -78,7 +86,7 @@ class StoreFile:
         except sqlite3.Error as error:
             code = _code(error)
             if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-                _READY.discard(self._identity())
+                _CHECKED.pop(self._identity(), None)
             problem, advice = PROBLEMS.get(code, (f"failed ({error})", "check the file " + ELSEWHERE))
             raise self.fault(problem, advice) from error
 
