@@ -22,15 +22,15 @@ def forecast_candles(forecaster: Forecaster, candles: Candles, settings: Forecas
     """Forecast the candles with the settings, the lookback cut to the rows there are (the forecast's
     `settings["lookback"]` says how many were used); a forecast of market candles is recorded in `log`'s forecast
     log, to be scored once its candles close: best-effort, a store that cannot take it gives a logged warning."""
-    check_forecast_span(candles.frame["timestamps"], settings.horizon)
-    forecast = forecaster.forecast(candles.frame, **settings.engine_arguments(rows=len(candles.frame)),
-                                   progress=progress)
+    arguments = settings.engine_arguments(rows=len(candles.frame))
+    check_forecast_span(candles.frame["timestamps"], settings.horizon, arguments["lookback"])
+    forecast = forecaster.forecast(candles.frame, **arguments, progress=progress)
     if log is not None:
-        keep_in_log(log, candles, forecast, forecaster.fingerprint)
+        _logged(log, candles, forecast, forecaster.fingerprint)
     return forecast
 
 
-def keep_in_log(store: CandleStore, candles: Candles, forecast: Forecast, model: str) -> bool:
+def _logged(store: CandleStore, candles: Candles, forecast: Forecast, model: str) -> bool:
     """Log a forecast of market candles in the store's forecast log; False, with a logged warning, when the store
     cannot take it (the forecast stands)."""
     try:
