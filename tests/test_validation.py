@@ -211,6 +211,12 @@ def test_a_frame_with_times_pandas_cannot_hold_is_refused_naming_the_row():
         check_history(far)
 
 
+def test_epoch_numbers_past_2262_are_outside_the_times_not_garbage():
+    result = validate_frame(BASE.assign(timestamps=np.arange(len(BASE)) * 3.6e12 + 9.3e18))  # nanoseconds
+    assert result.errors[0].startswith("timestamps: row 1 (index 0) (9.3e+18)")
+    assert "outside the times that can be handled" in result.errors[0]
+
+
 def test_zero_volume_and_amount_are_allowed_but_an_estimated_amount_past_the_limit_is_not():
     assert validate_frame(BASE.assign(volume=0.0, amount=0.0)).ok
     huge = validate_frame(BASE.drop(columns="amount").assign(volume=1e14))

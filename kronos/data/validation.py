@@ -159,6 +159,7 @@ def _show(value: object) -> str:
 def _timestamps(raw: pd.Series, column: str, where: Where, errors: list[str]) -> pd.Series:
     """Parse ISO strings, dates, datetimes or epoch s/ms/us/ns numbers into naive UTC; report what does not parse."""
     raw = raw.reset_index(drop=True)
+    too_far = np.zeros(len(raw), dtype=bool)  # epoch numbers past what pandas can hold
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         stamps = pd.to_datetime(raw, utc=True)
     else:
@@ -166,6 +167,7 @@ def _timestamps(raw: pd.Series, column: str, where: Where, errors: list[str]) ->
         numbers = pd.to_numeric(raw.where(~empty), errors="coerce")
         if numbers[~empty].notna().all() and (~empty).any():
             stamps = pd.to_datetime(numbers, unit=_epoch_unit(numbers.abs().max()), utc=True, errors="coerce")
+            too_far = (numbers.notna() & stamps.isna()).to_numpy()
         else:
             text = raw.where(~empty).astype("string")
             stamps = pd.to_datetime(text, utc=True, errors="coerce")
@@ -173,10 +175,10 @@ def _timestamps(raw: pd.Series, column: str, where: Where, errors: list[str]) ->
             if retry.any():
                 stamps[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
     stamps = stamps.dt.tz_localize(None)
-    outside = (stamps.notna() & ((stamps < EARLIEST) | (stamps > LATEST))).to_numpy()
+    outside = too_far | (stamps.notna() & ((stamps < EARLIEST) | (stamps > LATEST))).to_numpy()
     _report(outside, column, f"outside the times that can be handled ({TIME_RANGE})", "check the year", where,
             errors, raw)
-    _report(stamps.isna().to_numpy(), column, "not a date or time",
+    _report(stamps.isna().to_numpy() & ~outside, column, "not a date or time",
             "use ISO 8601 like 2024-01-31 13:00 (a time zone is converted to UTC) or epoch seconds/milliseconds",
             where, errors, raw)
     return stamps.mask(outside).astype("datetime64[ns]")
