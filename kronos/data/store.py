@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
