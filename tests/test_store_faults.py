@@ -250,3 +250,17 @@ def test_the_dashboard_says_what_is_wrong_with_the_store_when_no_exchange_answer
     app = run()  # the store fixture's exchanges are offline
     assert app.error[0].value.startswith("The local store ") and "is damaged" in app.error[0].value
     assert "no exchange answered either" in app.error[0].value and not app.metric
+
+
+def test_custom_data_is_backtested_on_the_dashboard_when_the_store_cannot_keep_paths(store, monkeypatch, tmp_path):
+    from test_track_record import PAGE, PARITY_CSV, SMALL, press
+    from test_app import run
+
+    monkeypatch.setenv("KRONOS_STORE", str(faulty("not SQLite", tmp_path)))
+    app = run("pages/custom_data.py", SMALL)
+    app.file_uploader(key="custom.file").set_value(("input.csv", PARITY_CSV.read_bytes(), "text/csv"))
+    run(app=app)
+    run(PAGE, app=app)
+    app.radio(key="track.source").set_value("custom")
+    press(app, 3, 7)
+    assert not app.error and app.metric[0].value == "3"

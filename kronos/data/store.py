@@ -190,6 +190,11 @@ class CandleStore:
         return ImportReport(len(result.frame), added, result.warnings)
 
 
+def usable(store: CandleStore) -> CandleStore | None:
+    """The store when it can be read and written now, else None: for work that only keeps a cache in it."""
+    return store if store.health() is None else None
+
+
 def _ms(moment: pd.Timestamp) -> int:
     return int(moment.value // 1_000_000)
 
