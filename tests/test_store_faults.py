@@ -253,8 +253,8 @@ def test_the_dashboard_says_what_is_wrong_with_the_store_when_no_exchange_answer
 
 
 def test_custom_data_is_backtested_on_the_dashboard_when_the_store_cannot_keep_paths(store, monkeypatch, tmp_path):
-    from test_track_record import PAGE, PARITY_CSV, SMALL, press
     from test_app import run
+    from test_track_record import PAGE, PARITY_CSV, SMALL, press
 
     monkeypatch.setenv("KRONOS_STORE", str(faulty("not SQLite", tmp_path)))
     app = run("pages/custom_data.py", SMALL)
