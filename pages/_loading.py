@@ -14,7 +14,7 @@ from kronos.batching import Batcher
 from kronos.checkpoints import check_allowed
 from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
-from kronos.data.store import CandleStore
+from kronos.data.store import CandleStore, usable
 from kronos.engine import Progress
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.flows import forecast_candles
@@ -134,7 +134,7 @@ def backtest(forecaster: Forecaster, candles: Candles, settings: BacktestSetting
     when `run` (with a progress bar, reusing the origins the store kept), else None until it has been."""
     def make() -> dict:
         return _with_progress("Forecasting the origins", lambda progress: run_backtest(
-            forecaster, candles.frame, settings, store=CandleStore(), progress=progress).to_dict())
+            forecaster, candles.frame, settings, store=usable(CandleStore()), progress=progress).to_dict())
 
     return _kept(BACKTESTS, (fingerprint(candles.frame), forecaster.fingerprint, settings), make if run else None)
 

@@ -14,7 +14,8 @@ from kronos.data.market import utc_now
 from kronos.data.validation import Validation
 from kronos.data.store import CandleStore
 from kronos.engine import Forecaster
-from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, WeightsUnavailableError
+from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, StoreUnavailableError, \
+    WeightsUnavailableError
 from kronos.flows import answer
 from kronos.forecast import Forecast
 from kronos.evaluation.calibration import MIN_COUNT
@@ -51,6 +52,9 @@ def reported() -> Iterator[None]:
         st.info(WEIGHTS_HELP)
     except EmptyStoreError as error:
         st.error(f"No market data: {error}.")
+        st.page_link(CUSTOM_PAGE, label="Forecast your own candles on the Custom data page", icon=":material/upload:")
+    except StoreUnavailableError as error:
+        st.error(f"{str(error)[:1].upper()}{str(error)[1:]}.")
         st.page_link(CUSTOM_PAGE, label="Forecast your own candles on the Custom data page", icon=":material/upload:")
     except DataUnavailableError as error:
         st.error(f"No market data: {error}.")
@@ -101,7 +105,13 @@ def overview(forecast: Forecast, hour_idx: int | None) -> None:
 def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, hour_idx: int | None) -> None:
     """The record of this market's live forecasts by this model, and this forecast calibrated on it when it can be."""
     market = (CandleStore(), candles.exchange, candles.symbol, candles.timeframe, forecaster.fingerprint)
-    record, view = record_of(*market), calibrated_view(*market, forecast)
+    fault = market[0].health()
+    if fault is not None:
+        st.warning(f"Live forecasts are not logged: {fault}.")
+    try:
+        record, view = record_of(*market), calibrated_view(*market, forecast)
+    except StoreUnavailableError:
+        return  # the warning says why
     k = forecast.hour_index(hour_idx)
     st.subheader("Track record of live forecasts")
     columns = st.columns(4)
