@@ -86,6 +86,7 @@ def without_data(answer: dict) -> dict:
 def test_health_names_the_loaded_model(client, forecaster):
     answer = client.get("/health").json()
     assert answer["status"] == "ok" and answer["model"] == "kronos_parity" and answer["pending"] == 0
+    assert answer["store"] == "ok"
     assert forecaster.name.endswith("kronos_parity/model")  # a local checkpoint goes by its run's name, not its path
 
 

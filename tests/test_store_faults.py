@@ -223,11 +223,14 @@ def test_api_starts_on_a_faulty_store_forecasts_custom_data_and_answers_503_for_
         fault, forecaster, parity_input, monkeypatch):
     monkeypatch.setattr(market, "make_exchange", offline_exchange)
     with TestClient(create_app(forecaster=forecaster, store=CandleStore(fault))) as client:
-        assert client.get("/health").status_code == 200
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["store"].startswith("the server's local store ")
+        assert str(fault) not in health.text
         custom = client.post("/predict_custom", json=custom_body(parity_input.tail(64), horizon=4, samples=2))
         assert custom.status_code == 200, custom.text
         stored = client.get("/predict_api", params={"horizon": 4, "samples": 2, "lookback": 64})
     assert stored.status_code == 503 and "local store" in stored.json()["error"]
+    assert str(fault.parent) not in stored.text
 
 
 def test_the_dashboard_shows_a_store_fault_and_still_forecasts_live_candles(store, monkeypatch, tmp_path):

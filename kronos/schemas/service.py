@@ -15,7 +15,8 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    """The loaded model and how busy the pool is."""
+    """The loaded model, how busy the pool is, and whether the local store can be used (`store`: "ok" or what is
+    wrong; forecasts of exchange or custom data work without it)."""
 
     status: Literal["ok"]
     model: str
@@ -23,6 +24,7 @@ class Health(BaseModel):
     workers: int
     capacity: int
     pending: int
+    store: str
 
 
 class TrackRecordAnswer(BaseModel):
