@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
-from kronos.engine import Forecaster, Progress
+from kronos.engine import ForecastSource, Progress
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
 from kronos.settings import ForecastSettings
 
 
-def forecast_candles(forecaster: Forecaster, candles: Candles, settings: ForecastSettings,
+def forecast_candles(forecaster: ForecastSource, candles: Candles, settings: ForecastSettings,
                      progress: Progress | None = None, log: CandleStore | None = None) -> Forecast:
     """Forecast the candles with the settings, the lookback cut to the rows there are (the forecast's
     `settings["lookback"]` says how many were used); a forecast of market candles is recorded in `log`'s forecast
