@@ -5,12 +5,14 @@
     planning     which forecasts share a generation loop, its turns, and the random draws
     forecaster   `Forecaster`: loading, `forecast`, `forecast_many` and the generation loop
     source       `ForecastSource`: what callers rely on of a Forecaster or of a Batcher running one
+
+The tuning constants (PATH_CHUNK, DRAW_CHUNK, HISTORIES_KEPT) are read where they are defined: patch them there.
 """
 
 from kronos.engine.forecaster import Forecaster
-from kronos.engine.planning import DRAW_CHUNK, HISTORIES_PER_BATCH, PATH_CHUNK, draw_uniforms
-from kronos.engine.preprocess import CLIP, Prepared, normalise, time_features
+from kronos.engine.planning import HISTORIES_PER_BATCH, draw_uniforms
+from kronos.engine.preprocess import Prepared, normalise, time_features
 from kronos.engine.source import ForecastSource, Progress
 
-__all__ = ["CLIP", "DRAW_CHUNK", "HISTORIES_PER_BATCH", "PATH_CHUNK", "ForecastSource", "Forecaster", "Prepared",
-           "Progress", "draw_uniforms", "normalise", "time_features"]
+__all__ = ["HISTORIES_PER_BATCH", "ForecastSource", "Forecaster", "Prepared", "Progress", "draw_uniforms", "normalise",
+           "time_features"]

@@ -70,8 +70,8 @@ class HistoryCache:
     """The recent histories' ids and prefixes, kept while the same history comes back; safe to share between
     threads (each forecast works on its own History copies, whose kept prefixes are only ever added)."""
 
-    def __init__(self, tokenizer: KronosTokenizer, model: Kronos, device: torch.device, kept: int = HISTORIES_KEPT):
-        self.tokenizer, self.model, self.device, self.kept = tokenizer, model, device, kept
+    def __init__(self, tokenizer: KronosTokenizer, model: Kronos, device: torch.device):
+        self.tokenizer, self.model, self.device = tokenizer, model, device
         self._histories: OrderedDict[str, History] = OrderedDict()  # most recently used last
         self._lock = threading.Lock()
 
@@ -91,7 +91,7 @@ class HistoryCache:
         with self._lock:
             for key, history in zip(keys, shared):
                 self._histories[key] = history
-            while len(self._histories) > self.kept:
+            while len(self._histories) > HISTORIES_KEPT:
                 self._histories.popitem(last=False)
         return shared
 
