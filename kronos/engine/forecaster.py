@@ -8,8 +8,8 @@ The flow of `forecast_many` (G histories of L candles in one loop, P paths each,
     per loop, draws (H, 2, G, P) from each forecast's own seed; per turn of paths, `_generate`:
         prefill   the predictor's window of each history at batch 1: prefix keys/values (G, heads, L, E),
                   last hidden state (G, D); kept on the history for later forecasts
-        step i    sample coarse then fine ids (G*P,) from the last hidden states, run them through the
-                  predictor: last hidden states (G*P, D)
+        step i    run step i-1's ids (G*P, 1) through the predictor, each path appending to its own key/value
+                  suffix: last hidden states (G*P, D); sample step i's coarse then fine ids (G*P,) from them
         decode    the tokenizer decoder over each history's prefix + its paths' ids: rows (G*P, H, 6)
     denormalise: Forecast paths (samples, H, 6) and ids (samples, H, 2)
 
