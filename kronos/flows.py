@@ -8,7 +8,7 @@ import logging
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.data.validation import check_forecast_span
-from kronos.engine import Forecaster, Progress
+from kronos.engine import ForecastSource, Progress
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
@@ -18,7 +18,7 @@ from kronos.settings import ForecastSettings
 logger = logging.getLogger("kronos.flows")
 
 
-def forecast_candles(forecaster: Forecaster, candles: Candles, settings: ForecastSettings,
+def forecast_candles(forecaster: ForecastSource, candles: Candles, settings: ForecastSettings,
                      progress: Progress | None = None, log: CandleStore | None = None) -> Forecast:
     """Forecast the candles with the settings, the lookback cut to the rows there are (the forecast's
     `settings["lookback"]` says how many were used); a forecast of market candles is recorded in `log`'s forecast

@@ -13,7 +13,7 @@ from kronos.data.candles import Candles, custom_candles
 from kronos.data.market import utc_now
 from kronos.data.validation import Validation
 from kronos.data.store import CandleStore
-from kronos.engine import Forecaster
+from kronos.engine import ForecastSource
 from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, StoreUnavailableError, \
     WeightsUnavailableError
 from kronos.flows import answer
@@ -102,7 +102,7 @@ def overview(forecast: Forecast, hour_idx: int | None) -> None:
     right.plotly_chart(volume_chart(forecast), key="volume_chart")
 
 
-def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, hour_idx: int | None) -> None:
+def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecast, hour_idx: int | None) -> None:
     """The record of this market's live forecasts by this model, and this forecast calibrated on it when it can be."""
     market = (CandleStore(), candles.exchange, candles.symbol, candles.timeframe, forecaster.fingerprint)
     fault = market[0].health()
