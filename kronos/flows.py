@@ -7,7 +7,6 @@ import logging
 
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
-from kronos.data.validation import check_forecast_span
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation.record import log_forecast
@@ -24,7 +23,6 @@ def forecast_candles(forecaster: ForecastSource, candles: Candles, settings: For
     `settings["lookback"]` says how many were used); a forecast of market candles is recorded in `log`'s forecast
     log, to be scored once its candles close: best-effort, a store that cannot take it gives a logged warning."""
     arguments = settings.engine_arguments(rows=len(candles.frame))
-    check_forecast_span(candles.frame["timestamps"], settings.horizon, arguments["lookback"])
     forecast = forecaster.forecast(candles.frame, **arguments, progress=progress)
     if log is not None:
         _logged(log, candles, forecast, forecaster.fingerprint)

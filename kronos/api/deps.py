@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from kronos.engine import Forecaster
+from kronos.engine import ForecastSource
 from kronos.errors import WeightsUnavailableError
 from kronos.forecast import model_label
 from kronos.service import ForecastService, MarketData
@@ -27,7 +27,7 @@ class Runtime:
     max_context: int | None
     service: ForecastService
     market: MarketData
-    forecaster: Forecaster | None = None
+    forecaster: ForecastSource | None = None
     compile: bool = False  # compile the decode step at start-up
     token: str | None = None  # KRONOS_API_TOKEN: wanted on every route but /health
     load_error: str = "the server is still starting"  # for clients: names no path
@@ -43,7 +43,7 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def loaded_forecaster(request: Request) -> Forecaster:
+def loaded_forecaster(request: Request) -> ForecastSource:
     """The model loaded at start-up; WeightsUnavailableError (503) when it could not be loaded."""
     runtime = runtime_of(request)
     if runtime.forecaster is None:
@@ -66,4 +66,4 @@ def require_token(request: Request,
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
-ForecasterDep = Annotated[Forecaster, Depends(loaded_forecaster)]
+ForecasterDep = Annotated[ForecastSource, Depends(loaded_forecaster)]

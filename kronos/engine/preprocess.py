@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kronos.data.validation import FEATURE_COLUMNS, check_history
+from kronos.data.validation import FEATURE_COLUMNS, check_forecast_span, check_history
 from kronos.errors import InvalidInputError
 from kronos.settings import MAX_ENGINE_SAMPLES, SEED_RANGE
 from kronos.timeframes import median_step
@@ -61,6 +61,7 @@ def prepare(history: pd.DataFrame, horizon: int, lookback: int | None, max_conte
         raise InvalidInputError(f"lookback must be between 1 and the number of history rows ({len(frame)}), "
                                 f"got {lookback}")
     frame = frame.iloc[-(lookback or min(len(frame), max_context)):].reset_index(drop=True)
+    check_forecast_span(frame["timestamps"], horizon)
     stamps = pd.DatetimeIndex(frame["timestamps"])
     step = median_step(stamps)
     future = pd.DatetimeIndex([stamps[-1] + step * (i + 1) for i in range(max(horizon, 0))])

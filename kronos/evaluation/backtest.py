@@ -27,7 +27,7 @@ import pandas as pd
 
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS, check_history
-from kronos.engine import HISTORIES_PER_BATCH, Forecaster
+from kronos.engine import HISTORIES_PER_BATCH, ForecastSource
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT, calibrate
@@ -127,7 +127,7 @@ def check_backtest(settings: BacktestSettings, rows: int) -> None:
     origin_rows(rows, settings)
 
 
-def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: BacktestSettings, *,
+def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: BacktestSettings, *,
                  store: CandleStore | None = None, latest: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> Backtest:
     """Forecast every origin of `frame` (reusing stored paths), score the model raw and calibrated and the baselines.
@@ -179,7 +179,7 @@ def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: Backtest
                     calibrated.n_calibrated.tolist(), latest_view)
 
 
-def _forecast_origins(forecaster: Forecaster, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
+def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
                       store: CandleStore | None, progress: Callable[[int, int], None] | None
                       ) -> tuple[np.ndarray, np.ndarray, int]:
     """Closes (N, S, H) of every origin's paths and their volatility amplification probabilities (N,), reusing
@@ -216,7 +216,7 @@ def origin_seed(seed: int, last_time: pd.Timestamp) -> int:
     return int(np.random.SeedSequence([seed, int(last_time.value // 10**9)]).generate_state(1)[0] % (SEED_RANGE[1] + 1))
 
 
-def _key(forecaster: Forecaster, settings: BacktestSettings, window: pd.DataFrame) -> str:
+def _key(forecaster: ForecastSource, settings: BacktestSettings, window: pd.DataFrame) -> str:
     """What one origin's paths depend on: the weights, the sampling settings, the seed rule and the rows seen."""
     described = json.dumps({"weights": forecaster.fingerprint, "context": forecaster.max_context,
                             "seed": origin_seed(settings.seed, window["timestamps"].iloc[-1]),

@@ -17,7 +17,7 @@ from kronos.api.errors import MAX_BODY_BYTES, responses
 from kronos.api.requests import MAX_CUSTOM_ROWS, CustomBody, MarketQuery
 from kronos.charts import fan_chart
 from kronos.data.candles import Candles
-from kronos.engine import Forecaster
+from kronos.engine import ForecastSource
 from kronos.flows import answer, forecast_candles
 from kronos.forecast import Forecast
 from kronos.schemas.forecast import ForecastAnswer, ForecastWithFigure, ForecastWithPaths
@@ -63,7 +63,7 @@ def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: Forecaster
     return answer(forecast, candles, settings.hour_idx)
 
 
-def _market_forecast(runtime: Runtime, forecaster: Forecaster,
+def _market_forecast(runtime: Runtime, forecaster: ForecastSource,
                      query: MarketQuery) -> tuple[Forecast, Candles, int | None]:
     """Fetch the market's candles and forecast them (identical concurrent requests share the work); also the hour
     the answer reports."""
