@@ -33,6 +33,13 @@ EXCHANGES = ("binance", "okx", "bybit", "kraken")  # asked in this order: the ch
 MODES = ("aligned", "realtime")  # aligned drops the still-open candle, realtime keeps it
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}/[A-Za-z0-9][A-Za-z0-9._-]{0,19}$"
 
+# Scans (kronos.markets): the default watchlist, and the budget of one GET /scan request or Markets page scan (the
+# command line may scan up to SCAN_MAX_MARKETS_CLI markets, on a Ray cluster for large ones).
+SCAN_TOP, SCAN_QUOTE = 20, "USDT"  # the top 20 USDT markets by 24 h quote volume
+SCAN_MAX_MARKETS = 50  # markets one request may scan
+SCAN_MAX_PATHS = 1500  # markets x samples one request may ask for (50 markets x 30 paths)
+SCAN_MAX_MARKETS_CLI = 1000
+
 
 def draw_seed() -> int:
     """A fresh random seed inside SEED_RANGE, so that every front end accepts it back."""
@@ -132,15 +139,18 @@ class Environment:
     models: Path | None = None  # KRONOS_MODELS: the folder of trained checkpoints
     torch_threads: int | None = None  # KRONOS_TORCH_THREADS: torch threads (default: torch's, every core)
     compile: bool = False  # KRONOS_COMPILE=1: compile the decode step (long-lived servers)
+    ray_address: str | None = None  # KRONOS_RAY_ADDRESS: the Ray cluster of scans (kronos.distributed)
 
     @classmethod
     def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
-        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE."""
+        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
+        KRONOS_RAY_ADDRESS."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")
         return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
                    _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
                    int(threads) if threads.isdigit() and int(threads) > 0 else None,
-                   environ.get("KRONOS_COMPILE", "").lower() in ("1", "true", "yes"))
+                   environ.get("KRONOS_COMPILE", "").lower() in ("1", "true", "yes"),
+                   environ.get("KRONOS_RAY_ADDRESS") or None)
 
 
 def _path(value: str | None) -> Path | None:
