@@ -13,8 +13,8 @@ from typing import Callable, Protocol, Sequence
 
 import pandas as pd
 
-from kronos.data.candles import Candles
 from kronos.data import market
+from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.data.watchlist import Fetched, fetch_watchlist, given, top_markets
 from kronos.engine import Progress
@@ -90,9 +90,9 @@ def market_row(found: Fetched, exchange: str, forecast: Forecast | None, hour_id
     candles = found.candles
     if candles is None:
         return MarketRow(symbol=found.symbol, exchange=exchange, available=False, problem=found.problem)
-    data = dict(symbol=found.symbol, exchange=candles.exchange or exchange, source=candles.source,
-                newest_candle=candles.as_of.to_pydatetime(), age_s=(now - candles.as_of).total_seconds(),
-                is_stale=candles.is_stale, notes=list(candles.notes))
+    data = {"symbol": found.symbol, "exchange": candles.exchange or exchange, "source": candles.source,
+            "newest_candle": candles.as_of.to_pydatetime(), "age_s": (now - candles.as_of).total_seconds(),
+            "is_stale": candles.is_stale, "notes": list(candles.notes)}
     if forecast is None:
         return MarketRow(**data, available=False, rows=len(candles.frame),
                          problem=f"only {len(candles.frame)} candles, fewer than the {MIN_ROWS} a forecast needs")
@@ -155,7 +155,7 @@ def upside_risk_chart(result: Scan):
         hovertemplate="%{text}<br>upside %{y:.0%}<br>80% band width %{x:.2%}<br>expected return "
                       "%{customdata[0]:+.2%} (%{customdata[1]})<extra></extra>"))
     figure.add_hline(y=0.5, line_dash="dot", line_color="grey")
-    figure.update_layout(title=f"Upside against risk, hour {result.hour_idx}", xaxis_title="80% band width of the return",
-                         yaxis_title="Upside probability", xaxis_tickformat=".1%", yaxis_tickformat=".0%",
-                         yaxis_range=[0, 1], margin=dict(t=50, b=40))
+    figure.update_layout(title=f"Upside against risk, hour {result.hour_idx}",
+                         xaxis_title="80% band width of the return", yaxis_title="Upside probability",
+                         xaxis_tickformat=".1%", yaxis_tickformat=".0%", yaxis_range=[0, 1], margin={"t": 50, "b": 40})
     return figure
