@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from kronos.errors import InvalidInputError
 from kronos.settings import (DEFAULTS, RANGES, SCAN_MAX_MARKETS, SCAN_MAX_PATHS, SCAN_QUOTE, SCAN_TOP, SYMBOL_PATTERN,
                              ForecastSettings, MarketChoice)
 
@@ -151,6 +152,15 @@ class ScanQuery(BaseModel):
         if bad:
             raise ValueError(f"symbols should look like BASE/QUOTE, e.g. BTC/USDT; got {', '.join(bad)}")
         return list(dict.fromkeys(symbols)) or None
+
+    @classmethod
+    def checked(cls, **values: object) -> ScanQuery:
+        """The query of these values; InvalidInputError naming each bad one (for the command line and the page)."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise InvalidInputError([f"{'.'.join(map(str, e['loc'])) or 'query'}: {e['msg']}"
+                                     for e in error.errors()]) from None
 
     def settings(self) -> ForecastSettings:
         """The forecast settings; InvalidInputError when the hour is past the horizon."""
