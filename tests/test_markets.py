@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 
 import ccxt
 import numpy as np
 import pandas as pd
 import pytest
-from markets_recorded import LAST_CLOSED, NOW, RecordedBinance, install
+from markets_recorded import LAST_CLOSED, RecordedBinance, install
 
 from kronos.cli import main
 from kronos.data.store import CandleStore
@@ -91,7 +92,7 @@ def test_rate_limiter_spaces_calls_across_threads():
     def work():
         for _ in range(3):
             limiter()
-            calls.append(__import__("time").monotonic())
+            calls.append(time.monotonic())
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for thread in threads:
