@@ -18,6 +18,7 @@ Ray is optional: `pip install -r requirements-ray.txt`.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
@@ -28,6 +29,7 @@ from kronos.forecast import Forecast
 from kronos.settings import DEFAULTS, ModelChoice, draw_seed
 
 LOCAL = "local"  # start a Ray instance on this machine, for trying it
+START_TIMEOUT_S = 300.0  # for every worker to load the weights
 INSTALL = "pip install -r requirements-ray.txt"
 
 
@@ -54,6 +56,11 @@ def connect(address: str, num_cpus: int | None = None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise InvalidInputError(f"no Ray cluster could be reached at {address!r} ({error}); start one with "
                                 "`ray start --head`, or use --ray local") from None
+
+
+def _absolute(model: str) -> str:
+    """A directory here as an absolute path (a worker's folder differs from the caller's), any other name as given."""
+    return str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
 
 
 class _Worker:
@@ -84,9 +91,16 @@ class RayForecaster:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
         if workers < 1 or threads < 1:
             raise InvalidInputError(f"need at least one Ray worker and thread, got {workers} and {threads}")
+        choice = ModelChoice(_absolute(choice.model), choice.tokenizer and _absolute(choice.tokenizer))
         actor = ray.remote(num_cpus=threads)(_Worker)
         self._actors = [actor.remote(choice, revision, max_context) for _ in range(workers)]  # Ray sets their threads
-        self.name, self.max_context, self.fingerprint = self._get([self._actors[0].identity.remote()])[0]
+        started = [a.identity.remote() for a in self._actors]
+        if len(ray.wait(started, num_returns=workers, timeout=START_TIMEOUT_S)[0]) < workers:
+            self.close()
+            raise InvalidInputError(f"Ray did not start {workers} workers of {threads} CPU(s) each within "
+                                    f"{START_TIMEOUT_S:g} s (the cluster has {ray.available_resources().get('CPU', 0):g} "
+                                    "CPUs free); ask for fewer with --workers")
+        self.name, self.max_context, self.fingerprint = self._get(started)[0]
 
     @property
     def workers(self) -> int:
