@@ -97,9 +97,10 @@ class RayForecaster:
         started = [a.identity.remote() for a in self._actors]
         if len(ray.wait(started, num_returns=workers, timeout=START_TIMEOUT_S)[0]) < workers:
             self.close()
+            free = ray.available_resources().get("CPU", 0)
             raise InvalidInputError(f"Ray did not start {workers} workers of {threads} CPU(s) each within "
-                                    f"{START_TIMEOUT_S:g} s (the cluster has {ray.available_resources().get('CPU', 0):g} "
-                                    "CPUs free); ask for fewer with --workers")
+                                    f"{START_TIMEOUT_S:g} s (the cluster has {free:g} CPUs free); ask for fewer with "
+                                    "--workers")
         self.name, self.max_context, self.fingerprint = self._get(started)[0]
 
     @property

@@ -1,4 +1,5 @@
-"""Ray scale-out on a local Ray of 2 CPUs: forecasts, a scan and a backtest on Ray actors equal local ones, to the bit."""
+"""Ray scale-out on a local Ray of 2 CPUs: forecasts, a scan and a backtest on Ray actors equal local ones, to the
+bit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Markets page through Streamlit's AppTest: Binance's recorded answers, the parity checkpoint, a temporary store."""
+"""The Markets page through Streamlit's AppTest: Binance's recorded answers, the parity checkpoint, a temporary
+store."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LINK = {"horizon": "8", "samples": "6", "lookback": "64", "seed": "7", "hour_idx": "6"}
 
 
-def run(app: AppTest | None = None, query: dict[str, str] | None = None, page: str | None = "pages/markets.py") -> AppTest:
+def run(app: AppTest | None = None, query: dict[str, str] | None = None,
+        page: str | None = "pages/markets.py") -> AppTest:
     """Run the dashboard (first run, or again after widget changes) on `page`; fail on any exception."""
     if app is None:
         app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
