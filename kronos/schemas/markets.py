@@ -123,7 +123,9 @@ class ScanQuery(BaseModel):
 
     symbols: list[str] | None = Field(None, description="BASE/QUOTE symbols, repeated or comma-separated; none: "
                                                         "the top markets")
-    top: int = Field(SCAN_TOP, ge=1, description="how many of the quote currency's markets, by 24 h quote volume")
+    top: int = Field(SCAN_TOP, ge=1, description=f"how many of the quote currency's markets, by 24 h quote volume (a "
+                                                 f"request: at most {SCAN_MAX_MARKETS} markets and {SCAN_MAX_PATHS} "
+                                                 "markets x samples)")
     quote: str = Field(SCAN_QUOTE, pattern=r"^[A-Za-z0-9]{2,10}$")
     exchange: str = MarketChoice().exchange
     timeframe: str = MarketChoice().timeframe
