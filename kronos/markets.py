@@ -18,7 +18,7 @@ from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.data.watchlist import Fetched, fetch_watchlist, given, top_markets
 from kronos.engine import Progress
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, KronosError
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
 from kronos.schemas.markets import Combined, MarketRow, Scan, ScanQuery, Watchlist
@@ -57,10 +57,23 @@ def scan(forecaster: Forecasts, watchlist: Watchlist, settings: ForecastSettings
         forecast = forecasts.get(found.symbol)
         if forecast is not None:
             log_forecast(store, found.candles, forecast, forecaster.fingerprint)
-        combined = combine(found.candles, forecast, hour) if combine is not None and forecast is not None else None
+        combined, problem = _combined(combine, found.candles, forecast, hour)
         rows.append(market_row(found, watchlist.exchange, forecast, hour, now, combined))
+        if problem:
+            rows[-1].notes.append(f"no combined forecast: {problem}")
     return Scan(watchlist=watchlist, settings=settings, model=forecaster.name, fingerprint=forecaster.fingerprint,
                 hour_idx=hour, made=now.to_pydatetime(), rows=rows)
+
+
+def _combined(combine: Combine | None, candles: Candles | None, forecast: Forecast | None,
+              hour: int) -> tuple[Combined | None, str | None]:
+    """The market's combined figures from the hook, or None (and why, when the hook failed on the market)."""
+    if combine is None or forecast is None:
+        return None, None
+    try:
+        return combine(candles, forecast, hour), None
+    except KronosError as error:
+        return None, error.public()
 
 
 def forecast_markets(forecaster: Forecasts, candles: list[Candles], settings: ForecastSettings,

@@ -59,7 +59,7 @@ st.markdown("Which of these markets look most likely to rise, or to move, by the
             "forecast, pooled with baselines by its own record, is available.")
 state = st.session_state
 for key, value in state.setdefault(KEPT, {"markets.choice": "top", "markets.top": SCAN_TOP, "markets.quote": SCAN_QUOTE,
-                                          "markets.stored": False}).items():
+                                          "markets.stored": False, "markets.symbols": [POPULAR[0]]}).items():
     state.setdefault(key, value)
 with _show.reported():
     controls = _controls.current()
@@ -76,12 +76,11 @@ with _show.reported():
         contents = CandleStore().contents()
         stored = contents[(contents["exchange"] == fields["exchange"]) & (contents["timeframe"] == fields["timeframe"])]
         options = list(dict.fromkeys([fields["symbol"], *POPULAR, *stored["symbol"]]))
-        state.setdefault("markets.symbols", [fields["symbol"]])
         symbols = st.multiselect("Symbols", options, key="markets.symbols", accept_new_options=True,
                                  max_selections=SCAN_MAX_MARKETS, help="Pick or type BASE/QUOTE symbols") or None
     st.toggle("Stored candles only", key="markets.stored",
               help="Forecast the candles the local store holds, without asking the exchange")
-    state[KEPT] = {key: state[key] for key in state[KEPT]}
+    state[KEPT] = {key: state.get(key, kept) for key, kept in state[KEPT].items()}
     st.caption(f"Exchange {fields['exchange']}, {fields['timeframe']} candles; model, lookback, horizon, paths, "
                f"seed and hour from the sidebar.")
     query = ScanQuery.checked(symbols=symbols, top=state["markets.top"], quote=state["markets.quote"].strip() or

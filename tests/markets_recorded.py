@@ -26,21 +26,21 @@ def _load(name: str):
 
 class RecordedBinance:
     """The recorded markets, 24 h tickers and 1 h klines; `failing` (market id -> error) makes a market's klines fail,
-    `down` makes every request fail; `requests` keeps (time, thread, url) of each, `made` counts exchanges made."""
+    `down` makes every request fail; `requests` keeps (time, thread, url) of each, `made` the exchanges made."""
 
     def __init__(self, delay_s: float = 0.0):
         self.markets, self.tickers = _load("binance_markets.json"), _load("binance_ticker_24hr.json")
         self.klines: dict[str, list[list]] = _load("binance_klines_1h.json")
         self.failing: dict[str, Exception] = {}
         self.down: Exception | None = None
-        self.delay_s, self.made, self.requests = delay_s, 0, []
+        self.delay_s, self.made, self.requests = delay_s, [], []
         self._lock = threading.Lock()
 
     def exchange(self, name: str, timeout: float) -> ccxt.Exchange:
         """make_exchange's replacement: Binance answers from the recording; another exchange has no network."""
         exchange = REAL_MAKE_EXCHANGE(name, timeout)
         with self._lock:
-            self.made += 1
+            self.made.append(exchange)
         if name == "binance":
             exchange.set_markets(self.markets)  # what load_markets would have parsed from exchangeInfo
         exchange.load_markets = lambda *args, **kwargs: self._check(name) or exchange.markets
