@@ -147,7 +147,8 @@ def scan_answer(query: ScanQuery, forecaster: Forecasts, store: CandleStore, *, 
                 combine: Combine | None = None, progress: Progress | None = None) -> Scan:
     """The one flow of GET /scan, the Markets page and `python -m kronos scan`: the query's watchlist scanned and
     sorted; InvalidInputError beyond the budget of one request (`remote`) or the command line's limit."""
-    problems = query.over_budget() if remote else query.over_budget(SCAN_MAX_MARKETS_CLI, SCAN_MAX_MARKETS_CLI * 1000)
+    problems = query.over_budget() if remote else \
+        query.over_budget(SCAN_MAX_MARKETS_CLI, SCAN_MAX_MARKETS_CLI * RANGES["samples"][1])
     if problems:
         raise InvalidInputError(problems)
     settings = query.settings()
