@@ -292,3 +292,22 @@ def test_the_command_scans_stored_markets_offline_and_says_what_is_wrong(recorde
     assert code == 2 and err == "error: a scan may ask for at most 1000 markets, got 1001\n"
     code, _, err = cli(capsys, "--symbols", "BTCUSDT", "--store", str(store.path))
     assert code == 2 and "should look like BASE/QUOTE" in err and len(err.splitlines()) == 1
+
+
+def test_get_scan_gives_the_commands_rows_and_refuses_over_budget_at_once(recorded, store, forecaster):
+    from fastapi.testclient import TestClient
+
+    from kronos.api import create_app
+
+    params = {"top": 3, "horizon": 8, "samples": 6, "lookback": 64, "seed": 5}
+    with TestClient(create_app(forecaster=forecaster, store=store)) as client:
+        answer = client.get("/scan", params=params)
+        assert answer.status_code == 200, answer.text
+        started = time.perf_counter()
+        over = client.get("/scan", params={**params, "top": 51})
+        assert over.status_code == 422 and "at most 50 markets" in over.json()["error"]
+        assert time.perf_counter() - started < 1
+        assert "/scan" in client.get("/openapi.json").json()["paths"]
+    same = scan_answer(ScanQuery(**params), forecaster, store)
+    assert [r.model_dump(exclude={"age_s"}) for r in Scan.model_validate_json(answer.text).rows] == \
+        [r.model_dump(exclude={"age_s"}) for r in same.rows]

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from kronos.api.deps import NOT_LOADED, Runtime, require_token
 from kronos.api.errors import MAX_BODY_BYTES, error_response, responses
 from kronos.api.middleware import BodyLimit
-from kronos.api.routes import backtest, forecasts, health
+from kronos.api.routes import backtest, forecasts, health, markets
 from kronos.batching import Batcher
 from kronos.data.store import CandleStore
 from kronos.engine import Forecaster
@@ -62,6 +62,7 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     guarded = ({"dependencies": [Depends(require_token)], "responses": responses(401)} if runtime.token else {})
     app.include_router(forecasts.router, **guarded)
     app.include_router(backtest.router, **guarded)
+    app.include_router(markets.router, **guarded)
     app.include_router(health.router)
     return app
 
