@@ -22,6 +22,7 @@ page = st.navigation([
     st.Page("pages/sample_paths.py", title="Sample paths", icon=":material/stacked_line_chart:", url_path="paths"),
     st.Page("pages/custom_data.py", title="Custom data", icon=":material/upload_file:", url_path="custom"),
     st.Page("pages/track_record.py", title="Track record", icon=":material/fact_check:", url_path="record"),
+    st.Page("pages/markets.py", title="Markets", icon=":material/leaderboard:", url_path="markets"),
 ])
 _controls.sidebar()
 page.run()

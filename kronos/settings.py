@@ -42,6 +42,13 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}/[A-Za-z0-9][A-Za-z0-9._-]{0,
 # (422) before any work.
 MAX_REQUEST_WORK = 300_000
 
+# Scans (kronos.markets): the default watchlist, and the budget of one GET /scan request or Markets page scan (the
+# command line may scan up to SCAN_MAX_MARKETS_CLI markets, on a Ray cluster for large ones).
+SCAN_TOP, SCAN_QUOTE = 20, "USDT"  # the top 20 USDT markets by 24 h quote volume
+SCAN_MAX_MARKETS = 50  # markets one request may scan
+SCAN_MAX_PATHS = 1500  # markets x samples one request may ask for (50 markets x 30 paths)
+SCAN_MAX_MARKETS_CLI = 1000
+
 
 def _setting(default: Any, help: str) -> Any:
     """A dataclass field with its help text, read by the CLI (--help), the API (OpenAPI) and the sidebar (tooltips)."""
@@ -185,17 +192,19 @@ class Environment:
     # presets, the models folder's training runs and KRONOS_MODEL; off by default, so a shared deploy is safe
     allow_any_model: bool = False
     api_token: str | None = None  # KRONOS_API_TOKEN: when set, the HTTP API wants `Authorization: Bearer <it>`
+    ray_address: str | None = None  # KRONOS_RAY_ADDRESS: the Ray cluster of scans (kronos.distributed)
 
     @classmethod
     def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
         """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
-        KRONOS_ALLOW_ANY_MODEL, KRONOS_API_TOKEN."""
+        KRONOS_ALLOW_ANY_MODEL, KRONOS_API_TOKEN, KRONOS_RAY_ADDRESS."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")
         return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
                    _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
                    int(threads) if threads.isdigit() and int(threads) > 0 else None,
                    _flag(environ.get("KRONOS_COMPILE")), allow_any_model=_flag(environ.get("KRONOS_ALLOW_ANY_MODEL")),
-                   api_token=environ.get("KRONOS_API_TOKEN") or None)
+                   api_token=environ.get("KRONOS_API_TOKEN") or None,
+                   ray_address=environ.get("KRONOS_RAY_ADDRESS") or None)
 
 
 def _flag(value: str | None) -> bool:

@@ -5,6 +5,7 @@
     python -m kronos.bench training   training windows per second, per stage
     python -m kronos.bench api        the HTTP API under N concurrent clients, on one or many histories
     python -m kronos.bench hub        how soon an unreachable hub is reported
+    python -m kronos.bench scan       20 stored markets: the scan command, shared loops against separate forecasts
 
 Each takes --help. Random weights of the published shapes unless told otherwise; synthetic candles.
 """

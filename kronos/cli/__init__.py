@@ -1,4 +1,4 @@
-"""`python -m kronos`: forecast, backtest, fetch, import, serve and train from the command line; one small module per sub-command.
+"""`python -m kronos`: forecast, backtest, scan, fetch, import, serve and train from the command line; one small module per sub-command.
 
 Every sub-command module has `add_arguments(parser)` and `run(args) -> int`. Bad input or missing weights
 give one line on stderr and exit status 2.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kronos.cli import backtest, fetch, forecast, imports, serve, train
+from kronos.cli import backtest, fetch, forecast, imports, scan, serve, train
 from kronos.errors import KronosError
 
 COMMANDS = {
     "forecast": (forecast, "forecast and print JSON"),
     "backtest": (backtest, "backtest the model against baselines over many origins and print JSON"),
+    "scan": (scan, "forecast a watchlist or an exchange's top markets and rank them"),
     "fetch": (fetch, "fetch candles from an exchange into the local store"),
     "import": (imports, "validate a CSV/JSON file and merge it into the store"),
     "serve": (serve, "serve the HTTP API (FastAPI on uvicorn)"),

@@ -54,12 +54,13 @@ def make_exchange(name: str, timeout: float) -> ccxt.Exchange:
 
 def fetch_candles(market: MarketChoice = MarketChoice(), limit: int = DEFAULT_LIMIT, *,
                   store: CandleStore | None = None, fallbacks: tuple[str, ...] | None = None,
-                  timeout: float = MAX_TIMEOUT) -> Candles:
+                  timeout: float = MAX_TIMEOUT, exchange: ccxt.Exchange | None = None) -> Candles:
     """The latest `limit` candles from the first exchange that answers, else from the store.
 
     The market's exchange is asked first, then `fallbacks` (default: the other EXCHANGES, in order).
     "aligned" mode drops the still-open candle, "realtime" keeps it. Only missing candles are fetched;
-    every closed candle fetched is stored.
+    every closed candle fetched is stored. `exchange`: a ccxt exchange (make_exchange's) for the market's own
+    exchange, shared by concurrent fetches (kronos.data.watchlist).
     """
     _check_arguments(limit, timeout)
     step = timeframe_delta(market.timeframe)
@@ -73,7 +74,8 @@ def fetch_candles(market: MarketChoice = MarketChoice(), limit: int = DEFAULT_LI
     failures: list[DataUnavailableError] = []
     for name in chain:
         try:
-            candles = _fetch_live(name, market, step, limit, store, timeout)
+            candles = _fetch_live(name, market, step, limit, store, timeout,
+                                  exchange if name == market.exchange else None)
         except (ccxt.BaseError, DataUnavailableError) as error:
             failures.append(_typed(name, error))
             notes.append(str(failures[-1]))
@@ -134,10 +136,10 @@ def _check_arguments(limit: int, timeout: float) -> None:
 
 
 def _fetch_live(name: str, choice: MarketChoice, step: pd.Timedelta, limit: int, store: CandleStore,
-                timeout: float) -> Candles:
+                timeout: float, exchange: ccxt.Exchange | None = None) -> Candles:
     """Fetch what the store lacks of the wanted window from one exchange, store it, answer from the store."""
     symbol, timeframe, mode = choice.symbol, choice.timeframe, choice.mode
-    exchange = make_exchange(name, timeout)
+    exchange = exchange if exchange is not None else make_exchange(name, timeout)
     _call(exchange.load_markets)
     market = _market(exchange, symbol)
     if exchange.timeframes and timeframe not in exchange.timeframes:

@@ -1,0 +1,151 @@
+"""Scale-out on a Ray cluster: the forecasts of many histories (a scan's markets, a backtest's origins) run on actors
+that each load the weights once.
+
+    ray start --head                                  # on the head machine
+    ray start --address HEAD:6379                     # on each worker machine
+    python -m kronos scan --top 200 --ray auto        # on any machine of the cluster
+
+`RayForecaster` stands in for a Forecaster wherever only `forecast_many` (and the weights' identity) is used, as in
+`kronos.markets.scan` and `kronos.evaluation.backtest.run_backtest`: the histories are split among the actors in
+order, and each actor runs its part through its own Forecaster. Every forecast equals the one a local Forecaster
+gives for the same history, settings and seed, to the bit, however the histories are split (see kronos.engine).
+The results come back to the caller, which writes them to its store. The weights must be loadable on every machine:
+a hub id (downloaded there once) or a directory each machine has.
+
+Ray is optional: `pip install -r requirements-ray.txt`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from kronos.engine import Forecaster, Progress
+from kronos.errors import InvalidInputError, KronosError
+from kronos.forecast import Forecast
+from kronos.settings import DEFAULTS, ModelChoice, draw_seed
+
+LOCAL = "local"  # start a Ray instance on this machine, for trying it
+START_TIMEOUT_S = 300.0  # for every worker to load the weights
+INSTALL = "pip install -r requirements-ray.txt"
+
+
+def _ray() -> Any:
+    """The ray module; InvalidInputError saying how to install it when it is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise InvalidInputError(f"scanning on Ray needs the optional ray package: {INSTALL}") from None
+    return ray
+
+
+def connect(address: str, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at `address` ("auto": the one this machine belongs to, "ray://HEAD:10001", "HEAD:6379"),
+    or start one here (`local`, with `num_cpus`, default every core); nothing when already connected."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    try:
+        if address == LOCAL:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise InvalidInputError(f"no Ray cluster could be reached at {address!r} ({error}); start one with "
+                                "`ray start --head`, or use --ray local") from None
+
+
+def _absolute(model: str) -> str:
+    """A directory here as an absolute path (a worker's folder differs from the caller's), any other name as given."""
+    return str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
+
+
+class _Worker:
+    """A Ray actor's state: one Forecaster, loaded when the actor starts."""
+
+    def __init__(self, choice: ModelChoice, revision: str | None, max_context: int | None):
+        self.forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=revision,
+                                                     max_context=max_context)
+
+    def identity(self) -> tuple[str, int, str]:
+        """The model's name, context and fingerprint."""
+        return self.forecaster.name, self.forecaster.max_context, self.forecaster.fingerprint
+
+    def forecast_many(self, histories: list[pd.DataFrame], arguments: dict) -> list[Forecast]:
+        return self.forecaster.forecast_many(histories, **arguments)
+
+
+class RayForecaster:
+    """A Forecaster's `forecast_many` on `workers` Ray actors (default: one per CPU of the cluster), each with
+    `threads` torch threads; `connect` first."""
+
+    check_arguments = Forecaster.check_arguments  # needs only `max_context`
+
+    def __init__(self, choice: ModelChoice, *, revision: str | None = None, max_context: int | None = None,
+                 workers: int | None = None, threads: int = 1):
+        ray = _ray()
+        if workers is None:
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+        if workers < 1 or threads < 1:
+            raise InvalidInputError(f"need at least one Ray worker and thread, got {workers} and {threads}")
+        choice = ModelChoice(_absolute(choice.model), choice.tokenizer and _absolute(choice.tokenizer))
+        actor = ray.remote(num_cpus=threads)(_Worker)
+        self._actors = [actor.remote(choice, revision, max_context) for _ in range(workers)]  # Ray sets their threads
+        started = [a.identity.remote() for a in self._actors]
+        if len(ray.wait(started, num_returns=workers, timeout=START_TIMEOUT_S)[0]) < workers:
+            self.close()
+            free = ray.available_resources().get("CPU", 0)
+            raise InvalidInputError(f"Ray did not start {workers} workers of {threads} CPU(s) each within "
+                                    f"{START_TIMEOUT_S:g} s (the cluster has {free:g} CPUs free); ask for fewer with "
+                                    "--workers")
+        self.name, self.max_context, self.fingerprint = self._get(started)[0]
+
+    @property
+    def workers(self) -> int:
+        return len(self._actors)
+
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *, samples: int | Sequence[int] = DEFAULTS.samples,
+                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None,
+                      **arguments: Any) -> list[Forecast]:
+        """As Forecaster.forecast_many, the histories split among the actors in order; `progress` counts the
+        histories done."""
+        n = len(histories)
+        counts = [samples] * n if isinstance(samples, int) else list(samples)
+        seeds = [draw_seed() if s is None else int(s) for s in (seeds if seeds is not None else [None] * n)]
+        if not len(counts) == len(seeds) == n:
+            raise InvalidInputError(f"give one seed and one sample count per history: {n} histories, {len(seeds)} "
+                                    f"seeds, {len(counts)} sample counts")
+        size = max(1, math.ceil(n / len(self._actors)))
+        parts = [range(start, min(n, start + size)) for start in range(0, n, size)]
+        futures = [actor.forecast_many.remote([histories[i] for i in part], {
+            **arguments, "samples": [counts[i] for i in part], "seeds": [seeds[i] for i in part]})
+            for actor, part in zip(self._actors, parts)]
+        return [forecast for made in self._get(futures, progress, [len(p) for p in parts]) for forecast in made]
+
+    def _get(self, futures: list, progress: Progress | None = None, sizes: list[int] | None = None) -> list:
+        """The futures' results in order, reporting progress as each finishes; a KronosError raised on a worker is
+        raised here as itself."""
+        ray = _ray()
+        pending, done = list(futures), 0
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                if progress is not None and sizes:
+                    done += sizes[futures.index(ready[0])]
+                    progress(done, sum(sizes))
+            return ray.get(futures)
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if hasattr(error, "cause") else None
+            if isinstance(cause, KronosError):
+                raise cause from None
+            raise
+
+    def close(self) -> None:
+        """Stop the actors."""
+        ray = _ray()
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors = []

@@ -1,0 +1,118 @@
+"""Markets: a watchlist, or the exchange's top markets by volume, forecast at once and ranked; each row links to that
+market's live page with the same settings."""
+
+import dataclasses
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+
+from kronos.data.store import CandleStore
+from kronos.markets import scan_answer, upside_risk_chart
+from kronos.schemas.markets import SORT_COLUMNS, Scan, ScanQuery
+from kronos.settings import SCAN_MAX_MARKETS, SCAN_QUOTE, SCAN_TOP
+from kronos.timeframes import describe_age
+from pages import _controls, _loading, _show
+
+RESULT = "markets.result"  # (query, scan) of the latest scan
+KEPT = "markets.kept"  # this page's inputs: Streamlit forgets a widget's value while another page shows
+POPULAR = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT", "DOGE/USDT")
+CHOICES = {"top": "Top markets by 24 h volume", "symbols": "My symbols"}
+PERCENT = {"change_1d": "1 day", "upside_probability": "Upside", "expected_return": "Expected return",
+           "return_low": "Low (10%)", "return_high": "High (90%)", "band_width": "Risk (80% band)",
+           "volatility_amplification_probability": "Volatility amplification", "crps_skill": "CRPS skill",
+           "model_weight": "Model weight"}
+LABELS = {"symbol": "Market", "last_price": "Last price", **PERCENT, "basis": "Figures", "source": "Data",
+          "age": "Age", "live": "Live page"}
+
+
+def live_link(controls: _controls.Controls, symbol: str, exchange: str, timeframe: str) -> str:
+    """The live page's address showing this market with the sidebar's model and settings."""
+    query = {**controls.to_query(), "symbol": symbol, "exchange": exchange, "timeframe": timeframe, "mode": "aligned"}
+    return "forecast?" + urlencode(query)
+
+
+def ranking(result: Scan, controls: _controls.Controls) -> None:
+    """The available markets as a sortable table with links, then why the others are missing."""
+    table = result.table()
+    table = table[table["available"]].copy()
+    table["age"] = table["age_s"].map(lambda seconds: describe_age(pd.Timedelta(seconds=seconds)))
+    table["live"] = [live_link(controls, s, e, result.watchlist.timeframe)
+                     for s, e in zip(table["symbol"], table["exchange"])]
+    config = {name: st.column_config.NumberColumn(label, format="percent") for name, label in PERCENT.items()}
+    config |= {"symbol": "Market", "last_price": st.column_config.NumberColumn("Last price", format="%.6g"),
+               "basis": st.column_config.TextColumn("Figures", help="raw: the model's own paths; combined: pooled "
+                                                                     "with baselines by the market's record"),
+               "source": "Data", "age": "Age",
+               "live": st.column_config.LinkColumn("Live page", display_text="open",
+                                                   help="This market's live forecast with these settings")}
+    st.dataframe(table[list(LABELS)], column_config=config, hide_index=True, key="markets.table")
+    for row in result.rows:
+        if not row.available:
+            st.warning(f"**{row.symbol}** is not ranked: {row.problem}.")
+
+
+st.title("Markets")
+st.markdown("Which of these markets look most likely to rise, or to move, by the chosen hour? Every market is "
+            "forecast with the sidebar's model and settings (the same seed for each, so each row equals that "
+            "market's live forecast), then ranked. **Figures are the model's raw paths** until a market's combined "
+            "forecast, pooled with baselines by its own record, is available.")
+state = st.session_state
+for key, value in state.setdefault(KEPT, {"markets.choice": "top", "markets.top": SCAN_TOP, "markets.quote": SCAN_QUOTE,
+                                          "markets.stored": False, "markets.symbols": [POPULAR[0]]}).items():
+    state.setdefault(key, value)
+with _show.reported():
+    controls = _controls.current()
+    fields = controls.market_fields
+    choice = st.radio("Watchlist", list(CHOICES), format_func=CHOICES.get, horizontal=True, key="markets.choice")
+    symbols = None
+    if choice == "top":
+        left, right = st.columns(2)
+        left.number_input("Markets", 1, SCAN_MAX_MARKETS, key="markets.top",
+                          help="How many spot markets of the quote currency, the most traded first (stablecoin pairs "
+                               "and leveraged tokens left out)")
+        right.text_input("Quote currency", key="markets.quote")
+    else:
+        contents = CandleStore().contents()
+        stored = contents[(contents["exchange"] == fields["exchange"]) & (contents["timeframe"] == fields["timeframe"])]
+        options = list(dict.fromkeys([fields["symbol"], *POPULAR, *stored["symbol"]]))
+        symbols = st.multiselect("Symbols", options, key="markets.symbols", accept_new_options=True,
+                                 max_selections=SCAN_MAX_MARKETS, help="Pick or type BASE/QUOTE symbols") or None
+    st.toggle("Stored candles only", key="markets.stored",
+              help="Forecast the candles the local store holds, without asking the exchange")
+    state[KEPT] = {key: state.get(key, kept) for key, kept in state[KEPT].items()}
+    st.caption(f"Exchange {fields['exchange']}, {fields['timeframe']} candles; model, lookback, horizon, paths, "
+               f"seed and hour from the sidebar.")
+    query = ScanQuery.checked(symbols=symbols, top=state["markets.top"], quote=state["markets.quote"].strip() or
+                              SCAN_QUOTE, exchange=fields["exchange"], timeframe=fields["timeframe"],
+                              source="store" if state["markets.stored"] else "exchange",
+                              **dataclasses.asdict(controls.settings))
+    if st.button("Scan", type="primary", icon=":material/travel_explore:", key="markets.run"):
+        forecaster = _loading.model(controls.model)
+        bar = st.progress(0.0, text="Fetching candles and forecasting")
+        try:
+            state[RESULT] = (query, scan_answer(query, forecaster, CandleStore(), progress=lambda done, total:
+                                                bar.progress(done / total, text=f"Forecasting: {done / total:.0%}")))
+        finally:
+            bar.empty()
+    if RESULT not in state:
+        st.info("Press **Scan** to fetch and forecast the markets (seconds for twenty markets).")
+        st.stop()
+    asked, result = state[RESULT]
+    if asked != query:
+        st.caption("The watchlist or the settings changed since this scan: press **Scan** to see them.")
+    for note in result.watchlist.notes:
+        st.info(f"Note: {note}.")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    column = left.selectbox("Sort by", SORT_COLUMNS, format_func=lambda c: LABELS.get(c, c.replace("_", " ")),
+                            key="markets.sort")
+    descending = right.toggle("Largest first", value=True, key="markets.descending")
+    result = result.sorted_by(column, descending)
+    st.subheader(f"{len(result.available)} of {len(result.rows)} markets, hour {result.hour_idx} ahead")
+    ranking(result, controls)
+    st.plotly_chart(upside_risk_chart(result), key="markets.chart")
+    left, right = st.columns(2)
+    left.download_button("Download ranking (CSV)", result.to_csv, file_name="kronos_scan.csv", mime="text/csv",
+                         icon=":material/download:")
+    right.download_button("Download scan (JSON)", result.model_dump_json,
+                          file_name="kronos_scan.json", mime="application/json", icon=":material/download:")
