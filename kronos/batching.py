@@ -23,7 +23,7 @@ import pandas as pd
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import KronosError
 from kronos.forecast import Forecast
-from kronos.settings import DEFAULTS
+from kronos.settings import FORECAST_DEFAULTS
 
 WINDOW_S = 0.005  # how long a request waits for others to join it
 
@@ -75,18 +75,19 @@ class Batcher:
         """As the wrapped source's: raise InvalidInputError naming each bad sampling argument."""
         self.forecaster.check_arguments(horizon, samples, temperature, top_p, top_k, seeds)
 
-    def forecast(self, history: pd.DataFrame, *, horizon: int = DEFAULTS.horizon, samples: int = DEFAULTS.samples,
-                 temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
-                 top_k: int = DEFAULTS.top_k, lookback: int | None = None, seed: int | None = None,
-                 progress: Progress | None = None) -> Forecast:
+    def forecast(self, history: pd.DataFrame, *, horizon: int = FORECAST_DEFAULTS.horizon,
+                 samples: int = FORECAST_DEFAULTS.samples, temperature: float = FORECAST_DEFAULTS.temperature,
+                 top_p: float = FORECAST_DEFAULTS.top_p, top_k: int = FORECAST_DEFAULTS.top_k,
+                 lookback: int | None = None, seed: int | None = None, progress: Progress | None = None) -> Forecast:
         """As Forecaster.forecast; it may run in one batch with other callers' forecasts."""
         settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p, top_k=top_k,
                         lookback=lookback)
         return self._wait(_Request([history], [seed], settings, joinable=True), progress)[0]
 
-    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = DEFAULTS.horizon,
-                      samples: int | Sequence[int] = DEFAULTS.samples, temperature: float = DEFAULTS.temperature,
-                      top_p: float = DEFAULTS.top_p, top_k: int = DEFAULTS.top_k, lookback: int | None = None,
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = FORECAST_DEFAULTS.horizon,
+                      samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
+                      temperature: float = FORECAST_DEFAULTS.temperature, top_p: float = FORECAST_DEFAULTS.top_p,
+                      top_k: int = FORECAST_DEFAULTS.top_k, lookback: int | None = None,
                       seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
         """As Forecaster.forecast_many (already a batch: it runs on its own)."""
         seeds = list(seeds) if seeds is not None else [None] * len(histories)

@@ -26,7 +26,7 @@ import pandas as pd
 from kronos.engine import Forecaster, Progress
 from kronos.errors import InvalidInputError, KronosError
 from kronos.forecast import Forecast
-from kronos.settings import DEFAULTS, ModelChoice, draw_seed
+from kronos.settings import FORECAST_DEFAULTS, ModelChoice, draw_seed
 
 LOCAL = "local"  # start a Ray instance on this machine, for trying it
 START_TIMEOUT_S = 300.0  # for every worker to load the weights
@@ -107,7 +107,8 @@ class RayForecaster:
     def workers(self) -> int:
         return len(self._actors)
 
-    def forecast_many(self, histories: Sequence[pd.DataFrame], *, samples: int | Sequence[int] = DEFAULTS.samples,
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *,
+                      samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
                       seeds: Sequence[int | None] | None = None, progress: Progress | None = None,
                       **arguments: Any) -> list[Forecast]:
         """As Forecaster.forecast_many, the histories split among the actors in order; `progress` counts the

@@ -18,8 +18,8 @@ from typing import Callable, Hashable, TypeVar
 from kronos.data.candles import Candles
 from kronos.data.market import fetch_candles, load_stored
 from kronos.data.store import CandleStore
-from kronos.errors import DataUnavailableError, InvalidInputError, ServiceBusyError, ServiceTimeoutError
-from kronos.settings import MarketChoice
+from kronos.errors import DataUnavailableError, ServiceBusyError, ServiceTimeoutError
+from kronos.settings import SERVER_DEFAULTS, MarketChoice, ServerSettings
 
 T = TypeVar("T")
 
@@ -31,9 +31,9 @@ class ForecastService:
     shared batches: so many jobs run at once while one thread computes.
     """
 
-    def __init__(self, workers: int = 16, queue_size: int = 32, timeout: float = 120.0):
-        if workers < 1 or queue_size < 0 or timeout <= 0:
-            raise InvalidInputError(f"need workers >= 1, queue_size >= 0, timeout > 0; got {workers}, {queue_size}, {timeout}")
+    def __init__(self, workers: int = SERVER_DEFAULTS.workers, queue_size: int = SERVER_DEFAULTS.queue_size,
+                 timeout: float = SERVER_DEFAULTS.timeout):
+        ServerSettings(workers=workers, queue_size=queue_size, timeout=timeout)  # InvalidInputError when out of range
         self.workers, self.capacity, self.timeout = workers, workers + queue_size, timeout
         self._pool = _Threads(workers, "forecast")
         self._lock = threading.Lock()
@@ -114,7 +114,7 @@ class _Threads:
 class MarketData:
     """Live candles with a hard deadline: an exchange slower than `deadline` seconds is replaced by the store."""
 
-    def __init__(self, store: CandleStore, deadline: float = 10.0, threads: int = 4):
+    def __init__(self, store: CandleStore, deadline: float = SERVER_DEFAULTS.exchange_timeout, threads: int = 4):
         self.store, self.deadline = store, deadline
         self._pool = _Threads(threads, "market")
 

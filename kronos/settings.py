@@ -1,7 +1,9 @@
-"""Every default and range of a forecast, once: sampling settings, the market, the model, the environment.
+"""Every default, range and help text of a forecast, once: sampling settings, the market, the model, the server,
+the environment.
 
-The engine, the command line, the HTTP API and the dashboard (sidebar and links) take their defaults
-and limits from here, so they cannot drift apart. The defaults are the live BTC/USDT demo's.
+The engine, the command line, the HTTP API and the dashboard (sidebar and links) take their defaults, limits and
+help texts (each field's metadata, `help_texts`) from here, so they cannot drift apart. The defaults are the live
+BTC/USDT demo's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from kronos.errors import InvalidInputError
 from kronos.timeframes import timeframe_delta
@@ -35,8 +37,9 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}/[A-Za-z0-9][A-Za-z0-9._-]{0,
 
 # The work one HTTP request may ask for, in generated candle steps: origins x paths x horizon (a forecast is one
 # origin). The backtest benchmark generates about 3,600 a second (mini, 30 paths, lookback 383, 2 CPU cores: README,
-# Benchmark), so 300,000 take about 80 s, within the API's default 120 s request timeout with room for the rest of
-# the request. A forecast (at most 100 paths x 48 hours = 4,800) always fits. More is refused (422) before any work.
+# Benchmark), so 300,000 take about 80 s, within the server's default 120 s request timeout (ServerSettings) with
+# room for the rest of the request. A forecast (at most 100 paths x 48 hours = 4,800) always fits. More is refused
+# (422) before any work.
 MAX_REQUEST_WORK = 300_000
 
 # Scans (kronos.markets): the default watchlist, and the budget of one GET /scan request or Markets page scan (the
@@ -45,6 +48,16 @@ SCAN_TOP, SCAN_QUOTE = 20, "USDT"  # the top 20 USDT markets by 24 h quote volum
 SCAN_MAX_MARKETS = 50  # markets one request may scan
 SCAN_MAX_PATHS = 1500  # markets x samples one request may ask for (50 markets x 30 paths)
 SCAN_MAX_MARKETS_CLI = 1000
+
+
+def _setting(default: Any, help: str) -> Any:
+    """A dataclass field with its help text, read by the CLI (--help), the API (OpenAPI) and the sidebar (tooltips)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def help_texts(settings: type) -> dict[str, str]:
+    """The help text of each field of a settings dataclass, by field name."""
+    return {field.name: field.metadata["help"] for field in dataclasses.fields(settings) if "help" in field.metadata}
 
 
 def draw_seed() -> int:
@@ -56,14 +69,14 @@ def draw_seed() -> int:
 class ForecastSettings:
     """Sampling settings of one forecast; `lookback` is how many of the latest candles the model sees."""
 
-    horizon: int = 24
-    samples: int = 30
-    temperature: float = 1.0
-    top_p: float = 0.95
-    top_k: int = 0
-    lookback: int = 383
-    seed: int = 42
-    hour_idx: int | None = None  # the hour the headline figures describe; None: the horizon
+    horizon: int = _setting(24, "candles to forecast")
+    samples: int = _setting(30, "Monte Carlo paths")
+    temperature: float = _setting(1.0, "sampling temperature: above 1 spreads the paths, below 1 narrows them")
+    top_p: float = _setting(0.95, "nucleus sampling: keep the most likely tokens up to this probability")
+    top_k: int = _setting(0, "keep the k most likely tokens (0: off)")
+    lookback: int = _setting(383, "history candles the model sees (fewer when fewer are available)")
+    seed: int = _setting(42, "random seed: the same seed, settings and data give the same paths")
+    hour_idx: int | None = _setting(None, "hour ahead whose upside probability is reported (default: the horizon)")
 
     def __post_init__(self):
         problems = [f"{name} must be between {low} and {high}, got {getattr(self, name)}"
@@ -98,17 +111,17 @@ class ForecastSettings:
         return cls(**values)
 
 
-DEFAULTS = ForecastSettings()
+FORECAST_DEFAULTS = ForecastSettings()
 
 
 @dataclass(frozen=True)
 class MarketChoice:
     """Which candles to forecast: an exchange (asked first), a BASE/QUOTE symbol, a timeframe and a mode."""
 
-    exchange: str = "binance"
-    symbol: str = "BTC/USDT"
-    timeframe: str = "1h"
-    mode: str = "aligned"
+    exchange: str = _setting("binance", f"ccxt exchange id asked first, then the others of {', '.join(EXCHANGES)}")
+    symbol: str = _setting("BTC/USDT", "market symbol, BASE/QUOTE, e.g. BTC/USDT or ETH/USDT")
+    timeframe: str = _setting("1h", "candle length, e.g. 5m, 1h, 1d")
+    mode: str = _setting("aligned", "aligned: closed candles only; realtime: the still-open candle too")
 
     def __post_init__(self):
         problems = []
@@ -134,6 +147,36 @@ class ModelChoice:
 
     model: str = "mini"
     tokenizer: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP API serves (`python -m kronos serve`, kronos.api.create_app, kronos.service): address, pool,
+    deadlines.
+
+    Concurrent requests' forecasts run in shared batches (kronos.batching), so a worker mostly waits for its batch:
+    16 at once keep the batches full (the API benchmark's 16 clients, README), 32 more may wait, and beyond that a
+    request is refused at once (429 with Retry-After) rather than piling up. 120 s covers the largest request the
+    work budget lets through (MAX_REQUEST_WORK, about 80 s). An exchange slower than 10 s is replaced by the store.
+    """
+
+    host: str = _setting("127.0.0.1", "address to listen on")
+    port: int = _setting(8000, "port to listen on")
+    workers: int = _setting(16, "requests handled at once; their forecasts run in shared batches")
+    queue_size: int = _setting(32, "requests waiting for a worker; beyond them the server answers 429")
+    timeout: float = _setting(120.0, "seconds a request waits for its forecast before the server answers 503")
+    exchange_timeout: float = _setting(10.0, "seconds to wait for the exchanges before answering from the local store")
+
+    def __post_init__(self):
+        problems = [f"{name} must be {rule}, got {getattr(self, name)}" for name, rule, ok in (
+            ("port", "between 0 and 65535", 0 <= self.port <= 65535), ("workers", "at least 1", self.workers >= 1),
+            ("queue_size", "at least 0", self.queue_size >= 0), ("timeout", "over 0", self.timeout > 0),
+            ("exchange_timeout", "over 0", self.exchange_timeout > 0)) if not ok]
+        if problems:
+            raise InvalidInputError(problems)
+
+
+SERVER_DEFAULTS = ServerSettings()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import dataclasses
 
 from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, Trained, TrainedRuns, allowed, select, trained_checkpoints
 from kronos.errors import KronosError
-from kronos.settings import EXCHANGES, MODES, RANGES, Environment, ForecastSettings, MarketChoice, ModelChoice
+from kronos.settings import (EXCHANGES, MODES, RANGES, Environment, ForecastSettings, MarketChoice, ModelChoice,
+                             help_texts)
 from kronos.timeframes import TIMEFRAMES
 
 OTHER = "directory or hub id"
@@ -26,6 +27,9 @@ MODE_LABELS = {"aligned": "Hourly aligned (closed candles)", "realtime": "Realti
 MARKET_DEFAULTS = dataclasses.asdict(MarketChoice())
 MARKET_OPTIONS = {"mode": MODES, "exchange": EXCHANGES, "timeframe": TIMEFRAMES}
 READY, CURRENT, LINK_PROBLEMS = "ctl.ready", "ctl.current", "ctl.link_problems"
+# tooltips: the settings' help texts (the CLI's and the API's too), each as a sentence
+TIPS = {name: text[0].upper() + text[1:]
+        for name, text in (help_texts(ForecastSettings) | help_texts(MarketChoice)).items()}
 
 
 @dataclass(frozen=True)
@@ -134,31 +138,32 @@ def _model_controls(runs: TrainedRuns) -> ModelChoice:
 def _market_controls() -> dict[str, str]:
     st.radio("Data mode", MODES, key=_key("mode"), format_func=MODE_LABELS.get)
     st.selectbox("Exchange", EXCHANGES, key=_key("exchange"), help="Asked first; the others are tried after it")
-    st.text_input("Symbol", key=_key("symbol"), help="BASE/QUOTE, e.g. BTC/USDT or ETH/USDT")
-    st.selectbox("Timeframe", TIMEFRAMES, key=_key("timeframe"))
+    st.text_input("Symbol", key=_key("symbol"), help=TIPS["symbol"])
+    st.selectbox("Timeframe", TIMEFRAMES, key=_key("timeframe"), help=TIPS["timeframe"])
     return {name: st.session_state[_key(name)].strip() for name in MARKET_DEFAULTS}
 
 
 def _slider(label: str, name: str, step: float | int = 1, high: float | int | None = None, **options) -> None:
     low, top = RANGES[name]
-    st.slider(label, low, top if high is None else high, step=step, key=_key(name), **options)
+    st.slider(label, low, top if high is None else high, step=step, key=_key(name), **{"help": TIPS[name], **options})
 
 
 def _sampling_controls(context: int) -> ForecastSettings:
     longest = min(RANGES["lookback"][1], context)
     state = st.session_state
     state[_key("lookback")] = min(state[_key("lookback")], longest)
-    _slider("Lookback (candles)", "lookback", high=longest, help=f"At most the model's context ({context})")
+    _slider("Lookback (candles)", "lookback", high=longest,
+            help=f"{TIPS['lookback']}; at most the model's context ({context})")
     _slider("Horizon (hours ahead)", "horizon")
     _slider("Sample paths", "samples")
     _slider("Temperature", "temperature", step=0.05)
     _slider("Top-p", "top_p", step=0.05)
-    st.number_input("Top-k (0 = off)", *RANGES["top_k"], step=1, key=_key("top_k"))
-    st.number_input("Seed", *RANGES["seed"], step=1, key=_key("seed"), help="The same seed and data give the same paths")
+    st.number_input("Top-k (0 = off)", *RANGES["top_k"], step=1, key=_key("top_k"), help=TIPS["top_k"])
+    st.number_input("Seed", *RANGES["seed"], step=1, key=_key("seed"), help=TIPS["seed"])
     horizon = state[_key("horizon")]
     state[_key("hour_idx")] = min(state.get(_key("hour_idx"), horizon), horizon)
     if horizon > 1:
-        st.slider("Hour index", 1, horizon, key=_key("hour_idx"), help="The hour ahead the headline figures describe")
+        st.slider("Hour index", 1, horizon, key=_key("hour_idx"), help=TIPS["hour_idx"])
     names = ("horizon", "samples", "temperature", "top_p", "top_k", "lookback", "seed", "hour_idx")
     return ForecastSettings(**{name: state[_key(name)] for name in names})
 

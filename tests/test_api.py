@@ -22,7 +22,7 @@ from kronos.cli import serve
 from kronos.data import market
 from kronos.data.store import CandleStore
 from kronos.service import ForecastService
-from kronos.settings import ModelChoice
+from kronos.settings import ModelChoice, ServerSettings
 
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
 SMALL = {"horizon": 4, "samples": 3, "lookback": 64, "seed": 7, "top_p": 0.9}
@@ -226,7 +226,7 @@ def test_identical_concurrent_requests_share_one_computation(forecaster, store, 
 def test_a_slow_exchange_is_cut_off_at_the_deadline(forecaster, store, monkeypatch, parity_input):
     release = threading.Event()
     monkeypatch.setattr(market, "make_exchange", lambda name, timeout: release.wait(30) and offline_exchange(name, 1))
-    app = create_app(forecaster=forecaster, store=store, exchange_deadline=0.2)
+    app = create_app(forecaster=forecaster, store=store, server=ServerSettings(exchange_timeout=0.2))
     with TestClient(app) as client:
         answer = client.get("/predict_api", params=SMALL)
         assert not release.is_set()  # answered while the exchange still hangs

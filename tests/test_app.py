@@ -20,7 +20,7 @@ from kronos.cli import main
 from kronos.data import market
 from kronos.data.candles import Candles
 from kronos.evaluation.record import log_forecast
-from kronos.settings import DEFAULTS
+from kronos.settings import FORECAST_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
@@ -221,10 +221,12 @@ def test_cli_api_and_dashboard_give_the_same_default_forecast(filled, capsys):
     for answer in (from_cli, from_api):
         closes = np.array(list(answer["all_samples"]["close"].values()))
         np.testing.assert_array_equal(closes, dashboard.column("close"))
-        assert answer["seed"] == dashboard.seed == DEFAULTS.seed
+        assert answer["seed"] == dashboard.seed == FORECAST_DEFAULTS.seed
         assert answer["settings"] == dashboard.settings
-    assert dashboard.settings == dict(horizon=DEFAULTS.horizon, samples=DEFAULTS.samples, temperature=DEFAULTS.temperature,
-                                      top_p=DEFAULTS.top_p, top_k=DEFAULTS.top_k, lookback=200, max_context=512)
+    defaults = FORECAST_DEFAULTS
+    assert dashboard.settings == dict(horizon=defaults.horizon, samples=defaults.samples,
+                                      temperature=defaults.temperature, top_p=defaults.top_p, top_k=defaults.top_k,
+                                      lookback=200, max_context=512)
 
 
 def test_live_page_shows_the_track_record_and_calibrated_values_once_there_are_enough(filled, parity_input,

@@ -27,20 +27,22 @@ from kronos.data.store import CandleStore
 from kronos.engine import Forecaster
 from kronos.errors import KronosError
 from kronos.service import ForecastService, MarketData
-from kronos.settings import Environment, ModelChoice
+from kronos.settings import SERVER_DEFAULTS, Environment, ModelChoice, ServerSettings
 
 log = logging.getLogger("kronos.api")
 
 
 def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | None = None,
-               max_context: int | None = None, service: ForecastService | None = None,
-               store: CandleStore | None = None, exchange_deadline: float = 10.0,
+               max_context: int | None = None, server: ServerSettings = SERVER_DEFAULTS,
+               service: ForecastService | None = None, store: CandleStore | None = None,
                compile: bool | None = None, token: str | None = None) -> FastAPI:
-    """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`, compiles
-    its decode step when `compile` (default: KRONOS_COMPILE), and wants `token` (default: KRONOS_API_TOKEN)."""
+    """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`, serves as
+    `server` says (its pool, unless given a `service`; its deadlines), compiles its decode step when `compile`
+    (default: KRONOS_COMPILE), and wants `token` (default: KRONOS_API_TOKEN)."""
     env = Environment.read()
-    runtime = Runtime(choice or env.model, max_context, service or ForecastService(),
-                      MarketData(store or CandleStore(), exchange_deadline),
+    runtime = Runtime(choice or env.model, max_context,
+                      service or ForecastService(server.workers, server.queue_size, server.timeout),
+                      MarketData(store or CandleStore(), server.exchange_timeout),
                       None if forecaster is None else Batcher(forecaster), env.compile if compile is None else compile,
                       token or env.api_token)
 

@@ -19,20 +19,22 @@ from kronos.data.reading import read_json_text
 from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BacktestSettings
-from kronos.settings import DEFAULTS, MAX_REQUEST_WORK, RANGES, SYMBOL_PATTERN, ForecastSettings, MarketChoice
+from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, RANGES, SYMBOL_PATTERN, ForecastSettings,
+                             MarketChoice, help_texts)
 from kronos.timeframes import TIMEFRAMES
 
 MAX_CUSTOM_ROWS = 20_000  # candles one request may send (all of them are validated)
 MAX_API_ORIGINS = 500  # a backtest's origins; the work budget usually binds first
 LATEST_EPOCH_MS = 4_102_444_800_000  # 2100-01-01 in milliseconds: epoch numbers above it are no candle times
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ForecastSettings))
+SETTING_HELP, MARKET_HELP = help_texts(ForecastSettings), help_texts(MarketChoice)
 BUDGET = (f"at most {MAX_REQUEST_WORK:,} generated candle steps per request (origins x samples x horizon), so that "
           "it finishes within the request timeout; more is answered 422 before any work")
 
 
-def _ranged(name: str, description: str) -> Any:
+def _ranged(name: str) -> Any:
     low, high = RANGES[name]
-    return Field(getattr(DEFAULTS, name), ge=low, le=high, description=description)
+    return Field(getattr(FORECAST_DEFAULTS, name), ge=low, le=high, description=SETTING_HELP[name])
 
 
 def check_work(origins: int, samples: int, horizon: int) -> None:
@@ -49,16 +51,15 @@ class SamplingQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    horizon: int = _ranged("horizon", "candles to forecast")
-    samples: int = _ranged("samples", "Monte Carlo paths")
-    temperature: float = _ranged("temperature", "sampling temperature")
-    top_p: float = _ranged("top_p", "nucleus sampling: keep the most likely tokens up to this probability")
-    top_k: int = _ranged("top_k", "keep the k most likely tokens (0: off)")
-    lookback: int = _ranged("lookback", "history candles the model sees (fewer when fewer are available)")
-    seed: int = _ranged("seed", "random seed: the same seed and data give the same answer")
+    horizon: int = _ranged("horizon")
+    samples: int = _ranged("samples")
+    temperature: float = _ranged("temperature")
+    top_p: float = _ranged("top_p")
+    top_k: int = _ranged("top_k")
+    lookback: int = _ranged("lookback")
+    seed: int = _ranged("seed")
     hour_idx: int | None = Field(None, ge=1, le=RANGES["horizon"][1],
-                                 description="hour whose upside_probability is reported (default and beyond the "
-                                             "horizon: the horizon's last hour)")
+                                 description=SETTING_HELP["hour_idx"] + "; beyond the horizon: its last hour")
 
     def forecast_settings(self) -> ForecastSettings:
         """The checked settings, hour_idx capped at the horizon, within the work budget."""
@@ -74,10 +75,10 @@ class MarketOnly(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     exchange: Literal[tuple(ccxt.exchanges)] = Field(  # type: ignore[valid-type]
-        MarketChoice.exchange, description="ccxt exchange id asked first (then binance, okx, bybit, kraken)")
-    symbol: str = Field(MarketChoice.symbol, pattern=SYMBOL_PATTERN, description="market symbol, BASE/QUOTE")
+        MarketChoice.exchange, description=MARKET_HELP["exchange"])
+    symbol: str = Field(MarketChoice.symbol, pattern=SYMBOL_PATTERN, description=MARKET_HELP["symbol"])
     timeframe: Literal[TIMEFRAMES] = Field(  # type: ignore[valid-type]
-        MarketChoice.timeframe, description="candle length")
+        MarketChoice.timeframe, description=MARKET_HELP["timeframe"])
 
     def market(self) -> MarketChoice:
         """The market chosen."""

@@ -11,7 +11,7 @@ from kronos.cli.options import (add_model_options, add_settings_options, add_sou
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, rows_needed, run_backtest
 
-DEFAULTS = BacktestSettings()
+BACKTEST_DEFAULTS = BacktestSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,12 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_options(parser)
     add_model_options(parser)
     add_settings_options(parser, ("horizon", "samples", "temperature", "top_p", "top_k", "lookback", "seed"))
-    parser.add_argument("--origins", type=int, default=DEFAULTS.origins,
-                        help=f"forecast origins, the latest ones (default {DEFAULTS.origins})")
-    parser.add_argument("--every", type=int, default=DEFAULTS.every,
-                        help=f"rows between origins (default {DEFAULTS.every})")
-    parser.add_argument("--min-count", type=int, default=DEFAULTS.min_count,
-                        help=f"known outcomes before an origin is calibrated (default {DEFAULTS.min_count})")
+    parser.add_argument("--origins", type=int, default=BACKTEST_DEFAULTS.origins,
+                        help=f"forecast origins, the latest ones (default {BACKTEST_DEFAULTS.origins})")
+    parser.add_argument("--every", type=int, default=BACKTEST_DEFAULTS.every,
+                        help=f"rows between origins (default {BACKTEST_DEFAULTS.every})")
+    parser.add_argument("--min-count", type=int, default=BACKTEST_DEFAULTS.min_count,
+                        help=f"known outcomes before an origin is calibrated (default {BACKTEST_DEFAULTS.min_count})")
     parser.add_argument("--calibrate", action="store_true",
                         help="also forecast after the last candle, calibrated on the whole record (`latest`)")
 

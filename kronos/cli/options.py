@@ -1,7 +1,7 @@
 """Command-line options shared by sub-commands, each group with the function that turns it into settings.
 
-Defaults and ranges come from kronos.settings (ForecastSettings, MarketChoice) and the environment
-(Environment.read()), the same as the HTTP API's and the dashboard's.
+Defaults, ranges and help texts come from kronos.settings (ForecastSettings, MarketChoice: their fields' metadata)
+and the environment (Environment.read()), the same as the HTTP API's and the dashboard's.
 """
 
 from __future__ import annotations
@@ -9,24 +9,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import typing
 from typing import Callable
 
 from kronos.data.candles import Candles
 from kronos.data.market import SOURCES, load_candles
 from kronos.data.store import CandleStore
-from kronos.settings import DEFAULTS, MODES, Environment, ForecastSettings, MarketChoice, ModelChoice
+from kronos.settings import MODES, Environment, ForecastSettings, MarketChoice, ModelChoice, help_texts
 
-MARKET = MarketChoice()
-SETTING_HELP = {
-    "horizon": "candles to forecast",
-    "samples": "Monte Carlo paths",
-    "temperature": "sampling temperature",
-    "top_p": "nucleus sampling: keep the most likely tokens up to this probability",
-    "top_k": "keep the k most likely tokens (0: off)",
-    "lookback": "history candles the model sees (fewer when fewer are available)",
-    "seed": "random seed: the same seed and data give the same paths",
-    "hour_idx": "hour whose upside probability is reported (default: the horizon)",
-}
+
+def add_dataclass_options(parser: argparse.ArgumentParser, settings: type, names: tuple[str, ...] | None = None,
+                          **extra: dict) -> None:
+    """`--name` for each field of the settings dataclass (all, or those in `names`), its default, type and help text
+    (its metadata, plus the default) taken from the class; `extra` adds argparse arguments by field name."""
+    helps, types = help_texts(settings), typing.get_type_hints(settings)
+    for field in dataclasses.fields(settings):
+        if names is None or field.name in names:
+            shown = "" if field.default is None else f" (default {field.default})"
+            kind = next(t for t in typing.get_args(types[field.name]) or (types[field.name],) if t is not type(None))
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=field.default,
+                                help=helps[field.name] + shown, **extra.get(field.name, {}))
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
@@ -41,17 +43,13 @@ def store_from(args: argparse.Namespace) -> CandleStore:
 
 def add_market_options(parser: argparse.ArgumentParser, mode: bool = True) -> None:
     """`--exchange --symbol --timeframe [--mode]` with the shared defaults."""
-    parser.add_argument("--exchange", default=MARKET.exchange, help=f"exchange asked first (default {MARKET.exchange})")
-    parser.add_argument("--symbol", default=MARKET.symbol, help=f"market symbol, BASE/QUOTE (default {MARKET.symbol})")
-    parser.add_argument("--timeframe", default=MARKET.timeframe, help="candle length, e.g. 5m, 1h, 1d "
-                                                                      f"(default {MARKET.timeframe})")
-    if mode:
-        parser.add_argument("--mode", choices=MODES, default=MARKET.mode, help="aligned drops the still-open candle")
+    names = ("exchange", "symbol", "timeframe", "mode") if mode else ("exchange", "symbol", "timeframe")
+    add_dataclass_options(parser, MarketChoice, names, mode={"choices": MODES})
 
 
 def market_from(args: argparse.Namespace) -> MarketChoice:
     """The market the options name; InvalidInputError for a bad symbol, timeframe or mode."""
-    return MarketChoice(args.exchange, args.symbol, args.timeframe, getattr(args, "mode", MARKET.mode))
+    return MarketChoice(args.exchange, args.symbol, args.timeframe, getattr(args, "mode", MarketChoice.mode))
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -70,15 +68,10 @@ def model_from(args: argparse.Namespace) -> ModelChoice:
     return ModelChoice(args.model or env.model, args.tokenizer or (None if args.model else env.tokenizer))
 
 
-def add_settings_options(parser: argparse.ArgumentParser, names: tuple[str, ...] = tuple(SETTING_HELP)) -> None:
-    """`--horizon --samples --temperature --top-p --top-k --lookback --seed --hour-idx` with the shared defaults."""
-    for field in dataclasses.fields(ForecastSettings):
-        if field.name in names:
-            default = getattr(DEFAULTS, field.name)
-            kind = float if field.name in ("temperature", "top_p") else int
-            shown = "" if default is None else f" (default {default})"
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default,
-                                help=SETTING_HELP[field.name] + shown)
+def add_settings_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """`--horizon --samples --temperature --top-p --top-k --lookback --seed --hour-idx` (all, or those in `names`)
+    with the shared defaults and help texts."""
+    add_dataclass_options(parser, ForecastSettings, names)
 
 
 def settings_from(args: argparse.Namespace) -> ForecastSettings:

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from kronos.cli.options import add_model_options, model_from
+from kronos.cli.options import add_dataclass_options, add_model_options, model_from
+from kronos.settings import ServerSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Address, model, pool size and deadlines."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    """Address, model, pool size and deadlines (ServerSettings' defaults and help texts)."""
+    add_dataclass_options(parser, ServerSettings, ("host", "port"))
     add_model_options(parser)
-    parser.add_argument("--workers", type=int, default=16,
-                        help="requests handled at once; their forecasts run in shared batches (default 16)")
-    parser.add_argument("--queue-size", type=int, default=32, help="requests waiting before 429 (default 32)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a request waits for its forecast")
+    add_dataclass_options(parser, ServerSettings, ("workers", "queue_size", "timeout", "exchange_timeout"))
     parser.add_argument("--compile", action="store_true", default=None,
                         help="compile the decode step at start-up (slow to start, faster after; env KRONOS_COMPILE)")
-    parser.add_argument("--exchange-timeout", type=float, default=10.0,
-                        help="seconds to wait for the exchanges before answering from the local store (default 10)")
+
+
+def server_from(args: argparse.Namespace) -> ServerSettings:
+    """The checked server settings; InvalidInputError naming each value out of range."""
+    return ServerSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ServerSettings)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,10 +28,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from kronos.api import create_app
-    from kronos.service import ForecastService
 
-    service = ForecastService(args.workers, args.queue_size, args.timeout)
-    app = create_app(model_from(args), max_context=args.max_context, service=service,
-                     exchange_deadline=args.exchange_timeout, compile=args.compile)
-    uvicorn.run(app, host=args.host, port=args.port)
+    server = server_from(args)
+    app = create_app(model_from(args), max_context=args.max_context, server=server, compile=args.compile)
+    uvicorn.run(app, host=server.host, port=server.port)
     return 0

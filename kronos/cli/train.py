@@ -22,7 +22,7 @@ from kronos.training.models import SHAPES, Init
 from kronos.training.evaluate import evaluate_on_validation
 from kronos.training.run import SAVE_MINUTES, STAGE_DEFAULTS, STAGES, TrainSettings, train
 
-DEFAULTS = TrainSettings()
+TRAIN_DEFAULTS = TrainSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", action="append", help="OHLCV CSV file; repeat for several (windows stay inside each)")
     add_market_options(parser, mode=False)
     add_store_option(parser)
-    parser.add_argument("--stage", choices=list(STAGES), default=DEFAULTS.stage,
+    parser.add_argument("--stage", choices=list(STAGES), default=TRAIN_DEFAULTS.stage,
                         help="both: the tokenizer, then the predictor on its ids (default both)")
     for name, kind, text in (("lookback", int, "history rows of a window"), ("horizon", int, "rows after them"),
                              ("batch_size", int, "windows per step"), ("epochs", int, "passes over the windows"),
@@ -46,13 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              ("val_windows", int, "validation windows, spread evenly over the validation period"),
                              ("patience", int, "validations without improvement before early stopping"),
                              ("seed", int, "random seed: the same seed, data and settings give the same weights")):
-        default = getattr(DEFAULTS, name)
+        default = getattr(TRAIN_DEFAULTS, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
                             help=text + ("" if default is None or name == "lr" else f" (default {default})"))
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--val-from", help="validate from this date on, e.g. 2025-06-01")
-    split.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction,
-                       help=f"validate on this last fraction of the time span (default {DEFAULTS.val_fraction})")
+    split.add_argument("--val-fraction", type=float, default=TRAIN_DEFAULTS.val_fraction,
+                       help=f"validate on this last fraction of the time span (default {TRAIN_DEFAULTS.val_fraction})")
     parser.add_argument("--max-minutes", type=float, help="stop each stage after this many minutes")
     parser.add_argument("--save-minutes", type=float, default=SAVE_MINUTES,
                         help="save the state at least this often, in minutes of training, besides every validation "

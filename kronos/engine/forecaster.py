@@ -41,7 +41,7 @@ from kronos.engine.source import Progress
 from kronos.forecast import Forecast
 from kronos.model import Kronos, KronosTokenizer, PredictorCache
 from kronos.sampling import sample_ids
-from kronos.settings import DEFAULTS, draw_seed
+from kronos.settings import FORECAST_DEFAULTS, draw_seed
 
 Sampling = tuple[float, int, float]  # temperature, top_k, top_p
 
@@ -89,10 +89,10 @@ class Forecaster:
         """A short hash of both models' weights and configs: the identity results are stored under."""
         return _fingerprint(self.tokenizer, self.model)
 
-    def forecast(self, history: pd.DataFrame, *, horizon: int = DEFAULTS.horizon, samples: int = DEFAULTS.samples,
-                 temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
-                 top_k: int = DEFAULTS.top_k, lookback: int | None = None, seed: int | None = None,
-                 progress: Progress | None = None) -> Forecast:
+    def forecast(self, history: pd.DataFrame, *, horizon: int = FORECAST_DEFAULTS.horizon,
+                 samples: int = FORECAST_DEFAULTS.samples, temperature: float = FORECAST_DEFAULTS.temperature,
+                 top_p: float = FORECAST_DEFAULTS.top_p, top_k: int = FORECAST_DEFAULTS.top_k,
+                 lookback: int | None = None, seed: int | None = None, progress: Progress | None = None) -> Forecast:
         """Sample `samples` paths of `horizon` future candles after the last `lookback` rows of `history`.
 
         `history` has `timestamps` and open/high/low/close (volume, amount optional); `lookback` defaults
@@ -102,9 +102,10 @@ class Forecaster:
         return self.forecast_many([history], horizon=horizon, samples=samples, temperature=temperature, top_p=top_p,
                                   top_k=top_k, lookback=lookback, seeds=[seed], progress=progress)[0]
 
-    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = DEFAULTS.horizon,
-                      samples: int | Sequence[int] = DEFAULTS.samples, temperature: float = DEFAULTS.temperature,
-                      top_p: float = DEFAULTS.top_p, top_k: int = DEFAULTS.top_k, lookback: int | None = None,
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = FORECAST_DEFAULTS.horizon,
+                      samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
+                      temperature: float = FORECAST_DEFAULTS.temperature, top_p: float = FORECAST_DEFAULTS.top_p,
+                      top_k: int = FORECAST_DEFAULTS.top_k, lookback: int | None = None,
                       seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
         """`forecast` of several histories with the same settings, one seed (and optionally a sample count) each.
 

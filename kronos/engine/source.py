@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from kronos.forecast import Forecast
-from kronos.settings import DEFAULTS
+from kronos.settings import FORECAST_DEFAULTS
 
 Progress = Callable[[int, int], None]  # progress(step, total), called after every generated step
 
@@ -33,14 +33,15 @@ class ForecastSource(Protocol):
                         seeds: Sequence[int | None] = ()) -> None:
         """Raise InvalidInputError naming each bad sampling argument and its allowed range."""
 
-    def forecast(self, history: pd.DataFrame, *, horizon: int = DEFAULTS.horizon, samples: int = DEFAULTS.samples,
-                 temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
-                 top_k: int = DEFAULTS.top_k, lookback: int | None = None, seed: int | None = None,
-                 progress: Progress | None = None) -> Forecast:
+    def forecast(self, history: pd.DataFrame, *, horizon: int = FORECAST_DEFAULTS.horizon,
+                 samples: int = FORECAST_DEFAULTS.samples, temperature: float = FORECAST_DEFAULTS.temperature,
+                 top_p: float = FORECAST_DEFAULTS.top_p, top_k: int = FORECAST_DEFAULTS.top_k,
+                 lookback: int | None = None, seed: int | None = None, progress: Progress | None = None) -> Forecast:
         """`samples` paths of `horizon` future candles after `history` (see Forecaster.forecast)."""
 
-    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = DEFAULTS.horizon,
-                      samples: int | Sequence[int] = DEFAULTS.samples, temperature: float = DEFAULTS.temperature,
-                      top_p: float = DEFAULTS.top_p, top_k: int = DEFAULTS.top_k, lookback: int | None = None,
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = FORECAST_DEFAULTS.horizon,
+                      samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
+                      temperature: float = FORECAST_DEFAULTS.temperature, top_p: float = FORECAST_DEFAULTS.top_p,
+                      top_k: int = FORECAST_DEFAULTS.top_k, lookback: int | None = None,
                       seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
         """`forecast` of several histories with the same settings, one seed (and optionally a sample count) each."""

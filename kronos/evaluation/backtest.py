@@ -33,7 +33,7 @@ from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT, calibrate
 from kronos.evaluation.scores import brier, hit_rate, log_loss, plain, score, skill
 from kronos.forecast import volatility_amplified
-from kronos.settings import DEFAULTS, SEED_RANGE
+from kronos.settings import FORECAST_DEFAULTS as DEFAULTS, SEED_RANGE
 
 MAX_ORIGINS = 2000
 KEPT_EVERY = 4 * HISTORIES_PER_BATCH  # origins forecast between two writes to the store

@@ -12,8 +12,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kronos.errors import InvalidInputError
-from kronos.settings import (DEFAULTS, RANGES, SCAN_MAX_MARKETS, SCAN_MAX_PATHS, SCAN_QUOTE, SCAN_TOP, SYMBOL_PATTERN,
-                             ForecastSettings, MarketChoice)
+from kronos.settings import (FORECAST_DEFAULTS, RANGES, SCAN_MAX_MARKETS, SCAN_MAX_PATHS, SCAN_QUOTE, SCAN_TOP,
+                             SYMBOL_PATTERN, ForecastSettings, MarketChoice)
 
 # The ranking's columns, each sortable; the first is the default.
 SORT_COLUMNS = ("upside_probability", "expected_return", "band_width", "volatility_amplification_probability",
@@ -131,13 +131,13 @@ class ScanQuery(BaseModel):
     timeframe: str = MarketChoice().timeframe
     source: Literal["exchange", "store"] = Field("exchange", description="exchange: live candles (the store when the "
                                                                          "exchange fails); store: stored ones only")
-    horizon: int = Field(DEFAULTS.horizon, ge=RANGES["horizon"][0], le=RANGES["horizon"][1])
-    samples: int = Field(DEFAULTS.samples, ge=RANGES["samples"][0], le=RANGES["samples"][1])
-    temperature: float = Field(DEFAULTS.temperature, ge=RANGES["temperature"][0], le=RANGES["temperature"][1])
-    top_p: float = Field(DEFAULTS.top_p, ge=RANGES["top_p"][0], le=RANGES["top_p"][1])
-    top_k: int = Field(DEFAULTS.top_k, ge=RANGES["top_k"][0], le=RANGES["top_k"][1])
-    lookback: int = Field(DEFAULTS.lookback, ge=RANGES["lookback"][0], le=RANGES["lookback"][1])
-    seed: int = Field(DEFAULTS.seed, ge=RANGES["seed"][0], le=RANGES["seed"][1])
+    horizon: int = Field(FORECAST_DEFAULTS.horizon, ge=RANGES["horizon"][0], le=RANGES["horizon"][1])
+    samples: int = Field(FORECAST_DEFAULTS.samples, ge=RANGES["samples"][0], le=RANGES["samples"][1])
+    temperature: float = Field(FORECAST_DEFAULTS.temperature, ge=RANGES["temperature"][0], le=RANGES["temperature"][1])
+    top_p: float = Field(FORECAST_DEFAULTS.top_p, ge=RANGES["top_p"][0], le=RANGES["top_p"][1])
+    top_k: int = Field(FORECAST_DEFAULTS.top_k, ge=RANGES["top_k"][0], le=RANGES["top_k"][1])
+    lookback: int = Field(FORECAST_DEFAULTS.lookback, ge=RANGES["lookback"][0], le=RANGES["lookback"][1])
+    seed: int = Field(FORECAST_DEFAULTS.seed, ge=RANGES["seed"][0], le=RANGES["seed"][1])
     hour_idx: int | None = Field(None, ge=1, description="the hour ahead the figures describe (default: the horizon)")
     sort: SortColumn = SORT_COLUMNS[0]
     descending: bool = True

@@ -21,7 +21,7 @@ import torch
 from kronos import checkpoints
 from kronos.errors import InvalidInputError, WeightsUnavailableError
 from kronos.schemas.training import Evaluation, RunDescription, StageHistory, TrainingRecord
-from kronos.settings import DEFAULTS
+from kronos.settings import FORECAST_DEFAULTS
 from kronos.training.data import Series, choose_split, make_windows
 from kronos.training.loop import LoopSettings, Progress, Stage, train_stage
 from kronos.training.models import Init, Start, starting_modules
@@ -53,8 +53,8 @@ class TrainSettings:
     """Everything that decides a run's numbers besides its data and starting weights (lr None: the stage's default)."""
 
     stage: str = "both"
-    lookback: int = DEFAULTS.lookback
-    horizon: int = DEFAULTS.horizon
+    lookback: int = FORECAST_DEFAULTS.lookback
+    horizon: int = FORECAST_DEFAULTS.horizon
     batch_size: int = 16
     epochs: int = 1
     max_steps: int | None = None
