@@ -1,12 +1,11 @@
-"""Calibration strictly from the past: isotonic upside probability, conformal bands and a conformal quantile set.
+"""Calibration strictly from the past: a recalibrated upside probability, conformal bands and a conformal quantile set.
 
 Origin i learns only from outcomes known when it opens: origin j's outcome h hours ahead is known iff
 origins[j] + h <= origins[i] (`known`; its candle closed before origin i's row). Each hour ahead is calibrated on its
 own. Where fewer than `min_count` pairs are known, the raw values stay and the mask `calibrated` says so.
 
-Upside probability: isotonic (increasing) regression of the known outcomes on their raw probabilities, tied raw
-values pooled first, read at a new raw probability by linear interpolation between the fitted knots (flat beyond
-the ends) and clipped to [0, 1].
+Upside probability: a map of the raw probability fitted on the known pairs (kronos.evaluation.probability; by
+default its DEFAULT_MAP; "isotonic" is the increasing isotonic regression this project used first).
 
 Bands and quantiles: conformalized quantiles (CQR, Romano et al. 2019) on log returns. For a central level beta the
 raw band [lo, hi] comes from the samples (`scores.band`); each known pair scores E = max(lo - y, y - hi), positive
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kronos.errors import InvalidInputError
+from kronos.evaluation.probability import DEFAULT_MAP, recalibrate
 from kronos.evaluation.scores import LEVELS, band, check_forecasts, level_key
 
 MIN_COUNT = 30
@@ -71,18 +71,10 @@ def conformal_band(lo: np.ndarray, hi: np.ndarray, past_lo: np.ndarray, past_hi:
     return lo - margin, hi + margin
 
 
-def isotonic(prob: np.ndarray, outcome: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Increasing isotonic fit of outcomes on probabilities (ties pooled), read at the `new` probabilities."""
-    knots, inverse, counts = np.unique(prob, return_inverse=True, return_counts=True)
-    from scipy.optimize import isotonic_regression  # SciPy loads on first use (see kronos.evaluation.scores)
-
-    fit = isotonic_regression(np.bincount(inverse, outcome, len(knots)) / counts, weights=counts).x
-    return np.clip(np.interp(new, knots, fit), 0, 1)
-
-
-def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN_COUNT) -> Calibrated:
+def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN_COUNT,
+              upside_map: str = DEFAULT_MAP) -> Calibrated:
     """Calibrate each origin and hour on the outcomes known at that origin (see the module docstring).
-    `upside_prob` (N, H) defaults to the share of samples above 0."""
+    `upside_prob` (N, H) defaults to the share of samples above 0; `upside_map` names its probability map."""
     samples, observed = check_forecasts(samples, observed)
     n, s, horizon = samples.shape
     origins = np.asarray(origins)
@@ -108,7 +100,7 @@ def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN
         count = known(origins, h + 1).sum(1)  # (N,) known pairs per origin
         pool = np.empty((len(levels), 0))  # known errors so far, sorted per level
         for m in np.unique(count[count >= min_count]):
-            rows, past = count == m, order[:m]
+            rows = count == m
             pool = np.sort(np.hstack([pool, errors[order[pool.shape[1]:m]].T]), axis=1, kind="stable")  # (L, m)
             rank = conformal_rank(m, levels)  # (L,)
             margin = pool[np.arange(len(levels)), rank - 1]  # (L,)
@@ -117,6 +109,6 @@ def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN
                 bands[key][0][rows, h], bands[key][1][rows, h] = new_lo[:, c], new_hi[:, c]
             grid = [new_lo[:, len(LEVELS):], ordered[rows, half:s - half, h], new_hi[:, len(LEVELS):][:, ::-1]]
             out[rows, :, h] = np.sort(np.concatenate(grid, axis=1), axis=1)  # (r, S)
-            prob[rows, h] = isotonic(raw_prob[past, h], y[past] > 0, raw_prob[rows, h])
             mask[rows, h] = True
+        prob[:, h] = recalibrate(raw_prob[:, h], y > 0, count, order, upside_map, min_count, 1 / (2 * (s + 1)))[0]
     return Calibrated(out, prob, bands, mask, mask.sum(0))
