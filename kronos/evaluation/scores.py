@@ -162,6 +162,25 @@ class Scores:
         return plain({f.name: getattr(self, f.name) for f in fields(self)})
 
 
+@dataclass(frozen=True, eq=False)
+class UpsideScores:
+    """The scores (H,) of an upside probability alone, for a forecaster that issues no distribution."""
+
+    brier_upside: np.ndarray
+    log_loss_upside: np.ndarray
+    hit_rate: np.ndarray
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready Python, as Scores.to_dict."""
+        return plain({f.name: getattr(self, f.name) for f in fields(self)})
+
+
+def upside_scores(prob: np.ndarray, observed: np.ndarray, n_samples: int) -> UpsideScores:
+    """Brier score, log loss (eps of S = `n_samples`) and hit rate per hour of an upside probability (N, H)."""
+    up = np.asarray(observed) > 0
+    return UpsideScores(brier(prob, up).mean(0), log_loss(prob, up, n_samples).mean(0), hit_rate(prob, up))
+
+
 def plain(value):
     """Arrays, numpy numbers and nested containers as plain JSON-ready Python; NaN and infinities as None."""
     if isinstance(value, dict):
