@@ -35,6 +35,7 @@ from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.forecasters import BASELINES, Issue, issue
 from kronos.evaluation.pooling import DEFAULT
+from kronos.evaluation.probability import DEFAULT_MAP
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
 from kronos.forecast import Forecast, volatility_amplified
 from kronos.schemas import backtest as schema
@@ -158,11 +159,12 @@ def origin_rows(rows: int, settings: BacktestSettings) -> np.ndarray:
 
 def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: BacktestSettings, *,
                  store: CandleStore | None = None, latest: bool = False, live: Forecast | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Backtest:
+                 progress: Callable[[int, int], None] | None = None, upside_map: str = DEFAULT_MAP) -> Backtest:
     """Forecast every origin of `frame` (reusing stored paths), score the model raw and calibrated, the baselines
     and the combined forecast. With `latest`, also forecast after the frame's last row and issue that forecast raw,
     calibrated and combined from every known outcome; `live` (a forecast after the last row with the settings'
-    horizon and samples) stands in for that forecast."""
+    horizon and samples) stands in for that forecast. `upside_map`: the probability map of the calibrated and
+    combined upside and volatility amplification probabilities (kronos.evaluation.probability)."""
     frame = check_history(frame)
     forecaster.check_arguments(settings.horizon, settings.samples, settings.temperature, settings.top_p,
                                settings.top_k)
@@ -179,7 +181,7 @@ def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: Backtest
     n, horizon = len(origins), settings.horizon
     observed = np.log(close[origins[:, None] + np.arange(horizon)] / close[origins - 1, None])  # (N, H)
     issued = issue(samples, vol_prob, close, runs, np.vstack([observed, np.zeros((len(runs) - n, horizon))]),
-                   settings.lookback - 1, settings.min_count, settings.seed)
+                   settings.lookback - 1, settings.min_count, settings.seed, upside_map)
     past = baselines.trailing_closes(close, origins, settings.lookback - 1)
     vol_outcome = np.array([volatility_amplified(observed[i], past[i]) for i in range(n)]) if horizon >= 3 else None
     scores = {name: score(f.samples[:n], observed, None if f.upside is None else f.upside[:n],
