@@ -34,7 +34,7 @@ from kronos.engine import Forecaster
 from kronos.errors import (DataUnavailableError, InvalidInputError, KronosError, ServiceBusyError, ServiceTimeoutError,
                            UnknownMarketError, WeightsUnavailableError)
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
-from kronos.evaluation.record import track_record
+from kronos.evaluation.record import score_closed, track_record
 from kronos.flows import answer, forecast_candles
 from kronos.forecast import Forecast
 from kronos.service import ForecastService, MarketData
@@ -373,6 +373,7 @@ def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep)
 def get_track_record(query: Annotated[MarketOnly, Query()], runtime: RuntimeDep,
                      forecaster: ForecasterDep) -> TrackRecordAnswer:
     market = query.market()
+    score_closed(runtime.market.store, market.exchange, market.symbol, market.timeframe, forecaster.fingerprint)
     found = track_record(runtime.market.store, market.exchange, market.symbol, market.timeframe,
                          forecaster.fingerprint)
     return {"exchange": market.exchange, "symbol": market.symbol, "timeframe": market.timeframe,

@@ -18,7 +18,8 @@ from kronos.engine import Forecaster
 from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, WeightsUnavailableError
 from kronos.forecast import Forecast
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.record import calibrated_view
+from kronos.evaluation.live import calibrated_view
+from kronos.evaluation.record import score_closed
 from kronos.evaluation.record import track_record as record_of
 from kronos.summary import data_banner, headline
 
@@ -100,6 +101,7 @@ def overview(forecast: Forecast, hour_idx: int | None) -> None:
 def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, hour_idx: int | None) -> None:
     """The record of this market's live forecasts by this model, and this forecast calibrated on it when it can be."""
     market = (CandleStore(), candles.exchange, candles.symbol, candles.timeframe, forecaster.fingerprint)
+    score_closed(*market)
     record, view = record_of(*market), calibrated_view(*market, forecast)
     k = forecast.hour_index(hour_idx)
     st.subheader("Track record of live forecasts")
@@ -120,7 +122,7 @@ def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, h
         return
     columns[3].metric(f"Calibrated upside, hour {k}", f"{view.upside[k - 1]:.0%}",
                       delta=f"raw {view.upside_raw[k - 1]:.0%}", delta_color="off", delta_arrow="off",
-                      help=f"Isotonic calibration on {view.known[k - 1]} past forecasts whose outcome was known")
+                      help=f"Calibrated on {view.known[k - 1]} past forecasts whose outcome was known")
     raw, calibrated = view.band_prices("80", k, False), view.band_prices("80", k, True)
     st.caption(f"80% band of the close at hour {k}: calibrated {calibrated[0]:,.2f} to {calibrated[1]:,.2f} "
                f"(raw {raw[0]:,.2f} to {raw[1]:,.2f}), conformal on {view.known[k - 1]} past forecasts.")
