@@ -159,16 +159,18 @@ def origin_rows(rows: int, settings: BacktestSettings) -> np.ndarray:
 
 def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: BacktestSettings, *,
                  store: CandleStore | None = None, latest: bool = False, live: Forecast | None = None,
-                 progress: Callable[[int, int], None] | None = None, upside_map: str = DEFAULT_MAP) -> Backtest:
+                 progress: Callable[[int, int], None] | None = None, upside_map: str = DEFAULT_MAP,
+                 end: int | None = None) -> Backtest:
     """Forecast every origin of `frame` (reusing stored paths), score the model raw and calibrated, the baselines
     and the combined forecast. With `latest`, also forecast after the frame's last row and issue that forecast raw,
     calibrated and combined from every known outcome; `live` (a forecast after the last row with the settings'
     horizon and samples) stands in for that forecast. `upside_map`: the probability map of the calibrated and
-    combined upside and volatility amplification probabilities (kronos.evaluation.probability)."""
+    combined upside and volatility amplification probabilities (kronos.evaluation.probability). `end`: origins fall
+    as if the frame ended at that row (the latest forecast stays after the last row)."""
     frame = check_history(frame)
     forecaster.check_arguments(settings.horizon, settings.samples, settings.temperature, settings.top_p,
                                settings.top_k)
-    origins = origin_rows(len(frame), settings)
+    origins = origin_rows(len(frame) if end is None else min(end, len(frame)), settings)
     close = frame["close"].to_numpy()
     stamps = pd.DatetimeIndex(frame["timestamps"])
     latest = latest or live is not None
@@ -181,7 +183,7 @@ def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: Backtest
     n, horizon = len(origins), settings.horizon
     observed = np.log(close[origins[:, None] + np.arange(horizon)] / close[origins - 1, None])  # (N, H)
     issued = issue(samples, vol_prob, close, runs, np.vstack([observed, np.zeros((len(runs) - n, horizon))]),
-                   settings.lookback - 1, settings.min_count, settings.seed, upside_map)
+                   settings.lookback - 1, settings.min_count, settings.seed, upside_map, _phase(stamps))
     past = baselines.trailing_closes(close, origins, settings.lookback - 1)
     vol_outcome = np.array([volatility_amplified(observed[i], past[i]) for i in range(n)]) if horizon >= 3 else None
     scores = {name: score(f.samples[:n], observed, None if f.upside is None else f.upside[:n],
@@ -197,6 +199,12 @@ def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: Backtest
     return Backtest(settings, forecaster.name, stamps[origins], reused, scores,
                     _skills(scores, "random_walk"), _skills(scores, best), best,
                     issued.calibrated.calibrated[:n].sum(0), pooled.sum(0), weights, latest_view)
+
+
+def _phase(stamps: pd.DatetimeIndex) -> int:
+    """Row 0's count of steps (the first interval) since the epoch: GARCH refits fall on candles fixed by the clock."""
+    step = (stamps[1] - stamps[0]).value if len(stamps) > 1 else 1
+    return int(stamps[0].value // step) if step > 0 else 0
 
 
 def _skills(scores: dict[str, Scores | UpsideScores], reference: str) -> dict[str, dict[str, np.ndarray]]:
@@ -223,7 +231,8 @@ def _forecast_origins(forecaster: Forecaster, frame: pd.DataFrame, runs: list[in
     the store's; and how many were reused."""
     stamps = frame["timestamps"]
     windows = [frame.iloc[o - settings.lookback:o] for o in runs]
-    keys = [_key(forecaster, settings, window) for window in windows]
+    rows = pd.util.hash_pandas_object(frame[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()  # per row
+    keys = [_key(forecaster, settings, stamps.iloc[o - 1], rows[o - settings.lookback:o]) for o in runs]
     found = store.backtest_paths(keys) if store is not None else {}
     missing = [i for i, key in enumerate(keys) if key not in found]
     for start in range(0, len(missing), KEPT_EVERY):  # kept as they come: an interrupted run loses little
@@ -253,12 +262,11 @@ def origin_seed(seed: int, last_time: pd.Timestamp) -> int:
     return int(np.random.SeedSequence([seed, int(last_time.value // 10**9)]).generate_state(1)[0] % (SEED_RANGE[1] + 1))
 
 
-def _key(forecaster: Forecaster, settings: BacktestSettings, window: pd.DataFrame) -> str:
-    """What one origin's paths depend on: the weights, the sampling settings, the seed rule and the rows seen."""
+def _key(forecaster: Forecaster, settings: BacktestSettings, last_time: pd.Timestamp, rows: np.ndarray) -> str:
+    """What one origin's paths depend on: the weights, the sampling settings, the seed rule and the rows seen (their
+    hashes, `rows`: pandas' per-row hash of the window's timestamps and features)."""
     described = json.dumps({"weights": forecaster.fingerprint, "context": forecaster.max_context,
-                            "seed": origin_seed(settings.seed, window["timestamps"].iloc[-1]),
-                            **settings.sampling()}, sort_keys=True)
-    rows = pd.util.hash_pandas_object(window[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()
+                            "seed": origin_seed(settings.seed, last_time), **settings.sampling()}, sort_keys=True)
     return hashlib.sha256(described.encode() + rows.tobytes()).hexdigest()
 
 

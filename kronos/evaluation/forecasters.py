@@ -47,25 +47,26 @@ class Issue:
 
 
 def draw_baselines(close: np.ndarray, rows: np.ndarray, window: int, samples: int, horizon: int,
-                   rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Every baseline's paths (N, S, H) of log returns at the runs `rows`, from the `window` returns before each."""
+                   rng: np.random.Generator, phase: int = 0) -> dict[str, np.ndarray]:
+    """Every baseline's paths (N, S, H) of log returns at the runs `rows`, from the `window` returns before each
+    (GARCH: its own fit window; `phase` places its refits, see baselines.garch)."""
     trailing = np.diff(np.log(baselines.trailing_closes(close, rows, window)), axis=1)  # (N, W)
     return {"random_walk": baselines.random_walk(trailing, samples, horizon, rng),
             "bootstrap": baselines.bootstrap(trailing, samples, horizon, rng),
             "ewma": baselines.ewma(trailing, samples, horizon, rng),
-            "garch": baselines.garch(close, rows, samples, horizon, rng)}
+            "garch": baselines.garch(close, rows, samples, horizon, rng, phase)}
 
 
 def issue(model: np.ndarray, model_vol: np.ndarray, close: np.ndarray, runs: np.ndarray, observed: np.ndarray,
-          window: int, min_count: int, seed: int, upside_map: str = DEFAULT_MAP) -> Issue:
+          window: int, min_count: int, seed: int, upside_map: str = DEFAULT_MAP, phase: int = 0) -> Issue:
     """Issue every forecaster at the runs (row indices into `close`, the origins then at most one latest run whose
     `observed` (N, H) row is never read) from model paths `model` (N, S, H) of log returns and their volatility
     amplification probabilities `model_vol` (N,); baselines from the `window` returns before each run."""
     n, s, horizon = model.shape
     origins = int((runs + horizon <= len(close)).sum())  # a latest run has no outcome rows yet
-    draws = draw_baselines(close, runs[:origins], window, s, horizon, np.random.default_rng(seed))
+    draws = draw_baselines(close, runs[:origins], window, s, horizon, np.random.default_rng(seed), phase)
     if origins < n:  # the latest forecast's own stream
-        late = draw_baselines(close, runs[origins:], window, s, horizon, np.random.default_rng([seed, 1]))
+        late = draw_baselines(close, runs[origins:], window, s, horizon, np.random.default_rng([seed, 1]), phase)
         draws = {name: np.concatenate([draws[name], late[name]]) for name in draws}
     past = baselines.trailing_closes(close, runs, window)  # (N, W + 1)
     vol = {name: _vol(paths, past) for name, paths in draws.items()}
