@@ -13,8 +13,8 @@ from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.evaluation.combined import combined_forecast, record_sentence
 from kronos.schemas.calibrated import Calibrated, Unavailable
 
-SAMPLING = dict(horizon=4, samples=6, lookback=40)
-OPTIONS = dict(origins=12, every=6, min_count=5)
+SAMPLING = {"horizon": 4, "samples": 6, "lookback": 40}
+OPTIONS = {"origins": 12, "every": 6, "min_count": 5}
 
 
 @pytest.fixture(scope="module")

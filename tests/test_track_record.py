@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_app import charts, run, values
 from streamlit.testing.v1 import AppTest
+from test_app import charts, run, values
 
 from kronos.evaluation import backtest
 from pages import _loading

@@ -15,7 +15,7 @@ record; they carry no paths, so they do not join the pool's fit.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.forecasters import BASELINES
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.record import scored
+from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Band, Calibrated, Record, Unavailable
 from kronos.settings import DEFAULTS
 
@@ -40,7 +41,7 @@ def minimum_origins(horizon: int, every: int, min_count: int) -> int:
     return min_count + math.ceil(horizon / every)
 
 
-def combined_forecast(forecaster: Forecaster, frame: pd.DataFrame, forecast, store: CandleStore | None = None,
+def combined_forecast(forecaster: Forecaster, frame: pd.DataFrame, forecast: Forecast, store: CandleStore | None = None,
                       progress: Callable[[int, int], None] | None = None, *, market: tuple[str, str, str] | None = None,
                       hour_idx: int | None = None, origins: int = ORIGINS, every: int = EVERY,
                       min_count: int = MIN_COUNT) -> Calibrated | Unavailable:

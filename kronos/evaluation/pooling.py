@@ -44,7 +44,7 @@ class Pool:
 
 def crps_terms(components: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A (N, H, K) = mean_s |x_ks - y| and B (N, H, K, K) = mean_{s,t} |x_ks - x_lt| of components (N, K, S, H)."""
-    n, k, s, horizon = components.shape
+    n, k, _, horizon = components.shape
     a = np.abs(components - observed[:, None, None]).mean(2).transpose(0, 2, 1)  # (N, H, K)
     b = np.empty((n, horizon, k, k))
     for left, right in itertools.combinations_with_replacement(range(k), 2):
@@ -80,7 +80,7 @@ def pool_weights(components: np.ndarray, observed: np.ndarray, origins: np.ndarr
                  default: int) -> tuple[np.ndarray, np.ndarray]:
     """Weights (N, K, H) of components (N, K, S, H) chosen at each origin from the pairs known there (see the module
     docstring), and the mask (N, H) of those learnt; component `default` alone elsewhere."""
-    n, k, _, horizon = components.shape
+    k, horizon = components.shape[1], components.shape[3]
     a, b = crps_terms(components, observed)  # (N, H, K), (N, H, K, K)
     order = np.argsort(origins, kind="stable")  # known sets are prefixes of this order (see calibration.calibrate)
     a_sum = np.concatenate([np.zeros((1, horizon, k)), a[order].cumsum(0)])  # (N + 1, H, K)
