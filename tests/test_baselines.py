@@ -48,9 +48,10 @@ def test_garch_at_an_origin_sees_only_the_rows_before_it():
         assert not np.array_equal(base[~before], moved[~before])
 
 
-def test_garch_refits_on_candles_fixed_by_the_clock_whatever_the_frame_holds():
-    close = garch_closes(3000)
-    origins = np.array([2500, 2506, 2512])
+@pytest.mark.parametrize("origins", [[2500, 2506, 2512], [600, 606, 640]])  # full fit windows; windows cut by the start
+def test_garch_refits_on_candles_fixed_by_the_clock_whatever_the_frame_holds(origins):
+    close, origins = garch_closes(3000), np.array(origins)
     whole = baselines.garch(close, origins, 20, 4, np.random.default_rng(4), phase=7)
-    shifted = baselines.garch(close[100:], origins - 100, 20, 4, np.random.default_rng(4), phase=107)
-    np.testing.assert_allclose(whole, shifted)  # the same refit rows, the same fits and variances
+    for cut in (1, 100):  # the frame slides: fits on the same candles, windows cut on a row fixed by the clock
+        shifted = baselines.garch(close[cut:], origins - cut, 20, 4, np.random.default_rng(4), phase=7 + cut)
+        np.testing.assert_allclose(whole, shifted)

@@ -16,8 +16,9 @@ import numpy as np
 from kronos.errors import InvalidInputError
 
 HALF_LIFE = 24  # rows; the EWMA's decay is 2 ** (-1 / HALF_LIFE)
-FIT_WINDOW = 2000  # one-step returns a GARCH fit sees at most, the latest before its origin
+FIT_WINDOW = 1000  # one-step returns a GARCH fit sees at most, the latest before its origin
 REFIT_ROWS = 24  # rows between GARCH refits
+FIRST_ROWS = 168  # a fit window cut by the frame's start begins on a row fixed by the clock, every so many rows
 SCALE = 100.0  # returns in percent for the GARCH optimiser (its recommended range)
 MIN_FIT = 32  # returns a GARCH fit needs at least
 FITS_KEPT = 1024  # GARCH fits kept in memory
@@ -117,8 +118,10 @@ def garch(close: np.ndarray, origins: np.ndarray, samples: int, horizon: int, rn
     """Paths (N, S, H) of GARCH(1,1) log returns, cumulated, at each origin (row index into `close`) from the
     returns of rows before it only. Fits happen at rows r with (r + phase) % refit_rows == 0 (`phase`: row 0's
     count of steps since the epoch, so refits fall on the same candles whatever the frame), each on up to `window`
-    returns before r; an origin takes the latest fit at or before it (its own row when none has MIN_FIT returns)
-    and filters the conditional variance forward with those parameters through the returns before it."""
+    returns before r (where the frame cuts them, from a row fixed by the clock every FIRST_ROWS, so that a frame
+    sliding over new candles keeps its fits); an origin takes the latest fit at or before it (its own row when none
+    has MIN_FIT returns) and filters the conditional variance forward with those parameters through the returns
+    before it."""
     close, origins = np.asarray(close, float), np.asarray(origins)
     if origins.min() < MIN_FIT + 1 or origins.max() > len(close):
         raise InvalidInputError(f"GARCH origins must be rows in [{MIN_FIT + 1}, {len(close)}]")
@@ -126,12 +129,13 @@ def garch(close: np.ndarray, origins: np.ndarray, samples: int, horizon: int, rn
 
     returns = np.diff(np.log(close))  # returns[t - 1] is row t's return: origin o knows returns[:o - 1]
     shocks = rng.standard_normal((len(origins), samples, horizon))  # drawn first: the same draws whatever the data
+    first = (-1 - phase) % FIRST_ROWS  # returns[first:] start on a row fixed by the clock: a sliding frame keeps it
     fitted_at = origins - (origins + phase) % refit_rows  # the latest refit row at or before each origin
-    fitted_at = np.where(fitted_at - 1 >= MIN_FIT, fitted_at, origins)
+    fitted_at = np.where(fitted_at - 1 - first >= MIN_FIT, fitted_at, origins)
     variance, params = np.empty(len(origins)), np.empty((len(origins), 3))
     for row in np.unique(fitted_at):
         mine = np.flatnonzero(fitted_at == row)
-        start = max(0, row - 1 - window)
+        start = max(first if row - 1 - first >= MIN_FIT else 0, row - 1 - window)
         fit = fit_garch(returns[start:row - 1])
         seen = returns[start:origins[mine].max() - 1]  # every return before the group's origins, from the window on
         state = float(np.var(returns[start:row - 1]))  # the recursion starts at the fit window's variance

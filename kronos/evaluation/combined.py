@@ -23,7 +23,8 @@ import pandas as pd
 from kronos.data.store import CandleStore
 from kronos.engine import Forecaster
 from kronos.errors import InvalidInputError
-from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
+from kronos.evaluation.backtest import Backtest, BacktestSettings, rows_needed, run_backtest
+from kronos.evaluation.baselines import FIRST_ROWS, FIT_WINDOW
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.forecasters import BASELINES
 from kronos.evaluation.pooling import DEFAULT
@@ -62,7 +63,10 @@ def combined_forecast(forecaster: Forecaster, frame: pd.DataFrame, forecast: For
     settings = BacktestSettings(origins=min(origins, available), every=every, horizon=horizon,
                                 samples=forecast.samples, lookback=lookback, temperature=used["temperature"],
                                 top_p=used["top_p"], top_k=used["top_k"], seed=DEFAULTS.seed, min_count=min_count)
-    result = run_backtest(forecaster, frame, settings, store=store, live=forecast, end=end, progress=progress)
+    keep = rows_needed(settings) + len(frame) - end + FIT_WINDOW + FIRST_ROWS  # all that the backtest reads
+    cut = max(0, len(frame) - keep)
+    result = run_backtest(forecaster, frame.iloc[cut:].reset_index(drop=True), settings, store=store, live=forecast,
+                          end=end - cut, progress=progress)
     live = 0 if market is None or store is None else len(scored(store, *market, forecaster.fingerprint))
     label = "this data" if market is None else f"{market[1]} {market[2]}"
     return calibrated_block(result, forecast.hour_index(hour_idx), live, label)
