@@ -63,6 +63,16 @@ def conformal_rank(n: int, levels) -> np.ndarray:
     return np.clip(np.ceil((n + 1) * np.asarray(levels) - 1e-9).astype(int), 1, n)
 
 
+def prefix_order_statistics(values: np.ndarray, sizes: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """(M, L): for each prefix size m = sizes[i] and column l, the ranks[i, l]-th smallest (1-based) of
+    values[:m, l] (values (N, L)), all at once: each column sorted once, prefix members counted along it."""
+    by_value = np.argsort(values, axis=0, kind="stable")  # (N, L) rows in increasing value per column
+    member = by_value.T[None] < sizes[:, None, None]  # (M, L, N): the t-th smallest lies in the prefix
+    reached = member.cumsum(2) >= ranks[..., None]  # (M, L, N)
+    first = reached.argmax(2)  # (M, L) where the prefix's rank-th smallest sits
+    return np.take_along_axis(values, by_value, 0).T[np.arange(values.shape[1]), first]
+
+
 def conformal_band(lo: np.ndarray, hi: np.ndarray, past_lo: np.ndarray, past_hi: np.ndarray, past_y: np.ndarray,
                    level: float) -> tuple[np.ndarray, np.ndarray]:
     """A band [lo, hi] widened (or narrowed) by the conformal margin of the known past bands and outcomes (n,)."""
@@ -98,12 +108,11 @@ def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN
         hi = np.column_stack([edge[1][:, h] for edge in named] + [ordered[:, ::-1][:, :half, h]])  # (N, L)
         errors = np.maximum(lo - y[:, None], y[:, None] - hi)  # (N, L) nonconformity
         count = known(origins, h + 1).sum(1)  # (N,) known pairs per origin
-        pool = np.empty((len(levels), 0))  # known errors so far, sorted per level
-        for m in np.unique(count[count >= min_count]):
-            rows = count == m
-            pool = np.sort(np.hstack([pool, errors[order[pool.shape[1]:m]].T]), axis=1, kind="stable")  # (L, m)
-            rank = conformal_rank(m, levels)  # (L,)
-            margin = pool[np.arange(len(levels)), rank - 1]  # (L,)
+        rows = count >= min_count
+        sizes = np.unique(count[rows])  # (M,) distinct numbers of known pairs
+        if len(sizes):
+            margins = prefix_order_statistics(errors[order], sizes, conformal_rank(sizes[:, None], levels))  # (M, L)
+            margin = margins[np.searchsorted(sizes, count[rows])]  # (r, L)
             new_lo, new_hi = lo[rows] - margin, hi[rows] + margin  # (r, L)
             for c, key in enumerate(bands):
                 bands[key][0][rows, h], bands[key][1][rows, h] = new_lo[:, c], new_hi[:, c]

@@ -43,13 +43,19 @@ class Pool:
 
 
 def crps_terms(components: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A (N, H, K) = mean_s |x_ks - y| and B (N, H, K, K) = mean_{s,t} |x_ks - x_lt| of components (N, K, S, H)."""
-    n, k, _, horizon = components.shape
+    """A (N, H, K) = mean_s |x_ks - y| and B (N, H, K, K) = mean_{s,t} |x_ks - x_lt| of components (N, K, S, H).
+
+    B from the empirical CDFs: E|X - Y| = integral of F_X (1 - F_Y) + F_Y (1 - F_X), exact between the sorted
+    values of all components."""
+    n, k, s, horizon = components.shape
     a = np.abs(components - observed[:, None, None]).mean(2).transpose(0, 2, 1)  # (N, H, K)
-    b = np.empty((n, horizon, k, k))
-    for left, right in itertools.combinations_with_replacement(range(k), 2):
-        spread = np.abs(components[:, left, :, None] - components[:, right, None]).mean((1, 2))  # (N, H)
-        b[:, :, left, right] = b[:, :, right, left] = spread
+    values = components.transpose(0, 3, 1, 2).reshape(n, horizon, k * s)  # (N, H, K S)
+    order = np.argsort(values, axis=2)
+    gaps = np.diff(np.take_along_axis(values, order, 2), axis=2)  # (N, H, K S - 1)
+    owner = np.repeat(np.arange(k), s)[order]  # (N, H, K S): the component of each sorted value
+    cdf = (np.eye(k)[owner].cumsum(2) / s)[:, :, :-1]  # (N, H, K S - 1, K): F_k between sorted values
+    weighted = cdf * gaps[..., None]
+    b = weighted.sum(2)[..., :, None] + weighted.sum(2)[..., None, :] - 2 * np.einsum("nhtk,nhtl->nhkl", weighted, cdf)
     return a, b
 
 
@@ -65,7 +71,10 @@ def simplex_minimum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             system[..., :size, :size] = -b[..., idx, :][..., idx]
             system[..., :size, size] = system[..., size, :size] = 1
             right = np.concatenate([-a[..., idx], np.ones((*a.shape[:-1], 1))], axis=-1)
-            solved = (np.linalg.pinv(system) @ right[..., None])[..., :size, 0]
+            try:
+                solved = np.linalg.solve(system, right[..., None])[..., :size, 0]
+            except np.linalg.LinAlgError:  # twin components: a face without a unique stationary point
+                solved = (np.linalg.pinv(system) @ right[..., None])[..., :size, 0]
             w = np.zeros(a.shape)
             w[..., idx] = solved
             value = (w * a).sum(-1) - 0.5 * np.einsum("...k,...kl,...l->...", w, b, w)
@@ -86,10 +95,9 @@ def pool_weights(components: np.ndarray, observed: np.ndarray, origins: np.ndarr
     a_sum = np.concatenate([np.zeros((1, horizon, k)), a[order].cumsum(0)])  # (N + 1, H, K)
     b_sum = np.concatenate([np.zeros((1, horizon, k, k)), b[order].cumsum(0)])
     count = np.stack([known(origins, h + 1).sum(1) for h in range(horizon)], axis=1)  # (N, H)
-    hours = np.arange(horizon)
-    safe = np.maximum(count, 1)[..., None]
-    weights = simplex_minimum(a_sum[count, hours] / safe, b_sum[count, hours] / safe[..., None])  # (N, H, K)
-    pooled = count >= min_count
+    hours, pooled = np.arange(horizon), count >= min_count
+    use = np.where(pooled, count, max(count.max(), 1))  # rows not pooled solve any well-posed problem, then DEFAULT
+    weights = simplex_minimum(a_sum[use, hours] / use[..., None], b_sum[use, hours] / use[..., None, None])
     weights[~pooled] = np.eye(k)[default]
     return weights.transpose(0, 2, 1), pooled
 
