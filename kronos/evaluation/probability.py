@@ -45,7 +45,7 @@ def _features(prob: np.ndarray, method: str, eps: float) -> np.ndarray:
 
 def _logistic(features: np.ndarray, outcome: np.ndarray, mask: np.ndarray, identity: np.ndarray) -> np.ndarray:
     """Ridge logistic fits (M, d) at once: features (N, d), outcome (N,), mask (M, N) of the pairs each fit uses."""
-    d = len(identity)
+    d = len(identity)  # a fixed number of steps: each fit is the same whichever others run beside it
     theta = np.zeros((len(mask), d))  # Newton from 0 (a coin), its steps capped: no divergence
     outer = (features[:, :, None] * features[:, None, :]).reshape(len(features), d * d)  # (N, d d)
     ridge = RIDGE * np.eye(d)
@@ -55,8 +55,6 @@ def _logistic(features: np.ndarray, outcome: np.ndarray, mask: np.ndarray, ident
         hessian = ((mask * mu * (1 - mu)) @ outer).reshape(-1, d, d) + ridge
         step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
         theta = theta - step / np.maximum(1, np.linalg.norm(step, axis=-1, keepdims=True))
-        if np.abs(step).max() < 1e-10:
-            break
     return theta
 
 
