@@ -23,7 +23,7 @@ MAPS = ("isotonic", "shrunk_isotonic", "platt", "beta")
 DEFAULT_MAP = "platt"
 SHRINK = 50  # pseudo-pairs at the base rate for "shrunk_isotonic"
 RIDGE = 1.0  # pseudo-pairs' worth of pull toward the identity map for "platt" and "beta"
-NEWTON_STEPS = 30
+NEWTON_STEPS = 12  # from a coin, converged to 1e-15 by 8 steps on the tests' data; steps are capped at norm 1
 
 
 def isotonic(prob: np.ndarray, outcome: np.ndarray, new: np.ndarray) -> np.ndarray:
