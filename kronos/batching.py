@@ -13,13 +13,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
-from kronos.engine import Forecaster, Progress
+from kronos.engine import ForecastSource, Progress
 from kronos.errors import KronosError
 from kronos.forecast import Forecast
 from kronos.settings import DEFAULTS
@@ -44,28 +45,53 @@ class _Request:
 
 
 class Batcher:
-    """A Forecaster whose forecasts run on one thread, concurrent requests in shared batches; other attributes
-    (name, max_context, fingerprint, ...) are the wrapped Forecaster's."""
+    """A ForecastSource whose forecasts run on one thread, concurrent requests in shared batches; the model's
+    identity (name, max_context, fingerprint) and argument check are the wrapped source's."""
 
-    def __init__(self, forecaster: Forecaster, window_s: float = WINDOW_S):
+    def __init__(self, forecaster: ForecastSource, window_s: float = WINDOW_S):
         self.forecaster, self.window_s = forecaster, window_s
         self.batches = 0  # generation batches run so far
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.forecaster, name)
+    @property
+    def name(self) -> str:
+        """The wrapped model's name."""
+        return self.forecaster.name
 
-    def forecast(self, history: pd.DataFrame, *, seed: int | None = None, progress: Progress | None = None,
-                 **settings: Any) -> Forecast:
+    @property
+    def max_context(self) -> int:
+        """The wrapped predictor's window, in candles."""
+        return self.forecaster.max_context
+
+    @property
+    def fingerprint(self) -> str:
+        """The wrapped model's weights' hash."""
+        return self.forecaster.fingerprint
+
+    def check_arguments(self, horizon: int, samples: int, temperature: float, top_p: float, top_k: int,
+                        seeds: Sequence[int | None] = ()) -> None:
+        """As the wrapped source's: raise InvalidInputError naming each bad sampling argument."""
+        self.forecaster.check_arguments(horizon, samples, temperature, top_p, top_k, seeds)
+
+    def forecast(self, history: pd.DataFrame, *, horizon: int = DEFAULTS.horizon, samples: int = DEFAULTS.samples,
+                 temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
+                 top_k: int = DEFAULTS.top_k, lookback: int | None = None, seed: int | None = None,
+                 progress: Progress | None = None) -> Forecast:
         """As Forecaster.forecast; it may run in one batch with other callers' forecasts."""
+        settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p, top_k=top_k,
+                        lookback=lookback)
         return self._wait(_Request([history], [seed], settings, joinable=True), progress)[0]
 
-    def forecast_many(self, histories: Sequence[pd.DataFrame], *, seeds: Sequence[int | None] | None = None,
-                      progress: Progress | None = None, **settings: Any) -> list[Forecast]:
+    def forecast_many(self, histories: Sequence[pd.DataFrame], *, horizon: int = DEFAULTS.horizon,
+                      samples: int | Sequence[int] = DEFAULTS.samples, temperature: float = DEFAULTS.temperature,
+                      top_p: float = DEFAULTS.top_p, top_k: int = DEFAULTS.top_k, lookback: int | None = None,
+                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
         """As Forecaster.forecast_many (already a batch: it runs on its own)."""
         seeds = list(seeds) if seeds is not None else [None] * len(histories)
+        settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p, top_k=top_k,
+                        lookback=lookback)
         return self._wait(_Request(list(histories), seeds, settings, joinable=False), progress)
 
     def _wait(self, request: _Request, progress: Progress | None) -> list[Forecast]:
@@ -75,23 +101,27 @@ class Batcher:
                 self._worker = threading.Thread(target=self._serve, name="kronos-batcher", daemon=True)
                 self._worker.start()
         self._queue.put(request)
-        while not request.result.done():
+        while True:
+            finished = request.result.done()  # read first: every step reported before the result is then queued
             try:
-                step, total = request.progress.get(timeout=0.05)
+                step, total = request.progress.get(block=not finished, timeout=0.05)
             except queue.Empty:
+                if finished:
+                    return request.result.result()
                 continue
             if progress is not None:
                 progress(step, total)
-        return request.result.result()
 
     def _serve(self) -> None:
-        """Forever: take a request, collect those arriving within the window, run them in compatible groups."""
+        """Forever: take a request, collect those already queued and those arriving within the window, and run
+        them in compatible groups."""
         while True:
             waiting = [self._queue.get()]
             deadline = time.monotonic() + self.window_s
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    waiting.append(self._queue.get(timeout=left))
+            while True:
+                left = deadline - time.monotonic()
+                try:  # those already queued, however late, then those arriving before the deadline
+                    waiting.append(self._queue.get(block=left > 0, timeout=max(left, 0)))
                 except queue.Empty:
                     break
             groups: dict[tuple, list[_Request]] = {}
@@ -105,7 +135,7 @@ class Batcher:
         histories = [h for r in group for h in r.histories]
         settings = dict(group[0].settings)
         if len(group) > 1:  # joined forecasts: one history each, each its own sample count
-            settings["samples"] = [r.settings.get("samples", DEFAULTS.samples) for r in group]
+            settings["samples"] = [r.settings["samples"] for r in group]
 
         def progress(step: int, total: int) -> None:
             for request in group:

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kronos.errors import InvalidInputError, WeightsUnavailableError
 from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
-from kronos.settings import Environment
+from kronos.schemas.training import TrainingRecord, read
+from kronos.settings import Environment, ModelChoice
 
 FILES = ("config.json", "model.safetensors")
 RECORD = "record.json"  # written beside model/ and tokenizer/ by `python -m kronos train`
@@ -97,9 +99,11 @@ def select(model: str, tokenizer: str | None = None, max_context: int | None = N
 def _trained_context(model: str) -> int | None:
     """The context a checkpoint made by `python -m kronos train` was trained for (record.json beside model/)."""
     record = Path(model).expanduser().parent / RECORD
+    if not record.is_file():
+        return None
     try:
-        return int(json.loads(record.read_text())["max_context"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return read(TrainingRecord, record).max_context
+    except ValueError:
         return None
 
 
@@ -110,39 +114,74 @@ class Trained:
     name: str
     model: Path
     tokenizer: Path
-    record: dict
+    record: TrainingRecord
 
     def summary(self) -> str:
         """Its data, split, best validation loss and backtest skill, in one line."""
-        data, split = self.record.get("data") or [{}], self.record.get("split", {})
-        parts = [f"{data[0].get('name', '?')} {str(data[0].get('first', ''))[:10]} to {str(data[-1].get('last', ''))[:10]}",
-                 f"validation from {str(split.get('val_from', '?'))[:10]}"]
-        best = (self.record.get("stages", {}).get("predictor") or {}).get("best")
-        if best is not None:
-            parts.append(f"validation loss {best:.3f}")
-        series = (self.record.get("evaluation") or {}).get("series") or []
-        if series:
-            skill = series[0]["trained_skill"]["crps"][-1]
-            parts.append(f"CRPS skill vs random walk at hour {len(series[0]['trained']['crps'])}: {skill:+.1%}")
+        data, record = self.record.data, self.record
+        parts = [f"validation from {record.split.val_from:%Y-%m-%d}"]
+        if data:
+            name = Path(data[0].name).name if data[0].source == "csv" else data[0].name  # no server path
+            parts.insert(0, f"{name} {data[0].first:%Y-%m-%d} to {data[-1].last:%Y-%m-%d}")
+        predictor = record.stages.get("predictor")
+        if predictor is not None and predictor.best is not None:
+            parts.append(f"validation {predictor.best.metric} {predictor.best.value:.3f}")
+        series = record.evaluation.series if record.evaluation is not None else []
+        if series and series[0].trained_skill.crps and series[0].trained_skill.crps[-1] is not None:
+            parts.append(f"CRPS skill vs random walk at hour {len(series[0].trained_skill.crps)}: "
+                         f"{series[0].trained_skill.crps[-1]:+.1%}")
         return "; ".join(parts)
 
 
-def trained_checkpoints(folder: str | os.PathLike | None = None) -> list[Trained]:
-    """The finished training runs in `folder` (default: KRONOS_MODELS, else `models/` beside the candle store)."""
+@dataclass(frozen=True)
+class TrainedRuns:
+    """The finished training runs of a models folder, and a one-line note per folder whose record.json was skipped."""
+
+    runs: tuple[Trained, ...]
+    skipped: tuple[str, ...]
+
+
+def trained_checkpoints(folder: str | os.PathLike | None = None) -> TrainedRuns:
+    """The finished training runs in `folder` (default: KRONOS_MODELS, else `models/` beside the candle store); a
+    record.json that is broken or from elsewhere is skipped with a note naming its folder (not the server path)."""
     from kronos.data.store import default_path
 
     root = Path(folder) if folder is not None else Environment.read().models or default_path().parent / "models"
-    found = []
-    for record in sorted(root.glob(f"*/{RECORD}")):
-        run = record.parent
+    found, skipped = [], []
+    for path in sorted(root.glob(f"*/{RECORD}")):
+        run = path.parent
         try:
-            described = json.loads(record.read_text())
-        except (OSError, ValueError):
+            record = read(TrainingRecord, path)
+        except ValueError as error:
+            skipped.append(f"{run.name}: its {RECORD} {error}")
             continue
-        if described.get("status") == "finished" and all((run / part / FILES[1]).is_file() for part in
-                                                          ("model", "tokenizer")):
-            found.append(Trained(run.name, run / "model", run / "tokenizer", described))
-    return found
+        if record.status == "finished" and all((run / part / FILES[1]).is_file() for part in ("model", "tokenizer")):
+            found.append(Trained(run.name, run / "model", run / "tokenizer", record))
+    return TrainedRuns(tuple(found), tuple(skipped))
+
+
+# The one answer to a model that may not be loaded here, whether or not it exists: it reveals nothing of the server.
+NOT_ALLOWED = ("this server loads only its presets, the training runs of its models folder and the model its operator "
+               "configured; its operator can allow other directories and hub ids with KRONOS_ALLOW_ANY_MODEL=1")
+
+
+def allowed(choice: ModelChoice, env: Environment, runs: TrainedRuns | None = None) -> bool:
+    """Whether a visitor may load `choice`: a preset with its own tokenizer, a training run of the models folder
+    (`runs`, default: scanned now) or the operator's KRONOS_MODEL/KRONOS_TOKENIZER; anything with
+    KRONOS_ALLOW_ANY_MODEL=1."""
+    if env.allow_any_model or choice == env.model:
+        return True
+    preset = PRESETS.get(choice.model) or next((p for p in PRESETS.values() if p.model == choice.model), None)
+    if preset is not None:
+        return choice.tokenizer in (None, preset.tokenizer)
+    runs = trained_checkpoints() if runs is None else runs
+    return any(choice.model == str(run.model) and choice.tokenizer in (None, str(run.tokenizer)) for run in runs.runs)
+
+
+def check_allowed(choice: ModelChoice, env: Environment) -> None:
+    """WeightsUnavailableError(NOT_ALLOWED) unless `allowed(choice, env)`: the same words for every refused choice."""
+    if not allowed(choice, env):
+        raise WeightsUnavailableError(NOT_ALLOWED)
 
 
 def _sibling_tokenizer(model: str) -> str:
@@ -196,7 +235,7 @@ def _load(module_cls, config_cls, source: str, revision: str | None, device: str
         config = config_cls.from_dict(json.loads((directory / "config.json").read_text()))
         module = module_cls(config)
         module.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
-    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+    except (ValueError, TypeError, RuntimeError, OSError, SafetensorError) as exc:
         raise WeightsUnavailableError(
             f"{directory} does not hold a {module_cls.__name__} checkpoint of the published layout: "
             f"{' '.join(str(exc).split()[:40])}") from exc

@@ -3,26 +3,44 @@ dashboard parse their input, call these, and print or show what comes back."""
 
 from __future__ import annotations
 
+import logging
+
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
-from kronos.engine import Forecaster, Progress
+from kronos.engine import ForecastSource, Progress
+from kronos.errors import StoreUnavailableError
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
+from kronos.schemas.forecast import ForecastAnswer
 from kronos.settings import ForecastSettings
 
+logger = logging.getLogger("kronos.flows")
 
-def forecast_candles(forecaster: Forecaster, candles: Candles, settings: ForecastSettings,
+
+def forecast_candles(forecaster: ForecastSource, candles: Candles, settings: ForecastSettings,
                      progress: Progress | None = None, log: CandleStore | None = None) -> Forecast:
     """Forecast the candles with the settings, the lookback cut to the rows there are (the forecast's
     `settings["lookback"]` says how many were used); a forecast of market candles is recorded in `log`'s forecast
-    log, to be scored once its candles close."""
-    forecast = forecaster.forecast(candles.frame, **settings.engine_arguments(rows=len(candles.frame)),
-                                   progress=progress)
+    log, to be scored once its candles close: best-effort, a store that cannot take it gives a logged warning."""
+    arguments = settings.engine_arguments(rows=len(candles.frame))
+    forecast = forecaster.forecast(candles.frame, **arguments, progress=progress)
     if log is not None:
-        log_forecast(log, candles, forecast, forecaster.fingerprint)
+        _logged(log, candles, forecast, forecaster.fingerprint)
     return forecast
 
 
-def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None, all_samples: bool = False) -> dict:
-    """The JSON answer of the CLI and the API: the forecast's summary plus `data`, where the candles came from."""
-    return {**forecast.to_dict(hour_idx=hour_idx, all_samples=all_samples), "data": candles.describe()}
+def _logged(store: CandleStore, candles: Candles, forecast: Forecast, model: str) -> bool:
+    """Log a forecast of market candles in the store's forecast log; False, with a logged warning, when the store
+    cannot take it (the forecast stands)."""
+    try:
+        return log_forecast(store, candles, forecast, model)
+    except StoreUnavailableError as error:
+        logger.warning("warning: the forecast was not logged: %s", error)
+        return False
+
+
+def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None,
+           all_samples: bool = False) -> ForecastAnswer:
+    """The answer of the CLI and the API: the forecast's summary plus `data`, where the candles came from (a
+    ForecastWithPaths with `all_samples`)."""
+    return forecast.answer(candles.describe(), hour_idx=hour_idx, all_samples=all_samples)

@@ -1,15 +1,18 @@
-"""The result of a forecast: every Monte Carlo path, and the summaries and JSON shapes derived from them."""
+"""The result of a forecast: every Monte Carlo path, and the summaries and the typed answer derived from them."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kronos.errors import InvalidInputError
 from kronos.data.validation import FEATURE_COLUMNS
+from kronos.errors import InvalidInputError
+from kronos.schemas.forecast import (DataBlock, ForecastAnswer, ForecastWithPaths, HourProbability, HourSummary, Row,
+                                     UsedSettings)
 
 DEFAULT_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 
@@ -107,33 +110,38 @@ class Forecast:
         frame.insert(0, "path", np.repeat(np.arange(1, s + 1), h))
         return frame
 
-    def to_dict(self, hour_idx: int | None = None, all_samples: bool = False) -> dict:
-        """JSON-ready summary with the seed API's keys; `all_samples` adds every path (`pred-1..pred-N`)."""
+    def answer(self, data: DataBlock, hour_idx: int | None = None, all_samples: bool = False) -> ForecastAnswer:
+        """The forecast answer (the seed API's keys) with where its candles came from; `all_samples` adds every path
+        (`pred-1..pred-N`), as a ForecastWithPaths."""
         k = self.hour_index(hour_idx)
         upside = self.upside_probability()
         stamps = [t.isoformat() for t in self.timestamps]
         mean, low, high = self.paths.mean(axis=0), self.paths.min(axis=0), self.paths.max(axis=0)
-        result = {
-            "model": self.model,
-            "seed": self.seed,
-            "settings": self.settings,
-            "last_timestamp": self.last_timestamp.isoformat(),
-            "last_close": self.last_close,
-            "hour_idx": k,
-            "upside_probability": float(upside[k - 1]),
-            "upside_probability_all_hours": [
-                {"hour": i + 1, "timestamp": stamps[i], "probability": float(p)} for i, p in enumerate(upside)],
-            "volatility_amplification_probability": self.volatility_amplification_probability(),
-            "predictions": [
-                {"hour": i + 1, "timestamp": stamps[i],
-                 **{stat: _row(values[i]) for stat, values in (("mean", mean), ("min", low), ("max", high))}}
-                for i in range(self.horizon)],
-        }
-        if all_samples:
-            result["all_samples"] = {
-                name: {f"pred-{j + 1}": _floats(self.paths[j, :, c]) for j in range(self.samples)}
-                for c, name in enumerate(FEATURE_COLUMNS)}
-        return result
+        summary = ForecastAnswer(
+            model=model_label(self.model), seed=self.seed, settings=UsedSettings(**self.settings),
+            last_timestamp=self.last_timestamp.isoformat(), last_close=self.last_close, hour_idx=k,
+            upside_probability=float(upside[k - 1]),
+            upside_probability_all_hours=[HourProbability(hour=i + 1, timestamp=stamps[i], probability=float(p))
+                                          for i, p in enumerate(upside)],
+            volatility_amplification_probability=self.volatility_amplification_probability(),
+            predictions=[HourSummary(hour=i + 1, timestamp=stamps[i], mean=_row(mean[i]), min=_row(low[i]),
+                                     max=_row(high[i])) for i in range(self.horizon)],
+            data=data)
+        if not all_samples:
+            return summary
+        paths = {name: {f"pred-{j + 1}": _floats(self.paths[j, :, c]) for j in range(self.samples)}
+                 for c, name in enumerate(FEATURE_COLUMNS)}
+        return ForecastWithPaths(**dict(summary), all_samples=paths)
+
+
+def model_label(name: str) -> str:
+    """How answers name a model: a hub id as it is; a local checkpoint by its run's folder name (the folder that
+    holds `model/`, else the checkpoint's own), never its path, which a remote client must not learn."""
+    path = Path(name).expanduser()
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.is_dir():
+        return name
+    path = path.resolve()
+    return (path.parent if path.name == "model" else path).name
 
 
 def volatility_amplified(paths: np.ndarray, past_closes: np.ndarray) -> np.ndarray:
@@ -152,5 +160,5 @@ def _floats(values: np.ndarray) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
-def _row(values: np.ndarray) -> dict[str, float | None]:
-    return dict(zip(FEATURE_COLUMNS, _floats(values)))
+def _row(values: np.ndarray) -> Row:
+    return Row(**dict(zip(FEATURE_COLUMNS, _floats(values))))

@@ -33,6 +33,12 @@ EXCHANGES = ("binance", "okx", "bybit", "kraken")  # asked in this order: the ch
 MODES = ("aligned", "realtime")  # aligned drops the still-open candle, realtime keeps it
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}/[A-Za-z0-9][A-Za-z0-9._-]{0,19}$"
 
+# The work one HTTP request may ask for, in generated candle steps: origins x paths x horizon (a forecast is one
+# origin). The backtest benchmark generates about 3,600 a second (mini, 30 paths, lookback 383, 2 CPU cores: README,
+# Benchmark), so 300,000 take about 80 s, within the API's default 120 s request timeout with room for the rest of
+# the request. A forecast (at most 100 paths x 48 hours = 4,800) always fits. More is refused (422) before any work.
+MAX_REQUEST_WORK = 300_000
+
 
 def draw_seed() -> int:
     """A fresh random seed inside SEED_RANGE, so that every front end accepts it back."""
@@ -132,15 +138,25 @@ class Environment:
     models: Path | None = None  # KRONOS_MODELS: the folder of trained checkpoints
     torch_threads: int | None = None  # KRONOS_TORCH_THREADS: torch threads (default: torch's, every core)
     compile: bool = False  # KRONOS_COMPILE=1: compile the decode step (long-lived servers)
+    # KRONOS_ALLOW_ANY_MODEL=1: visitors (dashboard sidebar, links) may load any directory or hub id, not only the
+    # presets, the models folder's training runs and KRONOS_MODEL; off by default, so a shared deploy is safe
+    allow_any_model: bool = False
+    api_token: str | None = None  # KRONOS_API_TOKEN: when set, the HTTP API wants `Authorization: Bearer <it>`
 
     @classmethod
     def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
-        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE."""
+        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
+        KRONOS_ALLOW_ANY_MODEL, KRONOS_API_TOKEN."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")
         return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
                    _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
                    int(threads) if threads.isdigit() and int(threads) > 0 else None,
-                   environ.get("KRONOS_COMPILE", "").lower() in ("1", "true", "yes"))
+                   _flag(environ.get("KRONOS_COMPILE")), allow_any_model=_flag(environ.get("KRONOS_ALLOW_ANY_MODEL")),
+                   api_token=environ.get("KRONOS_API_TOKEN") or None)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
 
 
 def _path(value: str | None) -> Path | None:

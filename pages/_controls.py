@@ -12,12 +12,14 @@ import streamlit as st
 
 import dataclasses
 
-from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, Trained, select, trained_checkpoints
+from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, Trained, TrainedRuns, allowed, select, trained_checkpoints
 from kronos.errors import KronosError
 from kronos.settings import EXCHANGES, MODES, RANGES, Environment, ForecastSettings, MarketChoice, ModelChoice
 from kronos.timeframes import TIMEFRAMES
 
 OTHER = "directory or hub id"
+OTHER_OFF = ("Other directories and hub ids are off on this server (only the server's configured model loads "
+             "here); its operator can allow them with KRONOS_ALLOW_ANY_MODEL=1")
 PRESET_LABELS = {name: preset.label for name, preset in PRESETS.items()}
 TRAINED = "trained:"  # a key prefix: a checkpoint of the models folder (kronos.checkpoints.trained_checkpoints)
 MODE_LABELS = {"aligned": "Hourly aligned (closed candles)", "realtime": "Realtime (with the open candle)"}
@@ -50,9 +52,9 @@ def _key(name: str) -> str:
     return f"ctl.{name}"
 
 
-def _trained() -> dict[str, Trained]:
-    """The finished training runs of the models folder, by picker key."""
-    return {TRAINED + run.name: run for run in trained_checkpoints()}
+def _trained(runs: TrainedRuns | None = None) -> dict[str, Trained]:
+    """The finished training runs of the models folder (`runs`, default: scanned now), by picker key."""
+    return {TRAINED + run.name: run for run in (runs or trained_checkpoints()).runs}
 
 
 def _model_state(choice: ModelChoice) -> dict[str, str]:
@@ -87,33 +89,46 @@ def _initial_state(params: dict[str, str]) -> tuple[dict, list[str]]:
     return values, problems
 
 
-def _context(choice: ModelChoice) -> int:
-    """The chosen model's context length, known without loading it (512 when it cannot be told)."""
+def _context(choice: ModelChoice, runs: TrainedRuns) -> int:
+    """The chosen model's context length, known without loading it (512 when it cannot be told, or when the choice
+    is not allowed here: nothing of a refused path is looked at)."""
+    if not allowed(choice, Environment.read(), runs):
+        return DEFAULT_CONTEXT
     try:
         return select(choice.model, choice.tokenizer).max_context
     except KronosError:
         return DEFAULT_CONTEXT
 
 
-def _model_controls() -> ModelChoice:
-    trained = _trained()
+def _model_controls(runs: TrainedRuns) -> ModelChoice:
+    trained = _trained(runs)
     labels = {**PRESET_LABELS, **{key: f"Trained: {run.name}" for key, run in trained.items()},
               OTHER: "Other: a directory or hub id"}
     if st.session_state[_key("model")] not in labels:  # a trained run that is gone since
         st.session_state[_key("model")] = next(iter(PRESET_LABELS))
     st.selectbox("Model", list(labels), key=_key("model"), format_func=labels.get,
-                 help="Presets from the Hugging Face hub, your training runs (KRONOS_MODELS), or any checkpoint")
+                 help="Presets from the Hugging Face hub, your training runs (KRONOS_MODELS), or any checkpoint "
+                      "where the server allows it (KRONOS_ALLOW_ANY_MODEL=1)")
+    for note in runs.skipped:
+        st.caption(f"Skipped training run {note}")
     chosen = st.session_state[_key("model")]
     if chosen in trained:
         st.caption(trained[chosen].summary())
         return ModelChoice(str(trained[chosen].model), str(trained[chosen].tokenizer))
     if chosen != OTHER:
         return ModelChoice(chosen)
-    model = st.text_input("Model directory or hub id", key=_key("model_dir"),
-                          help="A folder with config.json and model.safetensors, or a hub id").strip()
+    environment = Environment.read()
+    free = environment.allow_any_model
+    model = st.text_input("Model directory or hub id", key=_key("model_dir"), disabled=not free,
+                          help="A folder with config.json and model.safetensors, or a hub id" + (
+                              "" if free else f". {OTHER_OFF}")).strip()
     tokenizer = st.text_input("Tokenizer directory or hub id (optional)", key=_key("tokenizer_dir"),
+                              disabled=not free,
                               help="Empty: the model folder's `tokenizer` subfolder or sibling").strip()
-    return ModelChoice(model, tokenizer or None)
+    choice = ModelChoice(model, tokenizer or None)
+    if not free and choice != environment.model:
+        st.caption(OTHER_OFF)
+    return choice
 
 
 def _market_controls() -> dict[str, str]:
@@ -160,11 +175,12 @@ def sidebar() -> Controls:
         for problem in state[LINK_PROBLEMS]:
             st.warning(f"The link's setting was ignored: {problem}")
         st.subheader("Model")
-        model = _model_controls()
+        runs = trained_checkpoints()
+        model = _model_controls(runs)
         st.subheader("Market")
         market = _market_controls()
         st.subheader("Sampling")
-        settings = _sampling_controls(_context(model))
+        settings = _sampling_controls(_context(model, runs))
     controls = Controls(settings, model, market)
     query = controls.to_query()
     if st.query_params.to_dict() != query:

@@ -11,10 +11,11 @@ import streamlit as st
 
 from kronos import Forecast, Forecaster, WeightsUnavailableError
 from kronos.batching import Batcher
+from kronos.checkpoints import check_allowed
 from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
-from kronos.data.store import CandleStore
-from kronos.engine import Progress
+from kronos.data.store import CandleStore, usable
+from kronos.engine import ForecastSource, Progress
 from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
 from kronos.flows import forecast_candles
 from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
@@ -33,12 +34,14 @@ T = TypeVar("T")
 @st.cache_resource(show_spinner=False, max_entries=2)
 def load_forecaster(model: str, tokenizer: str | None) -> Batcher:
     """One Forecaster per (model, tokenizer) for every session of this server, its forecasts batched across
-    sessions (kronos.batching)."""
+    sessions (kronos.batching); only a model this server allows (kronos.checkpoints.allowed)."""
     if not model:
         raise WeightsUnavailableError("no model named: type a checkpoint directory or hub id under Model "
                                       "in the sidebar, or pick a preset")
+    environment = Environment.read()
+    check_allowed(ModelChoice(model, tokenizer), environment)
     started = time.perf_counter()
-    forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer, compile=Environment.read().compile))
+    forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer, compile=environment.compile))
     print(f"kronos dashboard: loaded model {forecaster.name} in {time.perf_counter() - started:.1f} s",
           file=sys.stderr, flush=True)
     return forecaster
@@ -68,17 +71,17 @@ def _under_status(label: str, load: Callable[[], T], done: Callable[[T], str]) -
     return result
 
 
-def model(choice: ModelChoice) -> Forecaster:
+def model(choice: ModelChoice) -> ForecastSource:
     """The chosen model, loaded once for all sessions."""
     return _under_status(f"Loading model {choice.model or '?'}", lambda: load_forecaster(choice.model, choice.tokenizer),
                          _model_label)
 
 
-def _model_label(forecaster: Forecaster) -> str:
+def _model_label(forecaster: ForecastSource) -> str:
     return f"Model {forecaster.name} (context {forecaster.max_context})"
 
 
-def _market(controls: Controls, market: MarketChoice) -> tuple[Forecaster, Candles]:
+def _market(controls: Controls, market: MarketChoice) -> tuple[ForecastSource, Candles]:
     """The model, then the chosen market's latest candles (at least the lookback), fetched at most once a minute."""
     limit = max(controls.settings.lookback, DEFAULT_LIMIT)
     forecaster = load_forecaster(controls.model.model, controls.model.tokenizer)
@@ -113,7 +116,7 @@ def _with_progress(text: str, make: Callable[[Progress], T]) -> T:
         bar.empty()
 
 
-def forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSettings) -> Forecast:
+def forecast(forecaster: ForecastSource, candles: Candles, settings: ForecastSettings) -> Forecast:
     """Forecast the candles with the settings (lookback cut to the rows there are), once per session for equal
     inputs, with a progress bar."""
     key = (forecaster.name, fingerprint(candles.frame),
@@ -126,17 +129,17 @@ def forecast(forecaster: Forecaster, candles: Candles, settings: ForecastSetting
     return result
 
 
-def backtest(forecaster: Forecaster, candles: Candles, settings: BacktestSettings, run: bool) -> Backtest | None:
+def backtest(forecaster: ForecastSource, candles: Candles, settings: BacktestSettings, run: bool) -> Backtest | None:
     """The backtest of the candles (typed), kept per session by (data, weights, settings); run only when `run` (with
     a progress bar, reusing the origins the store kept), else None until it has been."""
     def make() -> Backtest:
         return _with_progress("Forecasting the origins", lambda progress: run_backtest(
-            forecaster, candles.frame, settings, store=CandleStore(), progress=progress))
+            forecaster, candles.frame, settings, store=usable(CandleStore()), progress=progress))
 
     return _kept(BACKTESTS, (fingerprint(candles.frame), forecaster.fingerprint, settings), make if run else None)
 
 
-def live_forecast(controls: Controls) -> tuple[Candles, Forecaster, Forecast]:
+def live_forecast(controls: Controls) -> tuple[Candles, ForecastSource, Forecast]:
     """Model, latest candles (with the data banner) and their forecast for the sidebar's market and settings."""
     market = controls.market()
     forecaster, candles = _under_status(

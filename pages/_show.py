@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -14,8 +13,10 @@ from kronos.data.candles import Candles, custom_candles
 from kronos.data.market import utc_now
 from kronos.data.validation import Validation
 from kronos.data.store import CandleStore
-from kronos.engine import Forecaster
-from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, WeightsUnavailableError
+from kronos.engine import ForecastSource
+from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, StoreUnavailableError, \
+    WeightsUnavailableError
+from kronos.flows import answer
 from kronos.forecast import Forecast
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.live import calibrated_view
@@ -28,7 +29,8 @@ CUSTOM_CANDLES, CUSTOM_ORIGIN, CUSTOM_MESSAGES = "custom.candles", "custom.origi
 WEIGHTS_HELP = ("**How to get weights:** start the app once where the Hugging Face hub is reachable (the weights "
                 "are cached), or download them elsewhere with `hf download NeoQuasar/Kronos-mini` and "
                 "`hf download NeoQuasar/Kronos-Tokenizer-2k`; or choose *Other: a directory or hub id* under Model "
-                "in the sidebar and give a folder holding config.json and model.safetensors; or start the app with "
+                "in the sidebar and give a folder holding config.json and model.safetensors (where the server "
+                "allows it: KRONOS_ALLOW_ANY_MODEL=1); or start the app with "
                 "KRONOS_MODEL and KRONOS_TOKENIZER set to such folders.")
 MARKET_HELP = ("Check the exchange, symbol and timeframe in the sidebar, or forecast your own candles on the "
                "Custom data page.")
@@ -51,6 +53,9 @@ def reported() -> Iterator[None]:
         st.info(WEIGHTS_HELP)
     except EmptyStoreError as error:
         st.error(f"No market data: {error}.")
+        st.page_link(CUSTOM_PAGE, label="Forecast your own candles on the Custom data page", icon=":material/upload:")
+    except StoreUnavailableError as error:
+        st.error(f"{str(error)[:1].upper()}{str(error)[1:]}.")
         st.page_link(CUSTOM_PAGE, label="Forecast your own candles on the Custom data page", icon=":material/upload:")
     except DataUnavailableError as error:
         st.error(f"No market data: {error}.")
@@ -98,11 +103,17 @@ def overview(forecast: Forecast, hour_idx: int | None) -> None:
     right.plotly_chart(volume_chart(forecast), key="volume_chart")
 
 
-def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, hour_idx: int | None) -> None:
+def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecast, hour_idx: int | None) -> None:
     """The record of this market's live forecasts by this model, and this forecast calibrated on it when it can be."""
     market = (CandleStore(), candles.exchange, candles.symbol, candles.timeframe, forecaster.fingerprint)
-    score_closed(*market)
-    record, view = record_of(*market), calibrated_view(*market, forecast)
+    fault = market[0].health()
+    if fault is not None:
+        st.warning(f"Live forecasts are not logged: {fault}.")
+    try:
+        score_closed(*market)  # the explicit step that writes outcomes
+        record, view = record_of(*market), calibrated_view(*market, forecast)
+    except StoreUnavailableError:
+        return  # the warning says why
     k = forecast.hour_index(hour_idx)
     st.subheader("Track record of live forecasts")
     columns = st.columns(4)
@@ -128,13 +139,13 @@ def track_record(candles: Candles, forecaster: Forecaster, forecast: Forecast, h
                f"(raw {raw[0]:,.2f} to {raw[1]:,.2f}), conformal on {view.known[k - 1]} past forecasts.")
 
 
-def downloads(forecast: Forecast, hour_idx: int | None, stem: str) -> None:
+def downloads(forecast: Forecast, candles: Candles, hour_idx: int | None, stem: str) -> None:
     """Every path as CSV (long format) and as JSON in the /predict_all shape, generated when clicked."""
     left, right = st.columns(2)
     left.download_button("Download paths (CSV, long format)", lambda: forecast.to_long_frame().to_csv(index=False),
                          file_name=f"{stem}_paths.csv", mime="text/csv", icon=":material/download:")
     right.download_button("Download forecast (JSON, /predict_all shape)",
-                          lambda: json.dumps(forecast.to_dict(hour_idx, all_samples=True)),
+                          lambda: answer(forecast, candles, hour_idx, all_samples=True).model_dump_json(),
                           file_name=f"{stem}_forecast.json", mime="application/json", icon=":material/download:")
 
 

@@ -35,4 +35,4 @@ with _show.reported():
                     key="custom_preview")
     forecast = _loading.forecast(forecaster, candles, controls.settings)
     _show.overview(forecast, controls.settings.hour_idx)
-    _show.downloads(forecast, controls.settings.hour_idx, "kronos_custom")
+    _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos_custom")

@@ -11,9 +11,9 @@ with _show.reported():
     custom = st.session_state.get(_show.CUSTOM_CANDLES)
     if custom is not None and st.radio("Data", ("Live market", f"Custom data '{custom.symbol}'"),
                                        horizontal=True, key="paths.source") != "Live market":
-        forecast = _loading.forecast(_loading.model(controls.model), custom, controls.settings)
+        candles, forecast = custom, _loading.forecast(_loading.model(controls.model), custom, controls.settings)
     else:
-        _, _, forecast = _loading.live_forecast(controls)
+        candles, _, forecast = _loading.live_forecast(controls)
     show_paths = st.toggle("Show every path", value=True, key="paths.show")
     st.plotly_chart(paths_chart(forecast, show_paths), key="paths_chart")
     left, right = st.columns(2)
@@ -23,4 +23,4 @@ with _show.reported():
         st.plotly_chart(path_candles(forecast, path), key="path_candles")
     st.subheader("Quantiles of the close per hour")
     st.dataframe(forecast.close_quantiles(), width="stretch")
-    _show.downloads(forecast, controls.settings.hour_idx, "kronos")
+    _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos")

@@ -5,7 +5,9 @@ invalid ones rejected, 405 with Allow for methods the API does not serve (schema
 stated exception). Offline: the exchanges fail at once (their test double lists BTC/USDT 1h only) and the
 candles come from a temporary store filled with the parity input. The engine checks every input and
 predicts one step on the parity checkpoint; the remaining steps are drawn at random, since 48 model steps
-per example would make fuzzing take minutes on two shared cores (the engine's own tests cover those).
+per example would make fuzzing take minutes on two shared cores (the engine's own tests cover those). The same
+app wanting a token is fuzzed too, with its Authorization header (schemathesis also checks that requests without
+it are refused with 401).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from kronos.forecast import Forecast
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = 20  # per operation, in the fuzzing phase
+TOKEN_EXAMPLES = 5  # the same app wanting a token: the 401s, the security scheme and that it is not ignored
 
 
 class OneStepForecaster(Forecaster):
@@ -51,9 +54,11 @@ def _extend(first: Forecast, horizon: int) -> Forecast:
 STORE = filled_store(Path(tempfile.mkdtemp()) / "candles.sqlite", pd.read_csv(PARITY / "input.csv",
                                                                                parse_dates=["timestamps"]))
 ENGINE = Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"), max_context=256)
-APP = create_app(forecaster=OneStepForecaster(ENGINE.tokenizer, ENGINE.model, max_context=256), store=STORE)
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP,
-                                        config=schemathesis.Config.from_path(ROOT / "schemathesis.toml"))
+ONE_STEP = OneStepForecaster(ENGINE.tokenizer, ENGINE.model, max_context=256)
+CONFIG = schemathesis.Config.from_path(ROOT / "schemathesis.toml")
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(forecaster=ONE_STEP, store=STORE), config=CONFIG)
+guarded = schemathesis.openapi.from_asgi("/openapi.json", create_app(forecaster=ONE_STEP, store=STORE, token="t0k"),
+                                         config=CONFIG)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,3 +72,9 @@ def offline():
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_check_passes(case):
     case.call_and_validate()
+
+
+@guarded.parametrize()
+@settings(max_examples=TOKEN_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_check_passes_with_a_token(case):
+    case.call_and_validate(headers={"Authorization": "Bearer t0k"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from app_server import RecordedBinance
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
+from kronos import checkpoints
 from kronos.api import create_app
 from kronos.cli import main
 from kronos.data import market
@@ -241,17 +243,73 @@ def test_live_page_shows_the_track_record_and_calibrated_values_once_there_are_e
         run().caption[-1].value
 
 
-def test_training_runs_appear_in_the_model_picker_with_their_record(filled, monkeypatch, tmp_path):
+def test_a_real_training_run_appears_in_the_model_picker_and_forecasts(filled, monkeypatch, tmp_path):
+    """The run as `python -m kronos train` leaves it; a folder whose record.json is not one is skipped with a note."""
     from test_checkpoints import trained_run
 
     monkeypatch.setenv("KRONOS_MODELS", str(tmp_path / "models"))
-    run_dir = trained_run(tmp_path / "models", "btc-mini")
+    run_dir = trained_run(tmp_path / "models", "btcrun")
+    (tmp_path / "models" / "foreign" / "model").mkdir(parents=True)
+    (tmp_path / "models" / "foreign" / "record.json").write_text("[]")
     app = run()
     picker = app.selectbox(key="ctl.model")
-    assert "trained:btc-mini" in picker.options or "Trained: btc-mini" in picker.options
-    picker.set_value("trained:btc-mini")
+    assert "trained:btcrun" in picker.options or "Trained: btcrun" in picker.options
+    assert [c.value for c in app.sidebar.caption if c.value.startswith("Skipped training run")] == [
+        ("Skipped training run foreign: its record.json is not what `python -m kronos train` writes (Input should be "
+         "an object)")]
+    picker.set_value("trained:btcrun")
     app = run(app=app)
-    assert any("validation loss 4.250" in c.value for c in app.caption)
+    best = json.loads((run_dir / "record.json").read_text())["stages"]["predictor"]["best"]["value"]
+    assert any(c.value.startswith("btcrun.csv 2024-01-01 to 2024-01-17") and f"validation loss {best:.3f}" in c.value
+               for c in app.sidebar.caption)
     assert app.query_params["model"] == str(run_dir / "model")
     assert app.query_params["tokenizer"] == str(run_dir / "tokenizer")
-    assert kept_forecasts(app)[-1].settings["max_context"] == 128  # the context record.json names
+    assert len(kept_forecasts(app)) == 2  # the preset's, then the trained run's
+    assert kept_forecasts(app)[-1].settings["max_context"] == 512  # the tiny shape's context, as record.json names it
+    assert "Upside, hour 24" in metrics(app)
+
+
+def _loaded(monkeypatch) -> list[str]:
+    """The model sources the dashboard loads from now on (every call of Forecaster.from_pretrained)."""
+    from kronos import Forecaster
+
+    loads, original = [], Forecaster.from_pretrained.__func__
+
+    def counted(cls, model, *args, **kwargs):
+        loads.append(model)
+        return original(cls, model, *args, **kwargs)
+
+    monkeypatch.setattr(Forecaster, "from_pretrained", classmethod(counted))
+    return loads
+
+
+def page_text(app: AppTest) -> list[str]:
+    """Every message and caption on the page and in the sidebar, in order."""
+    return [e.value for kind in ("error", "warning", "info", "caption") for e in getattr(app, kind)]
+
+
+def test_a_link_cannot_choose_the_servers_files(filled, monkeypatch):
+    """?model=/etc and ?model=/nonexistent&tokenizer=/etc: the same words, nothing loaded, nothing to tell apart."""
+    loads = _loaded(monkeypatch)
+    apps = [run(query={"model": "/etc"}), run(query={"model": "/nonexistent", "tokenizer": "/etc"}),
+            run(query={"model": "mini", "tokenizer": "/etc"})]
+    assert loads == []
+    for app in apps:
+        assert app.error[0].value == f"The model could not be loaded: {checkpoints.NOT_ALLOWED}"
+        assert not app.metric
+    assert page_text(apps[0]) == page_text(apps[1])
+    assert apps[0].slider(key="ctl.lookback").max == apps[1].slider(key="ctl.lookback").max
+    assert app.text_input(key="ctl.model_dir").disabled and "KRONOS_ALLOW_ANY_MODEL=1" in " ".join(
+        c.value for c in app.sidebar.caption)
+
+
+def test_any_checkpoint_directory_loads_once_the_operator_allows_it(filled, monkeypatch, tmp_path):
+    shutil.copytree(PARITY, tmp_path / "ckpt")
+    link = {"model": str(tmp_path / "ckpt" / "model"), "tokenizer": str(tmp_path / "ckpt" / "tokenizer")}
+    loads = _loaded(monkeypatch)
+    refused = run(query=link)
+    assert refused.error[0].value == f"The model could not be loaded: {checkpoints.NOT_ALLOWED}" and loads == []
+    monkeypatch.setenv("KRONOS_ALLOW_ANY_MODEL", "1")
+    app = run(query=link)
+    assert loads == [link["model"]] and not app.error and "Upside, hour 24" in metrics(app)
+    assert not app.text_input(key="ctl.model_dir").disabled

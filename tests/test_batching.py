@@ -1,67 +1,141 @@
-"""Batching across requests: concurrent forecasts share batches and each gets what it would get alone."""
+"""Batching across requests: concurrent forecasts share batches and each gets what it would get alone.
+
+No timing window: the batcher's thread is held in a first forecast while the requests under test queue up,
+so that they are all waiting when it comes back for more, however slow the machine.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from kronos.batching import Batcher
+from kronos.engine import Forecaster, ForecastSource
 from kronos.errors import InvalidInputError
 
 
-def in_threads(calls: list) -> list:
-    """Run the calls at once, each in its own thread; their results (or exceptions) in order."""
+class Held(Forecaster):
+    """The forecaster, recording the histories of each forecast_many call; the first call waits for `release`."""
+
+    def __init__(self, forecaster: Forecaster):
+        super().__init__(forecaster.tokenizer, forecaster.model, max_context=forecaster.max_context,
+                         name=forecaster.name)
+        self.calls: list[int] = []  # histories per call
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def forecast_many(self, histories, **settings):
+        self.calls.append(len(histories))
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.release.wait(60)
+        return super().forecast_many(histories, **settings)
+
+
+def queued_together(forecaster: Forecaster, history, calls: list) -> tuple[list, list[int], Batcher]:
+    """Run the calls (each given a Batcher) in their own threads, all queued while the batcher is busy with a
+    first forecast (of `history`): their results (or exceptions) in order, the histories of each batch after
+    that first one, and the batcher."""
+    held = Held(forecaster)
+    batcher = Batcher(held, window_s=0)
+    first = threading.Thread(target=lambda: batcher.forecast(history, horizon=1, samples=1))
+    first.start()
+    assert held.entered.wait(60)
     results: list = [None] * len(calls)
-    start = threading.Barrier(len(calls))
 
     def work(i):
-        start.wait()
         try:
-            results[i] = calls[i]()
+            results[i] = calls[i](batcher)
         except Exception as error:  # noqa: BLE001 - the test looks at it
             results[i] = error
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(calls))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    deadline = time.monotonic() + 60
+    while batcher._queue.qsize() < len(calls):  # every request is waiting (the queue is the batcher's own)
+        assert time.monotonic() < deadline, "the requests did not reach the batcher's queue"
+        time.sleep(0.001)
+    held.release.set()
+    for thread in [first, *threads]:
+        thread.join(60)
+    return results, held.calls[1:], batcher
 
 
 def test_concurrent_requests_run_together_and_each_gets_its_solo_paths(forecaster, parity_input):
-    batcher = Batcher(forecaster, window_s=0.2)
     requests = [dict(history=parity_input, samples=4 + i, seed=i) for i in range(4)]  # one history, the live case
     requests += [dict(history=parity_input.iloc[:120], samples=6, seed=9), dict(history=parity_input.iloc[40:160],
                                                                                samples=6, seed=9)]
     progress = [[] for _ in requests]
-    results = in_threads([lambda r=r, p=p: batcher.forecast(r["history"], horizon=4, samples=r["samples"],
-                                                            seed=r["seed"], progress=lambda s, t, p=p: p.append(t))
-                          for r, p in zip(requests, progress)])
-    assert batcher.batches == 1  # all six in one forecast_many call
+
+    def call(r, p):
+        def run(batcher):
+            caller = threading.get_ident()
+            return batcher.forecast(r["history"], horizon=4, samples=r["samples"], seed=r["seed"],
+                                    progress=lambda s, t: p.append((threading.get_ident() == caller, s, t)))
+        return run
+
+    results, batches, _ = queued_together(forecaster, parity_input, [call(r, p) for r, p in zip(requests, progress)])
+    assert batches == [6]  # all six in one forecast_many call
     for request, result, steps in zip(requests, results, progress):
         alone = forecaster.forecast(request["history"], horizon=4, samples=request["samples"], seed=request["seed"])
         np.testing.assert_array_equal(result.tokens, alone.tokens)
         np.testing.assert_allclose(result.paths, alone.paths, rtol=1e-5)
-        assert steps and steps[-1] == steps[0]  # progress reached the caller's own thread
+        # every step of the shared call (two loops of 4 steps) reached the caller, in its own thread
+        assert steps == [(True, step, 8) for step in range(1, 9)]
 
 
 def test_a_bad_request_fails_alone(forecaster, parity_input):
-    batcher = Batcher(forecaster, window_s=0.2)
-    results = in_threads([lambda: batcher.forecast(parity_input, horizon=3, samples=4, seed=1),
-                          lambda: batcher.forecast(parity_input.iloc[:10], horizon=3, samples=4, seed=2)])
-    assert results[0].paths.shape == (4, 3, 6)
+    results, batches, _ = queued_together(forecaster, parity_input, [
+        lambda b: b.forecast(parity_input, horizon=3, samples=4, seed=1),
+        lambda b: b.forecast(parity_input.iloc[:10], horizon=3, samples=4, seed=2)])
+    assert batches == [2, 1, 1]  # together, then each alone once the pair failed
+    np.testing.assert_array_equal(results[0].tokens, forecaster.forecast(parity_input, horizon=3, samples=4,
+                                                                         seed=1).tokens)
     assert isinstance(results[1], InvalidInputError) and "at least 32" in str(results[1])
 
 
 def test_other_settings_and_backtests_run_in_their_own_batches(forecaster, parity_input):
-    batcher = Batcher(forecaster, window_s=0.2)
-    results = in_threads([lambda: batcher.forecast(parity_input, horizon=3, samples=4, seed=1),
-                          lambda: batcher.forecast(parity_input, horizon=3, samples=4, seed=1, temperature=0.5),
-                          lambda: batcher.forecast_many([parity_input] * 2, horizon=3, samples=4, seeds=[1, 2])])
-    assert batcher.batches == 3 and len(results[2]) == 2
+    results, batches, batcher = queued_together(forecaster, parity_input, [
+        lambda b: b.forecast(parity_input, horizon=3, samples=4, seed=1),
+        lambda b: b.forecast(parity_input, horizon=3, samples=4, seed=1, temperature=0.5),
+        lambda b: b.forecast_many([parity_input] * 2, horizon=3, samples=4, seeds=[1, 2])])
+    assert sorted(batches) == [1, 1, 2] and len(results[2]) == 2
+    assert batcher.batches == 4  # the first forecast's and these three
     assert batcher.name == forecaster.name and batcher.fingerprint == forecaster.fingerprint
+    assert batcher.max_context == forecaster.max_context
     with pytest.raises(InvalidInputError, match="horizon must be between"):
         batcher.forecast(parity_input, horizon=0)
+    with pytest.raises(InvalidInputError, match="top_p must be in"):
+        batcher.check_arguments(3, 4, 1.0, 2.0, 0)
+
+
+def test_a_batcher_and_a_forecaster_are_forecast_sources(forecaster):
+    assert isinstance(forecaster, ForecastSource) and isinstance(Batcher(forecaster), ForecastSource)
+
+
+class Instant:
+    """A ForecastSource double: its forecasts report 50 steps at once and are made at once (as None)."""
+
+    name, max_context, fingerprint = "instant", 128, "0"
+
+    def check_arguments(self, *arguments) -> None:
+        pass
+
+    def forecast(self, history, **settings):
+        return self.forecast_many([history], **settings)[0]
+
+    def forecast_many(self, histories, *, progress=None, **settings):
+        for step in range(1, 51):
+            progress(step, 50)
+        return [None] * len(histories)
+
+
+def test_every_step_reaches_the_caller_even_when_the_forecast_ends_at_once(parity_input):
+    batcher = Batcher(Instant())
+    for _ in range(20):
+        steps = []
+        batcher.forecast(parity_input, progress=lambda s, t, steps=steps: steps.append(s))
+        assert steps == list(range(1, 51))

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from kronos import Forecaster, InvalidInputError, WeightsUnavailableError
 from kronos import checkpoints
+from kronos.cli import main
 from kronos.model import PredictorConfig
+from kronos.settings import Environment, ModelChoice
 
 from conftest import PARITY
+from data_frames import candle_frame
 
 
 @pytest.mark.parametrize("name,model,tokenizer,context", [
@@ -111,26 +118,78 @@ def test_an_unreachable_hub_is_reported_without_retrying_for_minutes(tmp_path, a
     assert "hf download NeoQuasar/Kronos-Tokenizer-2k" in out.stderr and "--model/--tokenizer DIR" in out.stderr
 
 
-def trained_run(folder, name: str = "run1", status: str = "finished", max_context: int = 128):
-    """A folder as `python -m kronos train` leaves it: model/, tokenizer/ (the parity checkpoint) and record.json."""
-    run = folder / name
-    shutil.copytree(PARITY / "model", run / "model")
-    shutil.copytree(PARITY / "tokenizer", run / "tokenizer")
-    record = {"status": status, "max_context": max_context,
-              "data": [{"name": "btc.csv", "first": "2023-01-01T00:00:00", "last": "2025-06-01T00:00:00"}],
-              "split": {"val_from": "2025-01-01T00:00:00"}, "stages": {"predictor": {"best": 4.25}},
-              "evaluation": {"series": [{"trained": {"crps": [0.01, 0.02]},
-                                         "trained_skill": {"crps": [0.1, -0.05]}}]}}
-    (run / "record.json").write_text(json.dumps(record))
-    return run
+def trained_run(folder, name: str = "run1", *options: str) -> Path:
+    """A folder made as a user makes one: a real (tiny) `python -m kronos train` run into `folder/name`."""
+    csv = folder / f"{name}.csv"  # beside the runs, as a file: the models folder lists only its sub-folders
+    folder.mkdir(parents=True, exist_ok=True)
+    candle_frame(400).to_csv(csv, index=False)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        status = main(["train", "--scratch", "tiny", "--csv", str(csv), "--lookback", "64", "--horizon", "8",
+                       "--max-steps", "40", "--out", str(folder / name), *options])
+    assert status == 0
+    return folder / name
 
 
-def test_training_runs_are_listed_with_their_record_and_context(tmp_path):
-    trained_run(tmp_path, "run1")
-    trained_run(tmp_path, "half", status="interrupted")
-    (run,) = checkpoints.trained_checkpoints(tmp_path)
-    assert run.name == "run1" and run.model == tmp_path / "run1" / "model"
-    assert run.summary() == ("btc.csv 2023-01-01 to 2025-06-01; validation from 2025-01-01; validation loss 4.250; "
-                             "CRPS skill vs random walk at hour 2: -5.0%")
+def test_a_real_training_run_is_listed_with_its_record_and_context(tmp_path):
+    run_dir = trained_run(tmp_path, "btcrun")
+    written = json.loads((run_dir / "record.json").read_text())
+    (run,) = checkpoints.trained_checkpoints(tmp_path).runs
+    assert run.name == "btcrun" and run.model == run_dir / "model" and run.tokenizer == run_dir / "tokenizer"
+    best = written["stages"]["predictor"]["best"]["value"]
+    assert run.summary() == (f"btcrun.csv 2024-01-01 to 2024-01-17; validation from "
+                             f"{written['split']['val_from'][:10]}; validation loss {best:.3f}")  # no server path
+    record = run.record.model_copy(update={"max_context": 128})
+    (run_dir / "record.json").write_text(record.model_dump_json())
     assert checkpoints.select(str(run.model), str(run.tokenizer)).max_context == 128  # from record.json
     assert checkpoints.select(str(PARITY / "model"), str(PARITY / "tokenizer")).max_context == 512  # no record
+
+
+def test_broken_or_foreign_records_are_skipped_with_a_one_line_note(tmp_path):
+    trained_run(tmp_path, "good")
+    for name, text in (("list", "[]"), ("garbage", "{not json"), ("foreign", '{"status": "finished", "loss": 1}')):
+        shutil.copytree(tmp_path / "good", tmp_path / name)
+        (tmp_path / name / "record.json").write_text(text)
+    shutil.copytree(tmp_path / "good", tmp_path / "unreadable")
+    (tmp_path / "unreadable" / "record.json").unlink()
+    (tmp_path / "unreadable" / "record.json").mkdir()
+    found = checkpoints.trained_checkpoints(tmp_path)
+    assert [run.name for run in found.runs] == ["good"]
+    notes = dict(note.split(": ", 1) for note in found.skipped)
+    assert sorted(notes) == ["foreign", "garbage", "list", "unreadable"]
+    assert all("\n" not in note and str(tmp_path) not in note for note in found.skipped)
+    assert notes["list"].startswith("its record.json is not what `python -m kronos train` writes")
+    assert notes["unreadable"].startswith("its record.json cannot be read")
+    assert checkpoints.select(str(tmp_path / "list" / "model")).max_context == checkpoints.DEFAULT_CONTEXT
+
+
+def test_who_may_choose_which_weights(tmp_path):
+    """Presets, the models folder's runs and the operator's model always; any other directory or hub id only with
+    KRONOS_ALLOW_ANY_MODEL=1."""
+    run_dir = trained_run(tmp_path / "models", "run1")
+    runs = checkpoints.trained_checkpoints(tmp_path / "models")
+    operator = Environment.read({"KRONOS_MODEL": str(PARITY / "model"), "KRONOS_TOKENIZER": str(PARITY / "tokenizer")})
+    choices = {"mini": True, "NeoQuasar/Kronos-small": True, "base": True,
+               ("mini", "NeoQuasar/Kronos-Tokenizer-2k"): True, ("mini", "/etc"): False,
+               (str(run_dir / "model"), str(run_dir / "tokenizer")): True, str(run_dir / "model"): True,
+               (str(run_dir / "model"), "/etc"): False, (str(PARITY / "model"), str(PARITY / "tokenizer")): True,
+               str(PARITY / "model"): False, "/etc": False, "/nonexistent": False, "someone/any-repo": False,
+               str(tmp_path / "models"): False}
+    for choice, expected in choices.items():
+        model = ModelChoice(*choice) if isinstance(choice, tuple) else ModelChoice(choice)
+        assert checkpoints.allowed(model, operator, runs) is expected, choice
+        assert checkpoints.allowed(model, replace(operator, allow_any_model=True), runs)
+    assert Environment.read({}).allow_any_model is False
+    assert Environment.read({"KRONOS_ALLOW_ANY_MODEL": "1"}).allow_any_model is True
+    with pytest.raises(WeightsUnavailableError) as etc:
+        checkpoints.check_allowed(ModelChoice("/etc"), operator)
+    with pytest.raises(WeightsUnavailableError) as nowhere:
+        checkpoints.check_allowed(ModelChoice("/nonexistent", "/etc"), operator)
+    assert str(etc.value) == str(nowhere.value) == checkpoints.NOT_ALLOWED
+
+
+@pytest.mark.parametrize("part", ["model", "tokenizer"])
+def test_garbage_weights_are_a_one_line_error_not_a_traceback(tmp_path, part):
+    shutil.copytree(PARITY, tmp_path / "ckpt")
+    (tmp_path / "ckpt" / part / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(WeightsUnavailableError, match="does not hold a Kronos.* checkpoint of the published layout"):
+        Forecaster.from_pretrained(str(tmp_path / "ckpt" / "model"), str(tmp_path / "ckpt" / "tokenizer"))

@@ -68,3 +68,14 @@ def test_import_then_forecast_from_the_store(tmp_path):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)["data"]
     assert data["source"] == "store" and data["symbol"] == "SYN/USD" and data["rows"] == 200
+
+
+def test_a_calibrated_backtest_whose_last_forecast_would_pass_2262_exits_2_in_one_line(tmp_path):
+    from data_frames import candle_frame
+
+    csv = tmp_path / "daily.csv"
+    candle_frame(90, start="2262-01-01", step="D").to_csv(csv, index=False)  # the last row opens 2262-03-31
+    out = run("backtest", "--csv", str(csv), *MODEL, "--store", str(tmp_path / "s.sqlite"), "--origins", "2",
+              "--every", "5", "--lookback", "40", "--horizon", "20", "--samples", "2", "--calibrate")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "would pass 2262-04-11" in out.stderr.strip().splitlines()[-1]

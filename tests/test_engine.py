@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 import torch
-
 from conftest import PARITY
+
 from kronos import Forecaster, InvalidInputError
 from kronos.reference import recompute_forecast
 from kronos.sampling import filtered_probs, sample_ids
@@ -71,12 +71,13 @@ def test_cached_engine_and_reference_recompute_agree(parity_input, rows, horizon
 
 
 def test_paths_generated_in_turns_are_the_paths_generated_at_once(forecaster, parity_input, monkeypatch):
-    import kronos.engine
+    import kronos.engine.planning
 
     at_once = forecaster.forecast(parity_input, horizon=3, samples=10, seed=5)
-    monkeypatch.setattr(kronos.engine, "PATH_CHUNK", 4)
+    monkeypatch.setattr(kronos.engine.planning, "PATH_CHUNK", 4)
     calls = []
-    in_turns = forecaster.forecast(parity_input, horizon=3, samples=10, seed=5, progress=lambda s, t: calls.append((s, t)))
+    in_turns = forecaster.forecast(parity_input, horizon=3, samples=10, seed=5,
+                                   progress=lambda s, t: calls.append((s, t)))
     assert calls == [(i, 9) for i in range(1, 10)]  # 3 turns x 3 steps
     np.testing.assert_array_equal(in_turns.tokens, at_once.tokens)  # each path's draws do not depend on the turns
     np.testing.assert_allclose(in_turns.paths, at_once.paths, rtol=1e-5)
@@ -177,7 +178,8 @@ def test_reused_history_caches_give_the_same_paths_as_a_fresh_engine(parity_inpu
     first = engine.forecast(parity_input.iloc[:100], **kwargs)
     other = engine.forecast(parity_input.iloc[50:150], **kwargs)  # another history in between
     again = engine.forecast(parity_input.iloc[:100], **kwargs | {"horizon": 7})
-    np.testing.assert_array_equal(again.paths[:, :5], fresh().forecast(parity_input.iloc[:100], **kwargs | {"horizon": 7}).paths[:, :5])
+    longer = fresh().forecast(parity_input.iloc[:100], **kwargs | {"horizon": 7})
+    np.testing.assert_array_equal(again.paths[:, :5], longer.paths[:, :5])
     np.testing.assert_array_equal(first.paths, fresh().forecast(parity_input.iloc[:100], **kwargs).paths)
     assert not np.array_equal(first.paths, other.paths)
 
@@ -198,9 +200,9 @@ def test_batched_histories_give_each_the_paths_it_gets_alone(parity_input, conte
 
 
 def test_requests_on_one_history_run_as_the_union_of_their_paths(forecaster, parity_input, monkeypatch):
-    import kronos.engine
+    import kronos.engine.planning
 
-    monkeypatch.setattr(kronos.engine, "PATH_CHUNK", 8)  # the union (5 + 9 + 3 paths) goes in turns across requests
+    monkeypatch.setattr(kronos.engine.planning, "PATH_CHUNK", 8)  # the union (5 + 9 + 3 paths) goes in turns
     calls = []
     together = forecaster.forecast_many([parity_input] * 3 + [parity_input.iloc[:150]], horizon=5,
                                         samples=[5, 9, 3, 4], seeds=[1, 2, 3, 4], progress=lambda s, t: calls.append(t))

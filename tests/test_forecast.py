@@ -9,6 +9,11 @@ import pandas as pd
 import pytest
 
 from kronos import Forecast, InvalidInputError
+from kronos.forecast import model_label
+from kronos.schemas.forecast import DataBlock, ForecastAnswer, ForecastWithPaths
+
+DATA = DataBlock(source="csv", exchange=None, symbol="test.csv", timeframe="1h", rows=40, as_of="2025-01-02T15:00:00",
+                 is_stale=False, amount_is_estimated=False, notes=[])
 
 
 def _forecast(closes: np.ndarray, history_closes: np.ndarray) -> Forecast:
@@ -20,7 +25,8 @@ def _forecast(closes: np.ndarray, history_closes: np.ndarray) -> Forecast:
         history[c] = history_closes
     paths = np.repeat(closes[:, :, None], 6, axis=2)
     future = pd.date_range(history["timestamps"].iloc[-1] + pd.Timedelta(hours=1), periods=horizon, freq="h")
-    return Forecast(paths, future, history, seed=3, model="test")
+    settings = dict(horizon=horizon, samples=samples, temperature=1.0, top_p=1.0, top_k=0, lookback=rows, max_context=512)
+    return Forecast(paths, future, history, seed=3, model="test", settings=settings)
 
 
 def test_upside_probability_counts_paths_strictly_above_the_last_close():
@@ -53,26 +59,36 @@ def test_summaries_per_hour():
     assert list(f.mean().index) == list(f.timestamps)
 
 
-def test_to_dict_has_the_seed_api_keys_and_is_json():
+def test_the_answer_has_the_seed_api_keys_and_is_json():
     closes = np.array([[101.0, 99.0, 100.0], [99.0, 101.0, 102.0]])
     f = _forecast(closes, np.full(40, 100.0))
-    d = f.to_dict(hour_idx=2, all_samples=True)
-    json.dumps(d, allow_nan=False)
+    answer = f.answer(DATA, hour_idx=2, all_samples=True)
+    assert isinstance(answer, ForecastWithPaths)
+    d = json.loads(answer.model_dump_json())
+    assert d["data"] == DATA.model_dump() and d["model"] == "test" and d["settings"]["samples"] == 2
     assert d["upside_probability"] == 0.5
     assert [h["probability"] for h in d["upside_probability_all_hours"]] == [0.5, 0.5, 0.5]
     assert d["predictions"][0]["mean"]["close"] == 100.0 and d["predictions"][0]["max"]["close"] == 101.0
     assert d["predictions"][2]["timestamp"] == "2025-01-02T18:00:00"
     assert set(d["all_samples"]) == {"open", "high", "low", "close", "volume", "amount"}
     assert d["all_samples"]["close"]["pred-2"] == [99.0, 101.0, 102.0]
-    assert "all_samples" not in f.to_dict()
-    assert f.to_dict()["hour_idx"] == 3
+    assert type(f.answer(DATA)) is ForecastAnswer
+    assert f.answer(DATA).hour_idx == 3
+
+
+def test_answers_name_a_local_checkpoint_by_its_run_never_by_its_path(tmp_path):
+    (tmp_path / "btcrun" / "model").mkdir(parents=True)
+    (tmp_path / "plain").mkdir()
+    assert model_label(str(tmp_path / "btcrun" / "model")) == "btcrun"
+    assert model_label(str(tmp_path / "plain")) == "plain"
+    assert model_label("NeoQuasar/Kronos-mini") == "NeoQuasar/Kronos-mini"
 
 
 @pytest.mark.parametrize("hour", [0, 4, -1])
 def test_hour_index_outside_the_horizon_is_refused(hour):
     f = _forecast(np.ones((2, 3)), np.full(40, 1.0))
     with pytest.raises(InvalidInputError, match="hour_idx must be between 1 and the horizon"):
-        f.to_dict(hour_idx=hour)
+        f.answer(DATA, hour_idx=hour)
 
 
 def test_long_frame_lists_every_path_and_hour():

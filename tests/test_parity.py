@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import PARITY, shared_file
 
 from kronos import checkpoints
-from kronos.engine import Forecaster, normalise, time_features
-from kronos.sampling import filtered_probs
 from kronos.data.validation import FEATURE_COLUMNS
+from kronos.engine import Forecaster, normalise, time_features
+from kronos.errors import WeightsUnavailableError
 from kronos.reference import recompute_forecast
-
-from conftest import PARITY, shared_file
+from kronos.sampling import filtered_probs
 
 EXPECTED = np.load(PARITY / "expected.npz")
 META = json.loads((PARITY / "meta.json").read_text())
@@ -90,10 +90,35 @@ def test_greedy_forecasts_match_reference(parity_input, case, method):
 
 
 def _hub_forecaster() -> Forecaster:
-    try:
-        return Forecaster.from_pretrained("small")
-    except Exception as exc:  # offline and not cached: the weights cannot be had here
-        pytest.skip(f"NeoQuasar/Kronos-small is neither reachable nor cached ({type(exc).__name__})")
+    """Kronos-small, or a skip where its weights cannot be had here (offline and not cached); once they are
+    found, any failure to load them is the test's failure."""
+    chosen = checkpoints.select("small")
+    for source in (chosen.model, chosen.tokenizer):
+        try:
+            checkpoints.locate(source)
+        except WeightsUnavailableError as error:
+            pytest.skip(f"{source} is neither reachable nor cached: {error}")
+    return Forecaster.from_pretrained("small")
+
+
+def test_only_absent_weights_skip_the_regression(monkeypatch):
+    def absent(source, revision=None):
+        raise WeightsUnavailableError(f"could not get {source}")
+
+    monkeypatch.setattr(checkpoints, "locate", absent)
+    with pytest.raises(pytest.skip.Exception, match="neither reachable nor cached"):
+        _hub_forecaster()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in loading")
+
+    monkeypatch.setattr(checkpoints, "locate", lambda source, revision=None: PARITY / "model")
+    monkeypatch.setattr(Forecaster, "from_pretrained", broken)
+    with pytest.raises(RuntimeError, match="a bug in loading"):
+        try:
+            _hub_forecaster()
+        except pytest.skip.Exception as skipped:  # a skip is no failure: say it is one
+            pytest.fail(f"a bug in loading read as absent weights: {skipped}")
 
 
 @pytest.mark.parametrize("context", [256, 512])

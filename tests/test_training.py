@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ from kronos.training.loop import Progress
 from kronos.training.models import Init, starting_modules
 from kronos.training.evaluate import evaluate_on_validation
 from kronos.training.run import EvaluationRequest, TrainSettings, train
+from kronos.training.state import read_meta
 
 SMALL = dict(lookback=32, horizon=8, batch_size=4, val_every=3, val_windows=8)
 
@@ -64,7 +66,7 @@ def trained(btc_slice, tmp_path_factory):
 @needs_real_data
 def test_a_few_steps_on_real_candles_lower_both_losses(btc_slice, trained):
     out, settings, record = trained
-    assert record["status"] == "finished" and record["evaluation"] is None
+    assert record.status == "finished" and record.evaluation is None
     fresh = starting_modules(Init(scratch="tiny"), settings.seed, torch.device("cpu"))
     tokenizer, predictor = load(out)
     windows, _ = make_windows(btc_slice, choose_split(btc_slice, None, 0.2), settings.lookback, settings.horizon)
@@ -77,8 +79,8 @@ def test_a_few_steps_on_real_candles_lower_both_losses(btc_slice, trained):
         after_ce = predictor.training_losses(s1, s2, stamp)["loss"]
     assert after < 0.6 * before and after_ce < 0.8 * before_ce
     for stage in ("tokenizer", "predictor"):
-        epochs = record["stages"][stage]["epochs"]
-        assert epochs and epochs[-1]["val"] and record["windows_per_second"][stage] > 0
+        epochs = record.stages[stage].epochs
+        assert epochs and epochs[-1].val and record.windows_per_second[stage] > 0
 
 
 @needs_real_data
@@ -158,18 +160,18 @@ def test_resume_continues_where_it_stopped_and_ends_with_the_same_weights(tmp_pa
 
     parts = tmp_path / "parts"
     first = train(series, Init(scratch="tiny"), settings, parts, **stop_at("tokenizer", 4))
-    assert first["status"] == "interrupted" and first["stages"]["tokenizer"]["step"] == 4
+    assert first.status == "interrupted" and first.stages["tokenizer"].step == 4
     second = train(series, Init(scratch="tiny"), settings, parts, resume=True, **stop_at("predictor", 2))
-    assert second["status"] == "interrupted" and second["stages"]["predictor"]["step"] == 2
+    assert second.status == "interrupted" and second.stages["predictor"].step == 2
     last = train(series, Init(scratch="tiny"), settings, parts, resume=True)
-    assert last["status"] == "finished"
+    assert last.status == "finished"
     for a, b in ((weights(tmp_path / "whole"), weights(parts)),  # the best checkpoints, and the last state: weights,
                  (load_file(str(tmp_path / "whole/state/state.safetensors")),  # optimizer moments, random generators
                   load_file(str(parts / "state/state.safetensors")))):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for stage in ("tokenizer", "predictor"):
-        assert whole["stages"][stage]["validations"] == last["stages"][stage]["validations"]
-        assert whole["stages"][stage]["epochs"] == last["stages"][stage]["epochs"]
+        assert whole.stages[stage].validations == last.stages[stage].validations
+        assert whole.stages[stage].epochs == last.stages[stage].epochs
     assert "already holds a training run" in _error(tmp_path, ["--scratch", "tiny", "--out", str(parts)])
 
 
@@ -246,3 +248,67 @@ def test_evaluate_backtests_the_validation_period_for_the_new_weights_and_their_
     for name in ("trained", "trained_calibrated", "base", "random_walk"):
         assert len(series[name]["crps"]) == settings.horizon and set(series[name]["coverage"]) == {"50", "80", "95"}
     assert len(series["trained_skill"]["crps"]) == settings.horizon
+
+
+class Killed(Exception):
+    """What a killed process leaves: nothing after the step it died in (no final save, no record)."""
+
+
+def test_a_run_killed_before_its_first_validation_resumes_from_its_last_periodic_save(tmp_path):
+    series = [synthetic(240)]
+    settings = TrainSettings(max_steps=6, **SMALL | {"val_every": 100})  # no validation before the stage's end
+    whole = train(series, Init(scratch="tiny"), settings, tmp_path / "whole")
+
+    def kill_at(progress: Progress) -> None:
+        if (progress.stage, progress.step) == ("tokenizer", 4):
+            raise Killed
+
+    with pytest.raises(Killed):  # a save every step here; every 5 minutes by default (--save-minutes)
+        train(series, Init(scratch="tiny"), settings, tmp_path / "killed", progress=kill_at, save_minutes=1e-9)
+    assert not (tmp_path / "killed" / "record.json").exists()
+    assert read_meta(tmp_path / "killed" / "state").loop.step == 4
+    resumed = train(series, Init(scratch="tiny"), settings, tmp_path / "killed", resume=True)
+    assert resumed.status == "finished"
+    assert resumed.stages["tokenizer"].validations == whole.stages["tokenizer"].validations
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "--save-minutes must be more than 0" in _error(tmp_path, ["--scratch", "tiny", "--save-minutes", "0",
+                                                                     "--out", str(tmp_path / "other")])
+
+
+def _finished_run(tmp_path) -> list[str]:
+    """The command line of a short finished run (made in tmp_path/run), to run again with --resume."""
+    candle_frame(240).to_csv(tmp_path / "candles.csv", index=False)
+    args = ["--scratch", "tiny", "--lookback", "32", "--horizon", "8", "--batch-size", "4", "--max-steps", "2",
+            "--val-windows", "4", "--out", str(tmp_path / "run")]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["train", "--csv", str(tmp_path / "candles.csv"), *args]) == 0
+    return args
+
+
+@pytest.mark.parametrize("damaged, message", [
+    ("state/state.json", "state.json is not what `python -m kronos train` writes"),
+    ("state/state.safetensors", "state.safetensors does not hold this run's weights"),
+    ("tokenizer/model.safetensors", "cannot continue"),
+])
+def test_damaged_files_in_a_run_folder_give_one_line_saying_what_to_do(tmp_path, damaged, message):
+    args = _finished_run(tmp_path)
+    (tmp_path / "run" / damaged).write_bytes(b"\x00garbage{" * 20)
+    line = _error(tmp_path, [*args, "--resume"])
+    assert message in line and "pass another --out folder" in line and "elete that folder" in line
+    if damaged.startswith("state/"):  # a new run there is not blocked for ever: the message says how, and it works
+        assert "delete" in _error(tmp_path, args)
+        shutil.rmtree(tmp_path / "run" / "state")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main(["train", "--csv", str(tmp_path / "candles.csv"), *args]) == 0
+
+
+def test_an_evaluated_run_writes_a_typed_record_the_picker_reads(tmp_path):
+    series = [synthetic(400)]
+    train(series, Init(scratch="tiny"), TrainSettings(max_steps=4, **SMALL), tmp_path / "run",
+          evaluate=evaluate_on_validation)
+    (run,) = checkpoints.trained_checkpoints(tmp_path).runs
+    (evaluated,) = run.record.evaluation.series
+    assert evaluated.origins >= 1 and len(evaluated.trained_skill.crps) == SMALL["horizon"]
+    assert f"CRPS skill vs random walk at hour {SMALL['horizon']}: {evaluated.trained_skill.crps[-1]:+.1%}" in \
+        run.summary()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from kronos.errors import InvalidInputError
 from kronos.data.reading import read_csv_bytes, read_json_text
-from kronos.data.validation import check_history, validate_frame
+from kronos.data.validation import check_forecast_span, check_history, validate_frame
 
 BASE = candle_frame()
 GOOD = csv_bytes(BASE)
@@ -66,6 +66,17 @@ MALFORMED_CSV = [
      "'2024-01-01 12:00:00': the same time as another row; keep one row per time"),
     ("too few rows", csv_bytes(BASE.head(10)), {}, "the input has 10 data row(s); at least 32 are needed"),
     ("header only", LINES[0].encode(), {}, "the input has 0 data row(s)"),
+    ("year 2262", edit(15, "timestamps", "2262-05-01 00:00:00"), {}, "timestamps: row 15 (line 16 of the file) "
+     "'2262-05-01 00:00:00': outside the times that can be handled (1677-09-21 to 2262-04-11 23:47); check the year"),
+    ("year 1600", edit(2, "timestamps", "1600-01-01"), {},
+     "row 2 (line 3 of the file) '1600-01-01': outside the times"),
+    ("zero price", edit(16, "close", "0"), {},
+     "close: row 16 (line 17 of the file) (0.0): zero; prices must be above 0 and below 1e15, volumes and amounts 0 or "
+     "more and below 1e15"),
+    ("huge price", edit(17, "high", "1e308"), {}, "high: row 17 (line 18 of the file) (1e+308): too large; prices must "
+     "be above 0 and below 1e15, volumes and amounts 0 or more and below 1e15 (rescale the column"),
+    ("huge volume", edit(18, "volume", "1e15"), {}, "volume: row 18 (line 19 of the file) (1000000000000000.0): too "
+     "large"),
     ("many bad cells", b"\n".join([LINES[0].encode()] + [line.replace(",1", ",x", 1).encode() for line in LINES[1:]]),
      {}, "more row(s): not a number"),
 ]
@@ -79,6 +90,8 @@ MALFORMED_JSON = [
     ("json null", json_text(BASE, close=[None] * 4 + BASE["close"].tolist()[4:]),
      "close: row 1 (item 0 of each JSON list), row 2 (item 1 of each JSON list), row 3 (item 2 of each JSON list) "
      "and 1 more row(s): empty"),
+    ("json year 9999", json_text(BASE, timestamps=["9999-12-31T00:00:00", *BASE["timestamps"].astype(str)[1:]]),
+     "timestamps: row 1 (item 0 of each JSON list) '9999-12-31T00:00:00': outside the times that can be handled"),
     ("json text price", json_text(BASE, open=["x"] + BASE["open"].tolist()[1:]),
      "open: row 1 (item 0 of each JSON list)"),
 ]
@@ -191,16 +204,84 @@ def test_check_history_stays_strict_and_shares_the_checks():
         check_history([1, 2])
 
 
+def test_a_frame_with_times_pandas_cannot_hold_is_refused_naming_the_row():
+    far = BASE.assign(timestamps=BASE["timestamps"].astype("datetime64[s]").where(BASE.index != 4,
+                                                                                  pd.Timestamp("2300-01-01")))
+    with pytest.raises(InvalidInputError, match=r"timestamps: row 5 \(index 4\) .*outside the times that can be"):
+        check_history(far)
+
+
+def test_epoch_numbers_past_2262_are_outside_the_times_not_garbage():
+    result = validate_frame(BASE.assign(timestamps=np.arange(len(BASE)) * 3.6e12 + 9.3e18))  # nanoseconds
+    assert result.errors[0].startswith("timestamps: row 1 (index 0) (9.3e+18)")
+    assert "outside the times that can be handled" in result.errors[0]
+
+
+def test_zero_volume_and_amount_are_allowed_but_an_estimated_amount_past_the_limit_is_not():
+    assert validate_frame(BASE.assign(volume=0.0, amount=0.0)).ok
+    huge = validate_frame(BASE.drop(columns="amount").assign(volume=1e14))
+    assert any(e.startswith("amount (estimated from volume): row 1 (index 0)") and "too large" in e
+               for e in huge.errors), huge.errors
+
+
+DAILY_2262 = candle_frame(64, start="2262-02-01", step="D")  # the last row opens 2262-04-05
+
+
+def test_a_forecast_whose_steps_would_pass_2262_is_refused_naming_the_last_row():
+    check_forecast_span(DAILY_2262["timestamps"], 6)  # up to 2262-04-11 00:00: fine
+    last = r"\(2262-04-05 00:00, row 64\)"
+    with pytest.raises(InvalidInputError, match=rf"timestamps: 7 forecast steps of 1d after the last row {last} would "
+                                                r"pass 2262-04-11, .* at most 6 steps"):
+        check_forecast_span(DAILY_2262["timestamps"], 7)
+    check_forecast_span(BASE["timestamps"], 10_000)
+
+
+def test_out_of_range_input_is_a_422_and_every_forecast_answer_is_finite(forecaster, tmp_path):
+    from fastapi.testclient import TestClient
+    from test_api import custom_body
+
+    from kronos.api import create_app
+    from kronos.data.store import CandleStore
+
+    prices = ("open", "high", "low", "close")
+    base = candle_frame(64)
+    good = {"tiny prices": base.assign(**{c: base[c] * 1e-8 for c in prices}),
+            "near the limit": base.assign(**{c: base[c] * 1e12 for c in prices}, volume=base["volume"] * 1e13,
+                                          amount=9e14),
+            "flat, no volume": base.assign(open=5.0, high=5.0, low=5.0, close=5.0, volume=0.0, amount=0.0)}
+    bad = {"zero prices": (base.assign(**{c: 0.0 for c in prices}), "zero"),
+           "1e308": (base.assign(**{c: base[c] * 1e306 for c in prices}), "too large"),
+           "past 2262": (DAILY_2262, "would pass 2262-04-11")}
+    with TestClient(create_app(forecaster=forecaster, store=CandleStore(tmp_path / "s.sqlite"))) as client:
+        for name, frame in good.items():
+            found = client.post("/predict_custom", json=custom_body(frame, horizon=8, samples=4))
+            assert found.status_code == 200, (name, found.text)
+            assert all_finite({k: v for k, v in found.json().items() if k not in ("data", "settings")}), name
+        for name, (frame, problem) in bad.items():
+            found = client.post("/predict_custom", json=custom_body(frame, horizon=8, samples=4))
+            assert found.status_code == 422 and problem in found.text, (name, found.text)
+
+
+def all_finite(value: object) -> bool:
+    """Every number in a JSON value is finite and none is null."""
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(all_finite(v) for v in value)
+    return value is not None and (not isinstance(value, float) or np.isfinite(value))
+
+
 @st.composite
 def frames(draw) -> pd.DataFrame:
-    """Any valid candle frame: positive prices, high/low bounding open/close, regular spacing."""
+    """Any valid candle frame: positive prices, high/low bounding open/close, regular spacing, every value (amount =
+    volume x low included) below VALUE_LIMIT."""
     rows = draw(st.integers(32, 60))
-    positive = st.floats(1e-6, 1e9, allow_nan=False, allow_infinity=False)
+    positive = st.floats(1e-6, 1e8, allow_nan=False, allow_infinity=False)
     low = np.array(draw(st.lists(positive, min_size=rows, max_size=rows)))
     spans = np.array(draw(st.lists(st.floats(0, 1e6), min_size=rows, max_size=rows)))
     weights = np.array(draw(st.lists(st.floats(0, 1), min_size=2 * rows, max_size=2 * rows))).reshape(2, rows)
     high = low + spans
-    volume = np.array(draw(st.lists(st.floats(0, 1e12), min_size=rows, max_size=rows)))
+    volume = np.array(draw(st.lists(st.floats(0, 1e6), min_size=rows, max_size=rows)))
     step = draw(st.sampled_from(["1min", "5min", "1h", "4h", "1D"]))
     start = draw(st.datetimes(pd.Timestamp("2000-01-01").to_pydatetime(), pd.Timestamp("2030-01-01").to_pydatetime()))
     frame = pd.DataFrame({"timestamps": pd.date_range(pd.Timestamp(start).floor("s"), periods=rows, freq=step),

@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
                                             max_context=args.max_context)
     result = run_backtest(forecaster, candles.frame, settings, store=store_from(args), latest=args.calibrate,
                           progress=progress_bar("backtest"))
-    json.dump({**result.to_dict(), "data": candles.describe()}, sys.stdout)
+    json.dump({**result.to_dict(), "data": candles.describe().model_dump(mode="json")}, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -18,8 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fill the store; exit 0 when an exchange answered, 1 when only the store could."""
-    candles = fetch_candles(market_from(args), args.limit, store=store_from(args))
+    """Fill the store; exit 0 when an exchange answered, 1 when only the store could; a store that cannot be
+    written is an error before anything is fetched."""
+    store = store_from(args)
+    fault = store.health()
+    if fault is not None:
+        raise fault
+    candles = fetch_candles(market_from(args), args.limit, store=store)
     for note in candles.notes:
         print(note, file=sys.stderr)
     if args.out:

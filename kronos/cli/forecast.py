@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from kronos.cli.options import (add_model_options, add_settings_options, add_source_options, candles_from, model_from,
@@ -28,6 +27,5 @@ def run(args: argparse.Namespace) -> int:
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
                                             max_context=args.max_context)
     forecast = forecast_candles(forecaster, candles, settings, log=store_from(args))
-    json.dump(answer(forecast, candles, settings.hour_idx, args.all_samples), sys.stdout)
-    sys.stdout.write("\n")
+    sys.stdout.write(answer(forecast, candles, settings.hour_idx, args.all_samples).model_dump_json() + "\n")
     return 0

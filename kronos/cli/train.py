@@ -20,7 +20,7 @@ from kronos.training.data import read_csv_series, read_store_series
 from kronos.training.loop import Progress
 from kronos.training.models import SHAPES, Init
 from kronos.training.evaluate import evaluate_on_validation
-from kronos.training.run import STAGE_DEFAULTS, STAGES, TrainSettings, train
+from kronos.training.run import SAVE_MINUTES, STAGE_DEFAULTS, STAGES, TrainSettings, train
 
 DEFAULTS = TrainSettings()
 
@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     split.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction,
                        help=f"validate on this last fraction of the time span (default {DEFAULTS.val_fraction})")
     parser.add_argument("--max-minutes", type=float, help="stop each stage after this many minutes")
+    parser.add_argument("--save-minutes", type=float, default=SAVE_MINUTES,
+                        help="save the state at least this often, in minutes of training, besides every validation "
+                             f"(a killed run resumes from there; default {SAVE_MINUTES:g})")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--out", required=True, help="output folder: tokenizer/, model/, state/, record.json")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out (same command line)")
@@ -77,12 +80,12 @@ def run(args: argparse.Namespace) -> int:
     with _bars() as progress, _stop_on_interrupt() as should_stop:
         record = train(series, init, settings, args.out, resume=args.resume, device=args.device,
                        max_minutes=args.max_minutes, progress=progress, should_stop=should_stop,
-                       evaluate=evaluate_on_validation if args.evaluate else None)
-    if record["status"] == "interrupted":
+                       evaluate=evaluate_on_validation if args.evaluate else None, save_minutes=args.save_minutes)
+    if record.status == "interrupted":
         print("note: stopped with the state saved; continue with the same command and --resume", file=sys.stderr)
-    summary = {name: {"stopped": s["stopped"], "steps": s["step"], "best": s["best"],
-                      "windows_per_second": round(s["windows_per_second"], 2)} for name, s in record["stages"].items()}
-    json.dump({"status": record["status"], "out": str(args.out), "stages": summary,
+    summary = {name: {"stopped": s.stopped, "steps": s.step, "best": s.best and s.best.model_dump(),
+                      "windows_per_second": round(s.windows_per_second, 2)} for name, s in record.stages.items()}
+    json.dump({"status": record.status, "out": str(args.out), "stages": summary,
                "record": f"{args.out}/record.json"}, sys.stdout)
     sys.stdout.write("\n")
     return 0

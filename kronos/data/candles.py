@@ -8,6 +8,7 @@ import pandas as pd
 
 from kronos.data.validation import Validation
 from kronos.errors import InvalidInputError
+from kronos.schemas.forecast import DataBlock
 from kronos.timeframes import format_duration
 
 
@@ -25,11 +26,11 @@ class Candles:
     amount_is_estimated: bool
     notes: list[str] = field(default_factory=list)
 
-    def describe(self) -> dict:
-        """Where the candles came from, JSON-ready (the `data` block of the CLI's and the API's answers)."""
-        return {"source": self.source, "exchange": self.exchange, "symbol": self.symbol, "timeframe": self.timeframe,
-                "rows": len(self.frame), "as_of": self.as_of.isoformat(), "is_stale": self.is_stale,
-                "amount_is_estimated": self.amount_is_estimated, "notes": list(self.notes)}
+    def describe(self) -> DataBlock:
+        """Where the candles came from (the `data` block of the CLI's and the API's answers)."""
+        return DataBlock(source=self.source, exchange=self.exchange, symbol=self.symbol, timeframe=self.timeframe,
+                         rows=len(self.frame), as_of=self.as_of.isoformat(), is_stale=self.is_stale,
+                         amount_is_estimated=self.amount_is_estimated, notes=list(self.notes))
 
 
 def custom_candles(result: Validation, name: str, source: str) -> Candles:

@@ -4,6 +4,7 @@ answered from it when no exchange can; and the one entry point every front end u
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from kronos.data.reading import read_file
 from kronos.data.store import CandleStore, empty_store_message
 from kronos.data.validation import validate_frame
 from kronos.errors import DataUnavailableError, EmptyStoreError, ExchangeUnreachableError, InvalidInputError, \
-    UnknownMarketError
+    StoreUnavailableError, UnknownMarketError
 from kronos.settings import EXCHANGES, MarketChoice
 from kronos.timeframes import timeframe_delta
 
@@ -35,6 +36,7 @@ BINANCE_MARKET_DATA = "https://data-api.binance.vision/api/v3"
 ALTERNATIVES = {"BTC": ("XBT",), "XBT": ("BTC",), "USDT": ("USD", "USDC"), "USD": ("USDT", "USDC"),
                 "USDC": ("USDT", "USD")}
 PRICE_FIELDS = ("open", "high", "low", "close", "volume")
+log = logging.getLogger("kronos.data")
 
 
 def utc_now() -> pd.Timestamp:
@@ -84,6 +86,9 @@ def fetch_candles(market: MarketChoice = MarketChoice(), limit: int = DEFAULT_LI
         candles = load_stored(chain, market.symbol, market.timeframe, limit, store)
     except EmptyStoreError as error:
         raise EmptyStoreError(f"no exchange answered ({'; '.join(notes)}), and {error}") from failures[-1]
+    except StoreUnavailableError as error:
+        raise StoreUnavailableError(error.problem, error.path, f"{error.advice}; no exchange answered either "
+                                    f"({'; '.join(notes)})") from error
     candles.notes[:0] = notes + ["answered from the local store"]
     return candles
 
@@ -143,24 +148,47 @@ def _fetch_live(name: str, choice: MarketChoice, step: pd.Timedelta, limit: int,
     first = (still_open if mode == "realtime" else last_closed) - step * (limit - 1)
     end = still_open if mode == "realtime" else last_closed
     key = (name, market["symbol"], timeframe)
-    rows = [row for start, stop in _missing(first, end, step, store.span(*key))
+    rows = [row for start, stop in _missing(first, end, step, _stored_span(store, key))
             for row in _paginate(exchange, market, timeframe, start, stop, step)]
     columns = ["timestamps", *PRICE_FIELDS, "amount"]
     checked = validate_frame(pd.DataFrame(rows, columns=columns[:len(rows[0])] if rows else columns), min_rows=0)
     if checked.errors:
         raise ExchangeUnreachableError(f"{name} sent unusable candles: {checked.errors[0]}")
     closed = checked.frame[checked.frame["timestamps"] <= last_closed]
-    store.merge(closed, *key, amount_estimated=checked.amount_is_estimated)
-    frame = store.load(*key, limit)
+    frame, estimated, notes = _kept(store, closed, key, limit, checked.amount_is_estimated)
     frame = frame[frame["timestamps"] >= first]
     if mode == "realtime":
         frame = pd.concat([frame, checked.frame[checked.frame["timestamps"] == still_open]]).iloc[-limit:]
     if frame.empty:
         raise ExchangeUnreachableError(f"{name} returned no {market['symbol']} {timeframe} candles")
-    estimated = checked.amount_is_estimated or store.amount_is_estimated(*key, limit)
     mapped = [] if market["symbol"] == symbol else [f"{name} lists {symbol} as {market['symbol']}"]
     return _candles(frame.reset_index(drop=True), "exchange", name, market["symbol"], timeframe, estimated,
-                    mapped + [f"{name} answered"])
+                    mapped + [f"{name} answered"] + notes)
+
+
+def _stored_span(store: CandleStore, key: tuple[str, str, str]) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The stored span of a market; None (fetch it all) when the store cannot be read."""
+    try:
+        return store.span(*key)
+    except StoreUnavailableError:
+        return None
+
+
+def _kept(store: CandleStore, closed: pd.DataFrame, key: tuple[str, str, str], limit: int,
+          estimated: bool) -> tuple[pd.DataFrame, bool, list[str]]:
+    """Store the fetched closed candles and read back the latest `limit`, whether any amount is estimated, and notes;
+    when the store cannot be written, the candles it can still read and the fetched ones, with a note saying so."""
+    try:
+        store.merge(closed, *key, amount_estimated=estimated)
+        return store.load(*key, limit), estimated or store.amount_is_estimated(*key, limit), []
+    except StoreUnavailableError as error:
+        log.warning("candles not kept: %s", error)
+        try:
+            stored = store.load(*key, limit)
+        except StoreUnavailableError:
+            stored = closed.iloc[:0]
+        frame = pd.concat([stored, closed]).drop_duplicates("timestamps", keep="last").sort_values("timestamps")
+        return frame.iloc[-limit:], estimated, [f"the candles were not kept: the local store {error.problem}"]
 
 
 def _candles(frame: pd.DataFrame, source: str, name: str, symbol: str, timeframe: str, estimated: bool,

@@ -7,18 +7,16 @@ import json
 import os
 import sqlite3
 import sys
-import threading
-from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from kronos.data.reading import read_file
+from kronos.data.storefile import StoreFile
 from kronos.data.validation import FEATURE_COLUMNS, Validation
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, StoreUnavailableError
 from kronos.settings import Environment
 from kronos.timeframes import format_duration, timeframe_delta
 
@@ -65,26 +63,23 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
-_SETUP = threading.Lock()
-
-
 class CandleStore:
     """The local store: candles, one row per (exchange, symbol, timeframe, open time), the forecast log and backtest
-    paths; safe across threads and processes."""
+    paths; safe across threads and processes. Made at once; the file is set up and checked when first used, and
+    every fault of it (read-only, not creatable, not SQLite, damaged) is a StoreUnavailableError."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _SETUP, self._connect() as db:  # switching to WAL needs the file to itself: one thread at a time
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        self._file = StoreFile(self.path, SCHEMA)
+        self._connect = self._file.connect
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A fresh connection per call, committed (or rolled back) and closed on exit."""
-        with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
-            yield db
+    def check(self) -> None:
+        """Set the file up and check its integrity (once per process); StoreUnavailableError when it is unusable."""
+        self._file.check()
+
+    def health(self) -> StoreUnavailableError | None:
+        """None when the store can be read and written now, else the fault (`public()` for remote clients)."""
+        return self._file.health()
 
     def merge(self, frame: pd.DataFrame, exchange: str, symbol: str, timeframe: str, *,
               amount_estimated: bool = False) -> int:
@@ -193,6 +188,11 @@ class CandleStore:
         _check_import(result, timeframe, path)
         added = self.merge(result.frame, exchange, symbol, timeframe, amount_estimated=result.amount_is_estimated)
         return ImportReport(len(result.frame), added, result.warnings)
+
+
+def usable(store: CandleStore) -> CandleStore | None:
+    """The store when it can be read and written now, else None: for work that only keeps a cache in it."""
+    return store if store.health() is None else None
 
 
 def _ms(moment: pd.Timestamp) -> int:

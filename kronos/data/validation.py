@@ -21,6 +21,11 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 FEATURE_COLUMNS = PRICE_COLUMNS + ("volume", "amount")
 MIN_ROWS = 32
 EXAMPLES = 3  # cells quoted per problem before the rest are counted
+# The engine normalises in float32 (as the reference): a column's variance sums rows x value^2, which overflows
+# float32 (3.4e38) for values near 1e17 over a 2048-row context; 1e15 keeps a wide margin and every real market.
+VALUE_LIMIT = 1e15
+EARLIEST, LATEST = pd.Timestamp.min.ceil("s"), pd.Timestamp.max.floor("s")  # the times pandas can hold (ns)
+TIME_RANGE = f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d %H:%M}"
 
 ALIASES = {
     "timestamps": ("timestamps", "timestamp", "time", "date", "datetime", "open_time", "open time", "ts"),
@@ -154,6 +159,7 @@ def _show(value: object) -> str:
 def _timestamps(raw: pd.Series, column: str, where: Where, errors: list[str]) -> pd.Series:
     """Parse ISO strings, dates, datetimes or epoch s/ms/us/ns numbers into naive UTC; report what does not parse."""
     raw = raw.reset_index(drop=True)
+    too_far = np.zeros(len(raw), dtype=bool)  # epoch numbers past what pandas can hold
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         stamps = pd.to_datetime(raw, utc=True)
     else:
@@ -161,17 +167,21 @@ def _timestamps(raw: pd.Series, column: str, where: Where, errors: list[str]) ->
         numbers = pd.to_numeric(raw.where(~empty), errors="coerce")
         if numbers[~empty].notna().all() and (~empty).any():
             stamps = pd.to_datetime(numbers, unit=_epoch_unit(numbers.abs().max()), utc=True, errors="coerce")
+            too_far = (numbers.notna() & stamps.isna()).to_numpy()
         else:
             text = raw.where(~empty).astype("string")
             stamps = pd.to_datetime(text, utc=True, errors="coerce")
             retry = stamps.isna() & ~empty
             if retry.any():
                 stamps[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
-    stamps = stamps.dt.tz_localize(None).astype("datetime64[ns]")
-    _report(stamps.isna().to_numpy(), column, "not a date or time",
+    stamps = stamps.dt.tz_localize(None)
+    outside = too_far | (stamps.notna() & ((stamps < EARLIEST) | (stamps > LATEST))).to_numpy()
+    _report(outside, column, f"outside the times that can be handled ({TIME_RANGE})", "check the year", where,
+            errors, raw)
+    _report(stamps.isna().to_numpy() & ~outside, column, "not a date or time",
             "use ISO 8601 like 2024-01-31 13:00 (a time zone is converted to UTC) or epoch seconds/milliseconds",
             where, errors, raw)
-    return stamps
+    return stamps.mask(outside).astype("datetime64[ns]")
 
 
 def _epoch_unit(largest: float) -> str:
@@ -214,11 +224,19 @@ def _fill_volume(frame: pd.DataFrame, names: dict[str, str], result: Validation)
 
 
 def _check_prices(frame: pd.DataFrame, names: dict[str, str], where: Where, result: Validation) -> None:
-    """Negative values and high below low are errors; high/low not bounding open/close is a warning."""
+    """Prices not above 0, volumes below 0, values from VALUE_LIMIT up and high below low are errors; high/low
+    not bounding open/close is a warning."""
+    limit = f"{VALUE_LIMIT:.0e}".replace("e+", "e")
+    allowed = f"prices must be above 0 and below {limit}, volumes and amounts 0 or more and below {limit}"
     for column in FEATURE_COLUMNS:
-        if column in names:
-            _report((frame[column] < 0).to_numpy(), names[column], "negative", "prices and volumes cannot be "
-                    "below 0", where, result.errors, frame[column])
+        label = names.get(column, "amount (estimated from volume)" if column == "amount" else None)
+        if label is not None:
+            values = frame[column]
+            _report((values < 0).to_numpy(), label, "negative", allowed, where, result.errors, values)
+            if column in PRICE_COLUMNS:
+                _report((values == 0).to_numpy(), label, "zero", allowed, where, result.errors, values)
+            _report((values >= VALUE_LIMIT).to_numpy(), label, "too large", allowed + " (rescale the column, e.g. to "
+                    "thousands)", where, result.errors, values)
     high, low = frame["high"].to_numpy(), frame["low"].to_numpy()
     _report(high < low, names["high"], f"below {names['low']}", "swap the two or fix the row", where,
             result.errors, frame["high"])
@@ -257,3 +275,15 @@ def _check_spacing(stamps: pd.Series, warnings: list[str]) -> pd.Timedelta | Non
     return median
 
 
+def check_forecast_span(stamps: pd.Series, horizon: int, lookback: int | None = None) -> None:
+    """Raise InvalidInputError when the horizon's candles, stamped one median step (of the last `lookback` rows)
+    apart after the last row as the engine does, would pass the latest time pandas can hold."""
+    used = pd.DatetimeIndex(stamps)[-lookback:] if lookback else pd.DatetimeIndex(stamps)
+    step = median_step(used)
+    if step is None or step <= pd.Timedelta(0) or horizon < 1:
+        return
+    room = (LATEST.value - used[-1].value) // step.value  # whole steps left: Python ints, no overflow
+    if horizon > room:
+        raise InvalidInputError(f"timestamps: {horizon} forecast steps of {format_duration(step)} after the last row "
+                                f"({used[-1]:%Y-%m-%d %H:%M}, row {len(stamps)}) would pass {LATEST:%Y-%m-%d}, the "
+                                f"latest time that can be handled; forecast at most {max(room, 0)} steps")

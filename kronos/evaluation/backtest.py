@@ -29,7 +29,7 @@ import pandas as pd
 
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS, check_history
-from kronos.engine import HISTORIES_PER_BATCH, Forecaster
+from kronos.engine import HISTORIES_PER_BATCH, ForecastSource
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
@@ -157,7 +157,18 @@ def origin_rows(rows: int, settings: BacktestSettings) -> np.ndarray:
     return found
 
 
-def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: BacktestSettings, *,
+def check_backtest(settings: BacktestSettings, rows: int) -> None:
+    """InvalidInputError, before any forecast, when `rows` candles cannot hold a backtest with these settings: the
+    trailing-frequency baseline counts h-hour moves within the lookback (horizon < lookback), and an origin needs
+    lookback rows before it and horizon rows after it."""
+    if settings.horizon >= settings.lookback:
+        raise InvalidInputError(f"a backtest's horizon ({settings.horizon}) must be shorter than its lookback "
+                                f"({settings.lookback}): the trailing-frequency baseline counts moves of up to "
+                                "horizon hours within the lookback's closes")
+    origin_rows(rows, settings)
+
+
+def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: BacktestSettings, *,
                  store: CandleStore | None = None, latest: bool = False, live: Forecast | None = None,
                  progress: Callable[[int, int], None] | None = None, upside_map: str = DEFAULT_MAP,
                  end: int | None = None) -> Backtest:
@@ -168,6 +179,7 @@ def run_backtest(forecaster: Forecaster, frame: pd.DataFrame, settings: Backtest
     combined upside and volatility amplification probabilities (kronos.evaluation.probability). `end`: origins fall
     as if the frame ended at that row (the latest forecast stays after the last row)."""
     frame = check_history(frame)
+    check_backtest(settings, len(frame))
     forecaster.check_arguments(settings.horizon, settings.samples, settings.temperature, settings.top_p,
                                settings.top_k)
     origins = origin_rows(len(frame) if end is None else min(end, len(frame)), settings)
@@ -224,7 +236,7 @@ def _with_live(paths: np.ndarray, vol: np.ndarray, live: Forecast, settings: Bac
     return np.concatenate([paths, closes[None]]), np.append(vol, np.nan if amplified is None else amplified)
 
 
-def _forecast_origins(forecaster: Forecaster, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
+def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
                       store: CandleStore | None, progress: Callable[[int, int], None] | None
                       ) -> tuple[np.ndarray, np.ndarray, int]:
     """Closes (N, S, H) of every origin's paths and their volatility amplification probabilities (N,), reusing
@@ -262,7 +274,7 @@ def origin_seed(seed: int, last_time: pd.Timestamp) -> int:
     return int(np.random.SeedSequence([seed, int(last_time.value // 10**9)]).generate_state(1)[0] % (SEED_RANGE[1] + 1))
 
 
-def _key(forecaster: Forecaster, settings: BacktestSettings, last_time: pd.Timestamp, rows: np.ndarray) -> str:
+def _key(forecaster: ForecastSource, settings: BacktestSettings, last_time: pd.Timestamp, rows: np.ndarray) -> str:
     """What one origin's paths depend on: the weights, the sampling settings, the seed rule and the rows seen (their
     hashes, `rows`: pandas' per-row hash of the window's timestamps and features)."""
     described = json.dumps({"weights": forecaster.fingerprint, "context": forecaster.max_context,

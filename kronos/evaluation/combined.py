@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from kronos.data.store import CandleStore
-from kronos.engine import Forecaster
+from kronos.engine import ForecastSource
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import Backtest, BacktestSettings, rows_needed, run_backtest
 from kronos.evaluation.baselines import FIRST_ROWS, FIT_WINDOW
@@ -42,7 +42,7 @@ def minimum_origins(horizon: int, every: int, min_count: int) -> int:
     return min_count + math.ceil(horizon / every)
 
 
-def combined_forecast(forecaster: Forecaster, frame: pd.DataFrame, forecast: Forecast, store: CandleStore | None = None,
+def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast, store: CandleStore | None = None,
                       progress: Callable[[int, int], None] | None = None, *, market: tuple[str, str, str] | None = None,
                       hour_idx: int | None = None, origins: int = ORIGINS, every: int = EVERY,
                       min_count: int = MIN_COUNT) -> Calibrated | Unavailable:

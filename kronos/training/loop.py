@@ -2,8 +2,9 @@
 
 The loop is deterministic for a seed: each epoch's window order comes from a numpy Generator seeded
 with (seed, epoch), dropout from torch's generator seeded at the stage's start. Its state (weights,
-optimizer, generators, counters, history) is saved at every validation and when it stops, so a stopped
-run resumes exactly where it was: the resumed weights equal those of an uninterrupted run.
+optimizer, generators, counters, history) is saved at every validation, every `save_minutes` of training in
+between, and when it stops, so a stopped run resumes exactly where it was (the resumed weights equal those of an
+uninterrupted run) and a killed one loses at most those minutes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from kronos.schemas.training import LoopState, RunDescription, SavedState, StageHistory
 from kronos.training.data import Windows
 from kronos.training.state import load_state, save_state
 
@@ -38,6 +40,7 @@ class LoopSettings:
     val_every: int
     patience: int
     seed: int
+    save_minutes: float  # the longest wall time between two saves of the state
     warmup_fraction: float = 0.03  # of the planned steps, as the reference's one-cycle schedule
 
 
@@ -88,9 +91,9 @@ def validate(stage: Stage, windows: Windows, batch_size: int, device: torch.devi
 
 
 def train_stage(stage: Stage, train: Windows, val: Windows, settings: LoopSettings, device: torch.device,
-                state_dir: Path, run_meta: dict, *, resume: bool = False,
+                state_dir: Path, run: RunDescription, completed: dict[str, StageHistory], *, resume: bool = False,
                 progress: Callable[[Progress], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> dict:
+                should_stop: Callable[[], bool] | None = None) -> StageHistory:
     """Train one stage until its epochs, max_steps, max_minutes, early stopping or `should_stop()` (then it can resume).
 
     Returns the stage's history: epochs (train and validation losses), validations, best, why it stopped, time.
@@ -101,19 +104,22 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: LoopSettin
     parameters = [p for p in stage.module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
     if resume:
-        meta = load_state(state_dir, stage.module, optimizer)["loop"]
+        meta = load_state(state_dir, stage.module, optimizer).loop.model_dump()
     else:
         torch.manual_seed(settings.seed)
         meta = {"step": 0, "epoch": 0, "batch": 0, "steps": steps, "epoch_loss": 0.0, "epoch_batches": 0,
                 "epochs": [], "validations": [], "best": None, "bad_validations": 0, "train_seconds": 0.0,
                 "seconds": 0.0, "windows": 0, "stopped": None}
     started, budget = time.monotonic(), None if settings.max_minutes is None else settings.max_minutes * 60
-    seconds_before = meta["seconds"]
+    seconds_before, saved_at = meta["seconds"], started
 
     def save() -> None:
-        meta["seconds"] = seconds_before + time.monotonic() - started
-        save_state(state_dir, stage.module, optimizer, {**run_meta, "stage": stage.name, "step": meta["step"],
-                                                        "loop": meta})
+        nonlocal saved_at
+        saved_at = time.monotonic()
+        meta["seconds"] = seconds_before + saved_at - started
+        save_state(state_dir, stage.module, optimizer, SavedState(
+            run=run, completed=completed, stage=stage.name, step=meta["step"], loop=LoopState(**meta),
+            optimizer_groups=optimizer.state_dict()["param_groups"]))
 
     def check() -> bool:
         """Validate now; keep a new best; True when early stopping says stop."""
@@ -160,6 +166,8 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: LoopSettin
                 if meta["step"] % settings.val_every == 0:
                     stopped = "early_stopping" if check() else None
                     save()
+                elif time.monotonic() - saved_at >= settings.save_minutes * 60:
+                    save()
                 if progress is not None:
                     last = meta["validations"][-1]["losses"][stage.metric] if meta["validations"] else None
                     progress(Progress(stage.name, meta["step"], steps, meta["epoch"] + 1,
@@ -177,9 +185,8 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: LoopSettin
         end_epoch(partial=True)
     meta["stopped"] = stopped or "epochs"
     save()
-    return {key: meta[key] for key in ("steps", "step", "epochs", "validations", "best", "stopped", "seconds",
-                                       "train_seconds", "windows")} | {
-        "windows_per_second": meta["windows"] / max(meta["train_seconds"], 1e-9)}
+    return StageHistory.model_validate({key: meta[key] for key in StageHistory.model_fields if key in meta} | {
+        "windows_per_second": meta["windows"] / max(meta["train_seconds"], 1e-9)})
 
 
 def _tensors(batch: tuple[np.ndarray, np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,13 +2,13 @@
 
 The output folder gets `tokenizer/` and `model/` in the published layout (kronos.checkpoints.save_checkpoint,
 the best validation weights of each trained stage), `state/` (kronos.training.state, to resume) and
-`record.json` (data, split, settings, starting weights, losses per epoch, device, time, evaluation).
+`record.json` (kronos.schemas.training.TrainingRecord: data, split, settings, starting weights, losses per epoch,
+device, time, evaluation).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from kronos import checkpoints
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, WeightsUnavailableError
+from kronos.schemas.training import Evaluation, RunDescription, StageHistory, TrainingRecord
 from kronos.settings import DEFAULTS
 from kronos.training.data import Series, choose_split, make_windows
 from kronos.training.loop import LoopSettings, Progress, Stage, train_stage
@@ -44,6 +45,7 @@ class StageDefaults:
 STAGE_DEFAULTS = {"tokenizer": StageDefaults(2e-4, 1e-3, (0.9, 0.999), 2.0, "recon_full"),
                   "predictor": StageDefaults(4e-5, 4e-4, (0.9, 0.95), 3.0, "loss")}
 WEIGHT_DECAY = 0.1
+SAVE_MINUTES = 5.0  # the state is saved at least this often (minutes of training): what a killed run can lose
 
 
 @dataclass(frozen=True)
@@ -94,28 +96,32 @@ class EvaluationRequest:
     horizon: int
 
 
-Evaluate = Callable[[EvaluationRequest], dict]
+Evaluate = Callable[[EvaluationRequest], Evaluation | dict]  # the dict: Evaluation's fields, as JSON has them
 
 
 def train(series: list[Series], init: Init, settings: TrainSettings, out: str | Path, *, resume: bool = False,
           device: str = "cpu", max_minutes: float | None = None, progress: Callable[[Progress], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, evaluate: Evaluate | None = None) -> dict:
+          should_stop: Callable[[], bool] | None = None, evaluate: Evaluate | None = None,
+          save_minutes: float = SAVE_MINUTES) -> TrainingRecord:
     """Train the settings' stages on `series` from `init` into folder `out`, and return (and write) its record.
 
     `max_minutes` bounds each stage of this invocation; `should_stop()` stops after the current step with the
-    state saved, and `resume` continues the run saved in `out` (its data and settings must be the same).
-    Without `evaluate` the record's `evaluation` is null.
+    state saved, and `resume` continues the run saved in `out` (its data and settings must be the same); the state
+    is also saved every `save_minutes` of training, so a killed run resumes from there. Without `evaluate` the
+    record's `evaluation` is null.
     """
     out = Path(out)
     state_dir, began = out / "state", time.monotonic()
     saved = read_meta(state_dir)
     if saved is not None and not resume:
-        raise InvalidInputError(f"{out} already holds a training run; pass --resume to continue it, or choose "
-                                "another --out folder")
+        raise InvalidInputError(f"{out} already holds a training run; pass --resume to continue it, delete its "
+                                f"folder {state_dir} to start again there, or choose another --out folder")
     if saved is None and resume:
         raise InvalidInputError(f"{out} holds no training state to resume; run without --resume to start one")
     if max_minutes is not None and not max_minutes > 0:
         raise InvalidInputError(f"--max-minutes must be more than 0, got {max_minutes}")
+    if not save_minutes > 0:
+        raise InvalidInputError(f"--save-minutes must be more than 0, got {save_minutes}")
     dev = checkpoints.check_device(device)
     start = starting_modules(init, settings.seed, dev)
     if settings.lookback + settings.horizon > start.max_context:
@@ -130,26 +136,27 @@ def train(series: list[Series], init: Init, settings: TrainSettings, out: str | 
     if len(train_windows) < settings.batch_size:
         raise InvalidInputError(f"there are {len(train_windows)} training windows, fewer than --batch-size "
                                 f"{settings.batch_size}; lower it, or use more data before the split")
-    run = {"data": [s.describe() for s in series],
-           "split": {**split.describe(), "train_windows": len(train_windows), "val_windows": len(val_windows),
-                     "val_windows_available": len(val_available)},
-           "settings": dataclasses.asdict(settings), "init": start.described, "max_context": start.max_context}
-    if saved is not None and saved["run"] != json.loads(json.dumps(run)):
+    run = RunDescription.model_validate(
+        {"data": [s.describe() for s in series],
+         "split": {**split.describe(), "train_windows": len(train_windows), "val_windows": len(val_windows),
+                   "val_windows_available": len(val_available)},
+         "settings": dataclasses.asdict(settings), "init": start.described, "max_context": start.max_context})
+    if saved is not None and saved.run.model_dump(mode="json") != run.model_dump(mode="json"):
         raise InvalidInputError(f"the run saved in {out} had other data, settings or starting weights; resume it "
                                 "with the same command line, or start a new run in another --out folder")
-    completed = saved["completed"] if saved is not None else {}
+    completed = saved.completed if saved is not None else {}
     with _deterministic():
         for name in STAGES[settings.stage]:
             if name == "predictor" and "tokenizer" in completed:
-                start.tokenizer = checkpoints.load_tokenizer(str(out / "tokenizer"), device=str(dev))
+                start.tokenizer = _trained_tokenizer(out, dev)
             if name in completed:
                 continue
-            loop = _loop_settings(name, init, settings, max_minutes)
+            loop = _loop_settings(name, init, settings, max_minutes, save_minutes)
             history = train_stage(_stage(name, start, out), train_windows, val_windows, loop, dev, state_dir,
-                                  {"run": run, "completed": completed},
-                                  resume=saved is not None and saved["stage"] == name and name not in completed,
+                                  run, completed,
+                                  resume=saved is not None and saved.stage == name and name not in completed,
                                   progress=progress, should_stop=should_stop)
-            if history["stopped"] == "interrupted":
+            if history.stopped == "interrupted":
                 return _write_record(out, run, completed | {name: history}, "interrupted", dev, max_minutes, began)
             completed = completed | {name: history}
             saved = None
@@ -162,11 +169,22 @@ def train(series: list[Series], init: Init, settings: TrainSettings, out: str | 
     return _write_record(out, run, completed, "finished", dev, max_minutes, began, outputs, evaluation)
 
 
-def _loop_settings(name: str, init: Init, settings: TrainSettings, max_minutes: float | None) -> LoopSettings:
+def _trained_tokenizer(out: Path, device: torch.device) -> torch.nn.Module:
+    """The tokenizer stage's result, for the predictor stage of a resumed run; one line saying what to do if broken."""
+    try:
+        return checkpoints.load_tokenizer(str(out / "tokenizer"), device=str(device))
+    except WeightsUnavailableError as error:
+        raise WeightsUnavailableError(f"the run in {out} cannot continue: {error}. Delete that folder to start the "
+                                      "run again there, or pass another --out folder") from None
+
+
+def _loop_settings(name: str, init: Init, settings: TrainSettings, max_minutes: float | None,
+                   save_minutes: float) -> LoopSettings:
     defaults = STAGE_DEFAULTS[name]
     lr = settings.lr or (defaults.lr_scratch if init.scratch is not None else defaults.lr_finetune)
     return LoopSettings(settings.batch_size, settings.epochs, settings.max_steps, max_minutes, lr, defaults.betas,
-                        WEIGHT_DECAY, defaults.clip_norm, settings.val_every, settings.patience, settings.seed)
+                        WEIGHT_DECAY, defaults.clip_norm, settings.val_every, settings.patience, settings.seed,
+                        save_minutes)
 
 
 def _stage(name: str, start: Start, out: Path) -> Stage:
@@ -202,17 +220,18 @@ def _complete_outputs(out: Path, start: Start, init: Init, settings: TrainSettin
     return outputs
 
 
-def _write_record(out: Path, run: dict, stages: dict, status: str, device: torch.device, max_minutes: float | None,
-                  began: float, outputs: dict | None = None, evaluation: dict | None = None) -> dict:
+def _write_record(out: Path, run: RunDescription, stages: dict[str, StageHistory], status: str, device: torch.device,
+                  max_minutes: float | None, began: float, outputs: dict[str, str] | None = None,
+                  evaluation: Evaluation | dict | None = None) -> TrainingRecord:
     """Write record.json: the run, each stage's history, where the outputs came from, speed, time, device."""
-    record = {"status": status, **run, "stages": stages, "outputs": outputs,
-              "windows_per_second": {name: s["windows_per_second"] for name, s in stages.items()},
-              "seconds": sum(s["seconds"] for s in stages.values()),
-              "seconds_this_invocation": time.monotonic() - began,
-              "max_minutes": max_minutes, "device": str(device), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "evaluation": evaluation}
+    record = TrainingRecord(
+        **dict(run), status=status, stages=stages, outputs=outputs,
+        windows_per_second={name: s.windows_per_second for name, s in stages.items()},
+        seconds=sum(s.seconds for s in stages.values()), seconds_this_invocation=time.monotonic() - began,
+        max_minutes=max_minutes, device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
+        evaluation=None if evaluation is None else Evaluation.model_validate(evaluation))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "record.json").write_text(json.dumps(record, indent=1))
+    (out / checkpoints.RECORD).write_text(record.model_dump_json(indent=1))
     return record
 
 

@@ -1,0 +1,96 @@
+"""The HTTP API's app factory: the original endpoints (/predict_api, /predict_all, /predict_custom, /predict) and
+/backtest, /track_record, /health on FastAPI.
+
+The model loads once at start-up (`lifespan`) and reaches the routes through a typed dependency (kronos.api.deps);
+forecasts run on kronos.service's bounded pool. Answers are the typed models of kronos.schemas, declared on each
+route; errors go through one handler (kronos.api.errors). With a token (KRONOS_API_TOKEN) every route but
+/health wants it, and the OpenAPI document says so (a bearer security scheme, 401 on each route).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from kronos.api.deps import NOT_LOADED, Runtime, require_token
+from kronos.api.errors import MAX_BODY_BYTES, error_response, responses
+from kronos.api.middleware import BodyLimit
+from kronos.api.routes import backtest, forecasts, health
+from kronos.batching import Batcher
+from kronos.data.store import CandleStore
+from kronos.engine import Forecaster
+from kronos.errors import KronosError
+from kronos.service import ForecastService, MarketData
+from kronos.settings import Environment, ModelChoice
+
+log = logging.getLogger("kronos.api")
+
+
+def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | None = None,
+               max_context: int | None = None, service: ForecastService | None = None,
+               store: CandleStore | None = None, exchange_deadline: float = 10.0,
+               compile: bool | None = None, token: str | None = None) -> FastAPI:
+    """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`, compiles
+    its decode step when `compile` (default: KRONOS_COMPILE), and wants `token` (default: KRONOS_API_TOKEN)."""
+    env = Environment.read()
+    runtime = Runtime(choice or env.model, max_context, service or ForecastService(),
+                      MarketData(store or CandleStore(), exchange_deadline),
+                      None if forecaster is None else Batcher(forecaster), env.compile if compile is None else compile,
+                      token or env.api_token)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime.forecaster is None:
+            _load(runtime)
+        yield
+        runtime.service.close()
+        runtime.market.close()
+
+    app = FastAPI(title="Kronos forecasts", version="1.0", lifespan=lifespan,
+                  description="Probabilistic candle forecasts from Kronos: upside probability, volatility, paths.")
+    app.state.runtime = runtime
+    app.state.private_paths = _private_paths(runtime, env)
+    for error in (KronosError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(error, error_response)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    guarded = ({"dependencies": [Depends(require_token)], "responses": responses(401)} if runtime.token else {})
+    app.include_router(forecasts.router, **guarded)
+    app.include_router(backtest.router, **guarded)
+    app.include_router(health.router)
+    return app
+
+
+def _load(runtime: Runtime) -> None:
+    """Load the model once (its forecasts batched across requests); on failure log the reason and keep a message
+    for clients (naming no path) so /health and every forecast answer 503."""
+    try:
+        forecaster = Forecaster.from_pretrained(runtime.choice.model, runtime.choice.tokenizer,
+                                                max_context=runtime.max_context)
+    except KronosError as error:
+        runtime.load_error = NOT_LOADED
+        log.error("model not loaded: %s", error)
+        return
+    if runtime.compile:
+        seconds = forecaster.compile_step()
+        log.warning("decode step %s", "not compiled" if seconds is None else f"compiled in {seconds:.1f} s")
+    runtime.forecaster = Batcher(forecaster)
+
+
+def _private_paths(runtime: Runtime, env: Environment) -> tuple[str, ...]:
+    """The server paths the app knows of (the store, the models folder, a local model's and tokenizer's), as given
+    and resolved, longest first: the error handler keeps them out of what clients read."""
+    names = [runtime.market.store.path, env.models, runtime.choice.model, runtime.choice.tokenizer]
+    if runtime.forecaster is not None:
+        names.append(runtime.forecaster.name)
+    found: set[str] = set()
+    for name in filter(None, names):
+        path = Path(name).expanduser()
+        if path.is_absolute() or path.exists():
+            found |= {str(path), str(path.resolve()), str(path.resolve().parent)}
+    return tuple(sorted(found - {"/", "."}, key=len, reverse=True))

@@ -1,0 +1,138 @@
+"""What the HTTP API's routes take: sampling settings, a market, custom candles, a backtest's origins.
+
+Defaults and ranges come from kronos.settings; each model turns itself into the project's own settings, so the
+checks that need several fields (or the candles) run once there, before any work is submitted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import ccxt
+from pydantic import BaseModel, ConfigDict, Field
+
+from kronos.data.candles import Candles, custom_candles
+from kronos.data.reading import read_json_text
+from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
+from kronos.errors import InvalidInputError
+from kronos.evaluation.backtest import BacktestSettings
+from kronos.settings import DEFAULTS, MAX_REQUEST_WORK, RANGES, SYMBOL_PATTERN, ForecastSettings, MarketChoice
+from kronos.timeframes import TIMEFRAMES
+
+MAX_CUSTOM_ROWS = 20_000  # candles one request may send (all of them are validated)
+MAX_API_ORIGINS = 500  # a backtest's origins; the work budget usually binds first
+LATEST_EPOCH_MS = 4_102_444_800_000  # 2100-01-01 in milliseconds: epoch numbers above it are no candle times
+SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ForecastSettings))
+BUDGET = (f"at most {MAX_REQUEST_WORK:,} generated candle steps per request (origins x samples x horizon), so that "
+          "it finishes within the request timeout; more is answered 422 before any work")
+
+
+def _ranged(name: str, description: str) -> Any:
+    low, high = RANGES[name]
+    return Field(getattr(DEFAULTS, name), ge=low, le=high, description=description)
+
+
+def check_work(origins: int, samples: int, horizon: int) -> None:
+    """InvalidInputError when a request asks for more than MAX_REQUEST_WORK generated candle steps."""
+    work = origins * samples * horizon
+    if work > MAX_REQUEST_WORK:
+        raise InvalidInputError(f"{origins} origins x {samples} samples x {horizon} hours = {work:,} generated candle "
+                                f"steps is over this server's budget of {MAX_REQUEST_WORK:,} per request; ask for "
+                                "fewer origins, samples or hours")
+
+
+class SamplingQuery(BaseModel):
+    """Sampling settings shared by every forecast route; defaults and ranges from kronos.settings."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    horizon: int = _ranged("horizon", "candles to forecast")
+    samples: int = _ranged("samples", "Monte Carlo paths")
+    temperature: float = _ranged("temperature", "sampling temperature")
+    top_p: float = _ranged("top_p", "nucleus sampling: keep the most likely tokens up to this probability")
+    top_k: int = _ranged("top_k", "keep the k most likely tokens (0: off)")
+    lookback: int = _ranged("lookback", "history candles the model sees (fewer when fewer are available)")
+    seed: int = _ranged("seed", "random seed: the same seed and data give the same answer")
+    hour_idx: int | None = Field(None, ge=1, le=RANGES["horizon"][1],
+                                 description="hour whose upside_probability is reported (default and beyond the "
+                                             "horizon: the horizon's last hour)")
+
+    def forecast_settings(self) -> ForecastSettings:
+        """The checked settings, hour_idx capped at the horizon, within the work budget."""
+        check_work(1, self.samples, self.horizon)
+        values = self.model_dump(include=set(SETTING_NAMES))
+        values["hour_idx"] = None if self.hour_idx is None else min(self.hour_idx, self.horizon)
+        return ForecastSettings(**values)
+
+
+class MarketOnly(BaseModel):
+    """A market: exchange, symbol and timeframe."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    exchange: Literal[tuple(ccxt.exchanges)] = Field(  # type: ignore[valid-type]
+        MarketChoice.exchange, description="ccxt exchange id asked first (then binance, okx, bybit, kraken)")
+    symbol: str = Field(MarketChoice.symbol, pattern=SYMBOL_PATTERN, description="market symbol, BASE/QUOTE")
+    timeframe: Literal[TIMEFRAMES] = Field(  # type: ignore[valid-type]
+        MarketChoice.timeframe, description="candle length")
+
+    def market(self) -> MarketChoice:
+        """The market chosen."""
+        return MarketChoice(self.exchange, self.symbol, self.timeframe)
+
+
+class MarketQuery(SamplingQuery, MarketOnly):
+    """A forecast of a live market's latest candles."""
+
+    align_to_hour: bool = Field(True, description="true: only closed candles; false: include the still-open one")
+
+    def market(self) -> MarketChoice:
+        """The market chosen, aligned to closed candles or real time."""
+        return MarketChoice(self.exchange, self.symbol, self.timeframe, "aligned" if self.align_to_hour else "realtime")
+
+
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Stamp = datetime | Annotated[float, Field(ge=0, le=LATEST_EPOCH_MS, allow_inf_nan=False)]
+
+
+class CustomBody(SamplingQuery):
+    """Your own candles in the original custom format (at most 20,000), plus the settings.
+
+    The lists must have equal lengths, one value per candle; timestamps must differ and high must not be
+    below low: rules across lists that the schema cannot state, answered with 422 and what to fix.
+    """
+
+    timestamps: list[Stamp] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS,
+                                    description="ISO 8601 times (UTC unless zoned) or epoch seconds/milliseconds")
+    open: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    high: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    low: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    close: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    volume: list[Price] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    amount: list[Price] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+
+    def candles(self) -> Candles:
+        """The body's candles checked by the project's validator; InvalidInputError listing every problem."""
+        columns = self.model_dump(mode="json", include={"timestamps", *FEATURE_COLUMNS}, exclude_none=True)
+        return custom_candles(read_json_text(json.dumps(columns)), "request body", "json")
+
+
+class BacktestBody(CustomBody):
+    """Your own candles (as for /predict_custom), the sampling settings, and where the backtest's origins fall."""
+
+    origins: int = Field(BacktestSettings.origins, ge=1, le=MAX_API_ORIGINS,
+                         description="forecast origins, the latest ones that leave the lookback before and the horizon "
+                                     f"after them; {BUDGET}")
+    every: int = Field(BacktestSettings.every, ge=1, le=1000, description="rows between origins")
+    min_count: int = Field(BacktestSettings.min_count, ge=1, le=1000,
+                           description="known outcomes before an origin is calibrated")
+    calibrate: bool = Field(False, description="also forecast after the last candle, calibrated on the record")
+
+    def backtest_settings(self) -> BacktestSettings:
+        """The backtest's settings, within the work budget."""
+        check_work(self.origins, self.samples, self.horizon)
+        sampling = self.forecast_settings().engine_arguments()
+        return BacktestSettings(origins=self.origins, every=self.every, min_count=self.min_count, **sampling)

@@ -1,0 +1,1 @@
+"""The HTTP API's routers, one per concern: forecasts, backtest and track record, health."""

@@ -1,0 +1,53 @@
+"""The evaluation routes: POST /backtest (a walk-forward backtest of your candles) and GET /track_record (how the
+logged live forecasts fared)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from kronos.api.deps import ForecasterDep, RuntimeDep
+from kronos.api.errors import MAX_BODY_BYTES, responses
+from kronos.api.requests import BUDGET, MAX_CUSTOM_ROWS, BacktestBody, MarketOnly
+from kronos.evaluation.backtest import check_backtest, run_backtest
+from kronos.evaluation.record import score_closed, track_record
+from kronos.schemas.backtest import BacktestResult
+from kronos.schemas.forecast import DataBlock
+from kronos.schemas.service import TrackRecordAnswer
+from kronos.summary import fingerprint
+
+router = APIRouter()
+
+
+class BacktestAnswer(BacktestResult):
+    """A backtest (kronos.schemas.backtest.BacktestResult: per forecaster the scores per hour ahead, skills against
+    the random walk and the best baseline, the combined forecast's weights) and `data`."""
+
+    data: DataBlock
+
+
+@router.post("/backtest", summary="Walk-forward backtest of your candles: the model, calibrated, against baselines",
+             description=f"Candles as for /predict_custom (at most {MAX_CUSTOM_ROWS:,}, {MAX_BODY_BYTES // 2**20} "
+                         f"MiB). The work is bounded: {BUDGET}. Settings that the candles cannot hold (too few rows "
+                         "for lookback + horizon, a horizon not shorter than the lookback) are answered 422 at once.",
+             responses=responses(400, 413, 422, 429, 503))
+def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep) -> BacktestAnswer:
+    settings, candles = body.backtest_settings(), body.candles()
+    check_backtest(settings, len(candles.frame))
+    key = ("backtest", fingerprint(candles.frame), settings, body.calibrate)
+    result = runtime.service.run(key, lambda: run_backtest(forecaster, candles.frame, settings,
+                                                           store=runtime.market.store, latest=body.calibrate))
+    return BacktestAnswer(**{**result.to_schema().model_dump(), "model": runtime.model_name}, data=candles.describe())
+
+
+@router.get("/track_record", summary="The record of the live forecasts of a market by the loaded model",
+            responses=responses(422, 503))
+def get_track_record(query: Annotated[MarketOnly, Query()], runtime: RuntimeDep,
+                     forecaster: ForecasterDep) -> TrackRecordAnswer:
+    market = query.market()
+    score_closed(runtime.market.store, market.exchange, market.symbol, market.timeframe, forecaster.fingerprint)
+    found = track_record(runtime.market.store, market.exchange, market.symbol, market.timeframe,
+                         forecaster.fingerprint)
+    return TrackRecordAnswer(exchange=market.exchange, symbol=market.symbol, timeframe=market.timeframe,
+                             model=runtime.model_name, **found.to_dict())

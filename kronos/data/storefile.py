@@ -1,0 +1,131 @@
+"""The local store's file and its connections: set up and checked (PRAGMA quick_check) once per process on first
+use, and every SQLite or OS failure turned into a StoreUnavailableError naming the file and what to do, so no
+sqlite3 exception leaves the store."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+from kronos.errors import StoreUnavailableError
+
+ELSEWHERE = "or point --store / KRONOS_STORE at another file"
+MOVE_ASIDE = "move it aside (an empty store is made in its place) " + ELSEWHERE
+PROBLEMS = {  # SQLite's primary result code -> (what is wrong, what to do)
+    sqlite3.SQLITE_READONLY: ("is read-only", "make the file and its folder writable (chmod, chattr -i) " + ELSEWHERE),
+    sqlite3.SQLITE_NOTADB: ("is not an SQLite database", MOVE_ASIDE),
+    sqlite3.SQLITE_CORRUPT: ("is damaged", "recover it with `sqlite3 FILE .recover`, or " + MOVE_ASIDE),
+    sqlite3.SQLITE_FULL: ("cannot grow: the disk is full", "free some space " + ELSEWHERE),
+    sqlite3.SQLITE_BUSY: ("is locked by another process", "wait for it to finish, or stop it, and retry"),
+    sqlite3.SQLITE_LOCKED: ("is locked by another process", "wait for it to finish, or stop it, and retry"),
+    sqlite3.SQLITE_CANTOPEN: ("cannot be opened", "check that it is a file you may read and write " + ELSEWHERE),
+    sqlite3.SQLITE_PERM: ("may not be opened", "check its permissions " + ELSEWHERE),
+    sqlite3.SQLITE_IOERR: ("cannot be read or written (a disk error)", "check the disk " + ELSEWHERE),
+}
+HEALTH_CHECK_S = 60.0  # health() checks the file again when its last check is older than this
+_SETUP = threading.Lock()
+_CHECKED: dict[tuple[int, int] | None, float] = {}  # (device, inode) of a file set up and checked -> when (monotonic)
+
+
+class StoreFile:
+    """One SQLite file with the store's schema: cheap to make, set up and checked when first used."""
+
+    def __init__(self, path: Path, schema: str):
+        self.path, self.schema = path, schema
+
+    @contextmanager
+    def connect(self, timeout: float = 30) -> Iterator[sqlite3.Connection]:
+        """A checked file's fresh connection, committed (or rolled back) and closed on exit; SQLite's errors in the
+        block come out as StoreUnavailableError."""
+        self.check()
+        with self._translated(), closing(sqlite3.connect(self.path, timeout=timeout)) as db, db:
+            yield db
+
+    def check(self, max_age: float | None = None) -> None:
+        """Make the file (and its folder), switch it to WAL, add the tables and run PRAGMA quick_check, once per
+        process and file (again when the last check is older than `max_age` s); StoreUnavailableError when the file
+        cannot be used."""
+        self._check_path()
+        checked = _CHECKED.get(self._identity())  # None for a file not made yet
+        if checked is not None and (max_age is None or time.monotonic() - checked < max_age):
+            return
+        with _SETUP, self._translated(), closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+            self._set_up(db)  # switching to WAL needs the file to itself: one thread at a time
+        identity = self._identity()
+        if identity is not None:
+            _CHECKED[identity] = time.monotonic()
+
+    def health(self) -> StoreUnavailableError | None:
+        """None when the store can be used now (checked within HEALTH_CHECK_S, a write made and rolled back), else
+        why not."""
+        try:
+            self.check(HEALTH_CHECK_S)
+            with self.connect(timeout=1) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(f"PRAGMA user_version = {int(db.execute('PRAGMA user_version').fetchone()[0])}")
+                db.execute("ROLLBACK")
+        except StoreUnavailableError as error:
+            busy = _code(error.__cause__) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            return None if busy else error  # busy: someone else is writing
+        return None
+
+    def fault(self, problem: str, advice: str) -> StoreUnavailableError:
+        """The error for this file."""
+        return StoreUnavailableError(problem, str(self.path), advice)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """SQLite's errors -> StoreUnavailableError; a damaged file is checked again on its next use."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            code = _code(error)
+            if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                _CHECKED.pop(self._identity(), None)
+            problem, advice = PROBLEMS.get(code, (f"failed ({error})", "check the file " + ELSEWHERE))
+            raise self.fault(problem, advice) from error
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        """Check first (nothing is written into a damaged file), then WAL and the tables unless read-only."""
+        found = [line for row in db.execute("PRAGMA quick_check(2)") for line in row[0].splitlines()
+                 if not line.startswith("***")]  # "*** in database main ***" heads the problems
+        if found != ["ok"]:
+            raise self.fault(f"is damaged (its integrity check says: {found[0]})", PROBLEMS[sqlite3.SQLITE_CORRUPT][1])
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(self.schema)
+        except sqlite3.OperationalError as error:
+            if _code(error) != sqlite3.SQLITE_READONLY:
+                raise  # read-only: reading may still work, writing says why not
+
+    def _check_path(self) -> None:
+        """The folder exists (made if need be) and the path is a regular file or nothing yet."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            blocked = isinstance(error, (FileExistsError, NotADirectoryError))
+            raise self.fault("cannot be created: its folder cannot be made ("
+                             + ("a file stands where a folder should be" if blocked else error.strerror or str(error))
+                             + ")", "create the folder " + ELSEWHERE) from error
+        if self.path.is_dir():
+            raise self.fault("is a folder, not a file", "name a file in it " + ELSEWHERE)
+        if self.path.exists() and not self.path.is_file():
+            raise self.fault("is not a regular file (a device or a pipe)", "name a regular file " + ELSEWHERE)
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+
+def _code(error: BaseException | None) -> int:
+    """SQLite's primary result code of an sqlite3 error (0 for anything else)."""
+    return (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF

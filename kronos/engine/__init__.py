@@ -1,0 +1,18 @@
+"""The sampling engine: a loaded Kronos tokenizer + predictor that turns candle histories into Monte Carlo paths.
+
+    preprocess   histories and sampling arguments checked, normalised and stamped (`Prepared`)
+    histories    what is kept per history between forecasts: ids and pre-filled keys/values (`HistoryCache`)
+    planning     which forecasts share a generation loop, its turns, and the random draws
+    forecaster   `Forecaster`: loading, `forecast`, `forecast_many` and the generation loop
+    source       `ForecastSource`: what callers rely on of a Forecaster or of a Batcher running one
+
+The tuning constants (PATH_CHUNK, DRAW_CHUNK, HISTORIES_KEPT) are read where they are defined: patch them there.
+"""
+
+from kronos.engine.forecaster import Forecaster
+from kronos.engine.planning import HISTORIES_PER_BATCH, draw_uniforms
+from kronos.engine.preprocess import Prepared, normalise, time_features
+from kronos.engine.source import ForecastSource, Progress
+
+__all__ = ["HISTORIES_PER_BATCH", "ForecastSource", "Forecaster", "Prepared", "Progress", "draw_uniforms", "normalise",
+           "time_features"]

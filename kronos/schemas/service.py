@@ -1,0 +1,42 @@
+"""The HTTP API's own answers, defined once: the error body, health, and a market's track record."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    """Every error's body: one sentence, and each problem found (the validator lists them all)."""
+
+    error: str
+    problems: list[str]
+
+
+class Health(BaseModel):
+    """The loaded model, how busy the pool is, and whether the local store can be used (`store`: "ok" or what is
+    wrong; forecasts of exchange or custom data work without it)."""
+
+    status: Literal["ok"]
+    model: str
+    max_context: int
+    workers: int
+    capacity: int
+    pending: int
+    store: str
+
+
+class TrackRecordAnswer(BaseModel):
+    """How the logged live forecasts of a market by the loaded model fared, once their candles closed."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    model: str
+    logged: int
+    scored: int
+    coverage: dict[str, float | None]
+    brier_upside: float | None
+    brier_always_half: float
+    hit_rate: float | None
