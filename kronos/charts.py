@@ -1,9 +1,9 @@
 """Plotly figures of a forecast and of a backtest; no Streamlit here, so the dashboard and the HTTP API draw the same
-charts. The backtest figures take `Backtest.to_dict()`, as the API serves it."""
+charts. The backtest figures take the typed `Backtest` (kronos.evaluation.backtest) and read its attributes."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -12,13 +12,20 @@ from plotly.basedatatypes import BaseTraceType
 from plotly.subplots import make_subplots
 
 from kronos.errors import InvalidInputError
+from kronos.evaluation.scores import Scores
 from kronos.forecast import Forecast
+
+if TYPE_CHECKING:
+    from kronos.evaluation.backtest import Backtest
 
 BANDS = ((0.95, "rgba(31,119,180,0.12)"), (0.80, "rgba(31,119,180,0.22)"), (0.50, "rgba(31,119,180,0.35)"))
 BLUE, ORANGE, GREY, RED, GREEN = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#2ca02c"
-# a backtest's forecasters (keys of its "scores"): label and colour in every chart
+PURPLE, BROWN, BLACK = "#9467bd", "#8c564b", "#000000"
+# a backtest's forecasters (keys of its `scores`) and the pool's components: label and colour in every chart
 FORECASTERS = {"model": ("model (raw)", BLUE), "model_calibrated": ("model (calibrated)", ORANGE),
-               "random_walk": ("random walk", GREY), "bootstrap": ("bootstrap", GREEN)}
+               "random_walk": ("random walk", GREY), "bootstrap": ("bootstrap", GREEN), "ewma": ("EWMA", PURPLE),
+               "garch": ("GARCH(1,1)", BROWN), "combined": ("combined", BLACK)}
+SHOWN = ("model", "model_calibrated", "combined", "random_walk")  # the coverage and reliability charts' default
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h"}}
 SCORE_LAYOUT = {**LAYOUT, "legend": {"orientation": "h", "y": -0.2, "yanchor": "top"}}  # legend below the x title
 
@@ -122,41 +129,53 @@ def path_candles(forecast: Forecast, path: int, history_rows: int = 48) -> go.Fi
     return figure
 
 
-def _per_forecaster(result: dict, names: tuple[str, ...], trace: Callable[[dict, str, str], BaseTraceType],
+def _per_forecaster(result: Backtest, names: tuple[str, ...], trace: Callable[[Scores, str, str], BaseTraceType],
                     **options) -> list[BaseTraceType]:
-    """One trace per forecaster of a backtest dict: `trace(scores, label, colour)`, with shared legend groups."""
-    traces = [trace(result["scores"][name], *FORECASTERS[name]) for name in names]
+    """One trace per forecaster of a backtest: `trace(scores, label, colour)`, with shared legend groups."""
+    traces = [trace(result.scores[name], *FORECASTERS[name]) for name in names]
     for name, made in zip(names, traces):
         made.update(legendgroup=name, **options)
     return traces
 
 
-def _hours(result: dict) -> list[int]:
-    return list(range(1, result["settings"]["horizon"] + 1))
+def _hours(result: Backtest) -> list[int]:
+    return list(range(1, result.settings.horizon + 1))
 
 
-def crps_chart(result: dict) -> go.Figure:
-    """Mean CRPS of the close's log return per hour ahead: the model raw and calibrated, and the baselines."""
+def crps_chart(result: Backtest) -> go.Figure:
+    """Mean CRPS of the close's log return per hour ahead: the model raw and calibrated, the baselines, combined."""
     hours = _hours(result)
     figure = go.Figure(_per_forecaster(result, tuple(FORECASTERS), lambda scores, label, colour: go.Scatter(
-        x=hours, y=scores["crps"], name=label, mode="lines+markers", line={"color": colour},
+        x=hours, y=scores.crps, name=label, mode="lines+markers", line={"color": colour},
         hovertemplate=label + ", hour %{x}: %{y:.5f}<extra></extra>")))
     figure.update_layout(title="CRPS per hour ahead (log return; lower is better)", xaxis_title="hours ahead",
                          yaxis_title="CRPS", **SCORE_LAYOUT)
     return figure
 
 
-def coverage_chart(result: dict, names: tuple[str, ...] = ("model", "model_calibrated", "random_walk")) -> go.Figure:
+def weights_chart(result: Backtest) -> go.Figure:
+    """The combined forecast's mean pool weight per component and hour ahead, stacked to 1."""
+    hours = _hours(result)
+    figure = go.Figure([go.Bar(x=hours, y=weights, name=FORECASTERS[name][0], marker_color=FORECASTERS[name][1],
+                               hovertemplate=FORECASTERS[name][0] + ", hour %{x}: %{y:.0%}<extra></extra>")
+                        for name, weights in result.weights.items()])
+    figure.update_layout(title="Weights of the combined forecast (mean over the origins that had learnt them)",
+                         xaxis_title="hours ahead", yaxis={"range": [0, 1], "tickformat": ".0%"}, barmode="stack",
+                         **SCORE_LAYOUT)
+    return figure
+
+
+def coverage_chart(result: Backtest, names: tuple[str, ...] = SHOWN) -> go.Figure:
     """Per central band (50/80/95%): the share of outcomes inside it per hour ahead, with its 95% Wilson interval,
     against the nominal level (dashed)."""
-    hours, levels = _hours(result), list(result["scores"]["model"]["coverage"])
+    hours, levels = _hours(result), list(result.scores["model"].coverage)
     figure = make_subplots(1, len(levels), shared_yaxes=True, subplot_titles=[f"{level}% band" for level in levels])
     for column, level in enumerate(levels, start=1):
         for made in _per_forecaster(result, names, lambda scores, label, colour: go.Scatter(
-                x=hours, y=scores["coverage"][level], name=label, mode="lines+markers", line={"color": colour},
+                x=hours, y=scores.coverage[level], name=label, mode="lines+markers", line={"color": colour},
                 error_y={"type": "data", "symmetric": False,
-                         "array": np.subtract(scores["coverage_high"][level], scores["coverage"][level]),
-                         "arrayminus": np.subtract(scores["coverage"][level], scores["coverage_low"][level])},
+                         "array": scores.coverage_high[level] - scores.coverage[level],
+                         "arrayminus": scores.coverage[level] - scores.coverage_low[level]},
                 hovertemplate=label + ", hour %{x}: %{y:.0%}<extra></extra>"), showlegend=column == 1):
             figure.add_trace(made, row=1, col=column)
         figure.add_hline(y=float(level) / 100, line={"color": "black", "dash": "dash"}, row=1, col=column)
@@ -168,15 +187,14 @@ def coverage_chart(result: dict, names: tuple[str, ...] = ("model", "model_calib
     return figure
 
 
-def reliability_chart(result: dict, names: tuple[str, ...] = ("model", "model_calibrated", "random_walk")
-                      ) -> go.Figure:
+def reliability_chart(result: Backtest, names: tuple[str, ...] = SHOWN) -> go.Figure:
     """Reliability of the upside probability, pooled over hours: per probability bin, the mean forecast against the
     observed frequency of up moves (marker area: the bin's count); on the diagonal is reliable."""
-    def points(scores: dict, label: str, colour: str) -> go.Scatter:
-        table = scores["reliability"]
-        used = [i for i, count in enumerate(table["count"]) if count]
-        count = [table["count"][i] for i in used]
-        return go.Scatter(x=[table["mean_forecast"][i] for i in used], y=[table["observed_frequency"][i] for i in used],
+    def points(scores: Scores, label: str, colour: str) -> go.Scatter:
+        table = scores.reliability
+        used = table["count"] > 0
+        count = table["count"][used].tolist()
+        return go.Scatter(x=table["mean_forecast"][used], y=table["observed_frequency"][used],
                           name=label, mode="lines+markers", line={"color": colour}, customdata=count,
                           marker={"size": count, "sizemode": "area", "sizeref": 2 * max(count) / 30**2, "sizemin": 4},
                           hovertemplate=label + ": forecast %{x:.0%}, observed %{y:.0%}, %{customdata} forecasts"
@@ -191,10 +209,11 @@ def reliability_chart(result: dict, names: tuple[str, ...] = ("model", "model_ca
     return figure
 
 
-def pit_chart(result: dict, names: tuple[str, ...] = ("model", "model_calibrated"), bins: int = 10) -> go.Figure:
+def pit_chart(result: Backtest, names: tuple[str, ...] = ("model", "model_calibrated", "combined"),
+              bins: int = 10) -> go.Figure:
     """Histogram (density) of the PIT values over every origin and hour; a calibrated forecast is flat at 1."""
     figure = go.Figure(_per_forecaster(result, names, lambda scores, label, colour: go.Histogram(
-        x=np.ravel(scores["pit"]), name=label, marker_color=colour, opacity=0.6, histnorm="probability density",
+        x=np.ravel(scores.pit), name=label, marker_color=colour, opacity=0.6, histnorm="probability density",
         xbins={"start": 0, "end": 1, "size": 1 / bins})))
     figure.add_hline(y=1, line={"color": "black", "dash": "dash"}, annotation_text="uniform")
     figure.update_layout(title="PIT histogram (U: too confident; hump: too cautious)", xaxis_title="PIT",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ from kronos.evaluation.scores import skill
 from kronos.forecast import Forecast
 from kronos.synthetic import random_walk
 from kronos.timeframes import describe_age
+
+if TYPE_CHECKING:
+    from kronos.evaluation.backtest import Backtest
 
 TEMPLATE_ROWS = 64
 TABLE_SCORES = ("crps", "brier_upside", "log_loss_upside", "hit_rate")  # per hour in a backtest's scores
@@ -83,13 +87,14 @@ def template_csv(rows: int = TEMPLATE_ROWS) -> bytes:
     return random_walk(rows).to_csv(index=False, float_format="%.2f").encode()
 
 
-def score_table(result: dict, by_hour: bool = True) -> pd.DataFrame:
-    """A backtest's scores (`Backtest.to_dict()`): one row per forecaster and hour ahead, or (not `by_hour`) per
-    forecaster averaged over the hours; with CRPS and Brier skill against the random walk on the same rows."""
+def score_table(result: Backtest, by_hour: bool = True) -> pd.DataFrame:
+    """A backtest's scores: one row per forecaster and hour ahead, or (not `by_hour`) per forecaster averaged over the
+    hours; with CRPS and Brier skill against the random walk on the same rows."""
     parts = []
-    for name, scores in result["scores"].items():
-        columns = {key: scores[key] for key in TABLE_SCORES if key in scores}
-        columns |= {f"{band}_{level}": values for band in TABLE_BANDS for level, values in scores.get(band, {}).items()}
+    for name, scores in result.scores.items():
+        columns = {key: getattr(scores, key) for key in TABLE_SCORES if hasattr(scores, key)}
+        columns |= {f"{band}_{level}": values for band in TABLE_BANDS for level, values in
+                    getattr(scores, band, {}).items()}
         part = pd.DataFrame(columns, dtype=float)
         parts.append(part.assign(forecaster=name, hour=np.arange(1, len(part) + 1)))
     table = pd.concat(parts, ignore_index=True)

@@ -16,7 +16,7 @@ from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
 from kronos.data.store import CandleStore, usable
 from kronos.engine import ForecastSource, Progress
-from kronos.evaluation.backtest import BacktestSettings, run_backtest
+from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
 from kronos.flows import forecast_candles
 from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
 from kronos.summary import fingerprint
@@ -129,12 +129,12 @@ def forecast(forecaster: ForecastSource, candles: Candles, settings: ForecastSet
     return result
 
 
-def backtest(forecaster: ForecastSource, candles: Candles, settings: BacktestSettings, run: bool) -> dict | None:
-    """The backtest of the candles (`Backtest.to_dict()`), kept per session by (data, weights, settings); run only
-    when `run` (with a progress bar, reusing the origins the store kept), else None until it has been."""
-    def make() -> dict:
+def backtest(forecaster: ForecastSource, candles: Candles, settings: BacktestSettings, run: bool) -> Backtest | None:
+    """The backtest of the candles (typed), kept per session by (data, weights, settings); run only when `run` (with
+    a progress bar, reusing the origins the store kept), else None until it has been."""
+    def make() -> Backtest:
         return _with_progress("Forecasting the origins", lambda progress: run_backtest(
-            forecaster, candles.frame, settings, store=usable(CandleStore()), progress=progress).to_dict())
+            forecaster, candles.frame, settings, store=usable(CandleStore()), progress=progress))
 
     return _kept(BACKTESTS, (fingerprint(candles.frame), forecaster.fingerprint, settings), make if run else None)
 

@@ -19,7 +19,8 @@ from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputErr
 from kronos.flows import answer
 from kronos.forecast import Forecast
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.record import calibrated_view
+from kronos.evaluation.live import calibrated_view
+from kronos.evaluation.record import score_closed
 from kronos.evaluation.record import track_record as record_of
 from kronos.summary import data_banner, headline
 
@@ -109,6 +110,7 @@ def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecas
     if fault is not None:
         st.warning(f"Live forecasts are not logged: {fault}.")
     try:
+        score_closed(*market)  # the explicit step that writes outcomes
         record, view = record_of(*market), calibrated_view(*market, forecast)
     except StoreUnavailableError:
         return  # the warning says why
@@ -131,7 +133,7 @@ def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecas
         return
     columns[3].metric(f"Calibrated upside, hour {k}", f"{view.upside[k - 1]:.0%}",
                       delta=f"raw {view.upside_raw[k - 1]:.0%}", delta_color="off", delta_arrow="off",
-                      help=f"Isotonic calibration on {view.known[k - 1]} past forecasts whose outcome was known")
+                      help=f"Calibrated on {view.known[k - 1]} past forecasts whose outcome was known")
     raw, calibrated = view.band_prices("80", k, False), view.band_prices("80", k, True)
     st.caption(f"80% band of the close at hour {k}: calibrated {calibrated[0]:,.2f} to {calibrated[1]:,.2f} "
                f"(raw {raw[0]:,.2f} to {raw[1]:,.2f}), conformal on {view.known[k - 1]} past forecasts.")

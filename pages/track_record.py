@@ -1,11 +1,11 @@
 """Track record: a walk-forward backtest of the model on the market's stored candles or the custom data, scored
-against baselines, raw and calibrated; run on request and kept for the session."""
+against baselines, raw, calibrated and combined (with the pool's weights); run on request and kept for the session."""
 
 import json
 
 import streamlit as st
 
-from kronos.charts import coverage_chart, crps_chart, pit_chart, reliability_chart
+from kronos.charts import FORECASTERS, coverage_chart, crps_chart, pit_chart, reliability_chart, weights_chart
 from kronos.evaluation.backtest import BacktestSettings, rows_needed
 from kronos.summary import score_table
 from pages import _controls, _loading, _show
@@ -15,9 +15,10 @@ KEPT = "track.kept"  # this page's inputs: Streamlit forgets a widget's value wh
 
 st.title("Track record")
 st.markdown("How would the model have done on this data? At each origin it forecasts from the candles before it "
-            "only, and the closes that followed score it, next to a random walk and a bootstrap of recent returns "
-            "that see the same candles. **CRPS skill above 0 means better than the random walk; a calibrated 80% "
-            "band holds about 80% of outcomes; a Brier score under 0.25 beats always answering 50%.**")
+            "only, and the closes that followed score it, next to volatility baselines (a random walk, a bootstrap "
+            "of recent returns, EWMA, GARCH(1,1)) that see the same candles, and the combined forecast that pools "
+            "them by their record. **CRPS skill above 0 means better than the random walk; a calibrated 80% band "
+            "holds about 80% of outcomes; a Brier score under 0.25 beats always answering 50%.**")
 state = st.session_state
 for key, value in state.setdefault(KEPT, {"track.source": "store", "track.origins": 100, "track.every": 24}).items():
     state.setdefault(key, value)
@@ -48,37 +49,46 @@ with _show.reported():
         st.info("Press **Run backtest** to forecast every origin (tens of seconds for a hundred origins).")
         st.stop()
 
-    scores, hour = result["scores"], controls.settings.hour_idx or settings.horizon
-    raw, calibrated = scores["model"], scores["model_calibrated"]
+    scores, hour, count = result.scores, controls.settings.hour_idx or settings.horizon, len(result.origin_times)
+    raw, combined, best = scores["model"], scores["combined"], FORECASTERS[result.best_baseline][0]
     columns = st.columns(4)
-    columns[0].metric("Origins", result["origins"],
-                      help=f"{result['origin_times'][0]} to {result['origin_times'][-1]} UTC, every {every} candles")
-    columns[1].metric(f"CRPS skill, hour {hour}", f"{result['skill']['model']['crps'][hour - 1]:+.0%}",
-                      help="1 - model CRPS / random walk CRPS, raw paths: above 0 beats the random walk")
-    columns[2].metric(f"80% band coverage, hour {hour}", f"{calibrated['coverage']['80'][hour - 1]:.0%}",
-                      delta=f"raw {raw['coverage']['80'][hour - 1]:.0%}", delta_color="off", delta_arrow="off",
-                      help="Share of outcomes inside the calibrated 80% band (raw: the paths' own band)")
-    columns[3].metric(f"Brier upside, hour {hour}", f"{calibrated['brier_upside'][hour - 1]:.3f}",
-                      delta=f"raw {raw['brier_upside'][hour - 1]:.3f} · always 50%: 0.250", delta_color="off",
-                      delta_arrow="off", help="Calibrated upside probability; lower is better")
-    if min(result["calibrated_origins"]) < result["origins"]:
-        fewest, most = min(result["calibrated_origins"]), max(result["calibrated_origins"])
-        st.info(f"Calibration learns only from outcomes known at each origin and needs {settings.min_count} of "
-                f"them: {fewest if fewest == most else f'per hour ahead, {fewest} to {most}'} of "
-                f"{result['origins']} origins were calibrated; the others keep their raw values.")
+    columns[0].metric("Origins", count, help=f"{result.origin_times[0]} to {result.origin_times[-1]} UTC, every "
+                                             f"{every} candles")
+    columns[1].metric(f"CRPS skill, hour {hour}", f"{result.skill['combined']['crps'][hour - 1]:+.0%}",
+                      delta=f"model raw {result.skill['model']['crps'][hour - 1]:+.0%} · against the best "
+                            f"baseline: {result.skill_best['combined']['crps'][hour - 1]:+.0%}", delta_color="off",
+                      delta_arrow="off", help="1 - CRPS / random walk CRPS of the combined forecast (raw: the model's "
+                                              "paths alone): above 0 beats the random walk")
+    columns[2].metric(f"80% band coverage, hour {hour}", f"{combined.coverage['80'][hour - 1]:.0%}",
+                      delta=f"model raw {raw.coverage['80'][hour - 1]:.0%}", delta_color="off", delta_arrow="off",
+                      help="Share of outcomes inside the combined forecast's 80% band (raw: the paths' own band)")
+    columns[3].metric(f"Brier upside, hour {hour}", f"{combined.brier_upside[hour - 1]:.3f}",
+                      delta=f"model raw {raw.brier_upside[hour - 1]:.3f} · always 50%: 0.250", delta_color="off",
+                      delta_arrow="off", help="The combined forecast's upside probability; lower is better")
+    st.markdown(f"**The combined forecast** pools the calibrated model with the random walk, EWMA and GARCH(1,1) "
+                f"baselines, per hour ahead, with weights learnt from the outcomes known at each origin. At hour "
+                f"{hour} it gave the model {result.weights['model_calibrated'][hour - 1]:.0%} weight on average; the "
+                f"best baseline here is {best}.")
+    fewest = min(min(result.calibrated_origins), min(result.pooled_origins))
+    if fewest < count:
+        st.info(f"Calibration and the pool's weights learn only from outcomes known at each origin and need "
+                f"{settings.min_count} of them: at the hour with the fewest, {fewest} of {count} origins were "
+                f"calibrated and pooled; the others keep the raw values and the EWMA baseline alone.")
     left, right = st.columns(2)
     left.plotly_chart(crps_chart(result), key="track.crps")
-    right.plotly_chart(reliability_chart(result), key="track.reliability")
+    right.plotly_chart(weights_chart(result), key="track.weights")
     st.plotly_chart(coverage_chart(result), key="track.coverage")
     left, right = st.columns(2)
-    left.plotly_chart(pit_chart(result), key="track.pit")
+    left.plotly_chart(reliability_chart(result), key="track.reliability")
+    right.plotly_chart(pit_chart(result), key="track.pit")
     right.markdown(_show.bullets([
         f"Data: {len(candles.frame)} {candles.symbol} {candles.timeframe} candles "
         f"({candles.exchange or candles.source}), {candles.frame['timestamps'].iloc[0]:%Y-%m-%d %H:%M} to "
         f"{candles.frame['timestamps'].iloc[-1]:%Y-%m-%d %H:%M} UTC",
-        f"Weights: **{result['model']}** (fingerprint {forecaster.fingerprint})",
-        f"Origins: {result['origins']}, {result['reused']} of them reused from the store",
-        f"Baselines: log returns of the last {result['baseline_window']} candles before each origin",
+        f"Weights: **{result.model}** (fingerprint {forecaster.fingerprint})",
+        f"Origins: {count}, {result.reused} of them reused from the store",
+        f"Baselines: log returns of the last {settings.lookback - 1} candles before each origin (GARCH(1,1): fitted "
+        "on up to 2,000 before it)",
         "Scores: on the close's log return from the last close before the origin; CRPS and band widths in "
         "log-return units"]))
     st.subheader("Scores per forecaster (mean over the hours ahead)")
@@ -88,5 +98,5 @@ with _show.reported():
     left, right = st.columns(2)
     left.download_button("Download scores per hour (CSV)", lambda: score_table(result).to_csv(index=False),
                          file_name="kronos_backtest_scores.csv", mime="text/csv", icon=":material/download:")
-    right.download_button("Download backtest (JSON)", lambda: json.dumps(result), file_name="kronos_backtest.json",
+    right.download_button("Download backtest (JSON)", lambda: json.dumps(result.to_dict()), file_name="kronos_backtest.json",
                           mime="application/json", icon=":material/download:")

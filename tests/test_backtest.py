@@ -1,4 +1,4 @@
-"""The walk-forward backtest on the parity checkpoint: origins, no look-ahead, reuse from the store, the JSON."""
+"""The walk-forward backtest on the parity checkpoint: origins, every forecaster, no look-ahead, reuse from the store,\nthe latest and live forecasts, the typed JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from data_frames import candle_frame
 from kronos.data.store import CandleStore
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BacktestSettings, origin_rows, rows_needed, run_backtest
+from kronos.evaluation.scores import Scores
+from kronos.schemas.backtest import BacktestResult
 
 SMALL = BacktestSettings(origins=12, every=5, horizon=4, samples=6, lookback=40, min_count=3)
 
@@ -31,29 +33,45 @@ def test_origins_leave_the_lookback_before_and_the_horizon_after():
         origin_rows(43, SMALL)
 
 
+FORECASTERS = {"model", "model_calibrated", "random_walk", "bootstrap", "ewma", "garch", "combined"}
+
+
 def test_scores_name_every_forecaster_per_hour_and_the_json_round_trips(forecaster, frame):
-    result = run_backtest(forecaster, frame, SMALL).to_dict()
-    assert set(result["scores"]) == {"model", "model_calibrated", "random_walk", "bootstrap", "trailing_frequency"}
-    for name in ("model", "model_calibrated", "random_walk"):
-        scores = result["scores"][name]
-        assert len(scores["crps"]) == len(scores["brier_upside"]) == SMALL.horizon
-        assert set(scores["coverage"]) == {"50", "80", "95"} and len(scores["coverage"]["80"]) == SMALL.horizon
-    assert result["origins"] == 12 and result["baseline_window"] == SMALL.lookback - 1
-    assert result["origin_times"][0] == frame["timestamps"].iloc[61].isoformat()
-    assert result["calibrated_origins"] == [9] * 4  # 5 rows apart, every earlier outcome is known: from the 4th on
+    result = run_backtest(forecaster, frame, SMALL)
+    assert set(result.scores) == FORECASTERS | {"trailing_frequency"}
+    for name in FORECASTERS:
+        scores = result.scores[name]
+        assert isinstance(scores, Scores) and scores.n_origins == 12
+        assert len(scores.crps) == len(scores.brier_upside) == SMALL.horizon
+        assert set(scores.coverage) == {"50", "80", "95"} and len(scores.coverage["80"]) == SMALL.horizon
+    assert set(result.skill) == FORECASTERS - {"random_walk"}
+    assert result.best_baseline in ("random_walk", "bootstrap", "ewma", "garch")
+    assert set(result.skill_best) == FORECASTERS - {result.best_baseline}
+    np.testing.assert_allclose(result.skill["combined"]["crps"],
+                               1 - result.scores["combined"].crps / result.scores["random_walk"].crps)
+    assert list(result.calibrated_origins) == [9] * 4  # 5 rows apart, every earlier outcome is known: from the 4th on
+    assert list(result.pooled_origins) == [9] * 4  # the pool learns from the same known outcomes
+    assert set(result.weights) == {"model_calibrated", "random_walk", "ewma", "garch"}
+    np.testing.assert_allclose(sum(result.weights.values()), 1)
     overlapping = run_backtest(forecaster, frame, BacktestSettings(**{**SMALL.__dict__, "every": 2}))
-    assert overlapping.calibrated_origins == [9, 9, 8, 8]  # hour h waits for ceil(h / 2) origins more
-    assert json.loads(json.dumps(result)) == result
+    assert list(overlapping.calibrated_origins) == [9, 9, 8, 8]  # hour h waits for ceil(h / 2) origins more
+    answer = result.to_dict()
+    assert answer["origins"] == 12 and answer["baseline_window"] == SMALL.lookback - 1
+    assert answer["origin_times"][0] == frame["timestamps"].iloc[61].isoformat()
+    assert answer["scores"]["ewma"]["crps"] == pytest.approx(list(result.scores["ewma"].crps))
+    assert json.loads(json.dumps(answer)) == answer
+    assert BacktestResult.model_validate(answer) == result.to_schema()
 
 
 def test_changing_data_after_an_origin_changes_nothing_for_it(forecaster, frame):
-    """No look-ahead: an origin's forecast, calibration included, uses only rows before it."""
+    """No look-ahead: an origin's forecast, calibration, pool weights and baselines use only rows before it."""
     base = run_backtest(forecaster, frame, SMALL)
     altered = frame.copy()
     altered.loc[100:, ["open", "high", "low", "close"]] *= 1.5  # rows 100.. change; origins up to 96 see none
     moved = run_backtest(forecaster, altered, SMALL)
-    assert base.scores["model"]["pit"][:7] == moved.scores["model"]["pit"][:7]  # origins 61..91: outcomes < row 95
-    assert base.scores["model"]["pit"] != moved.scores["model"]["pit"]
+    for name in FORECASTERS:  # origins 61..91: their outcomes and inputs end before row 95
+        np.testing.assert_array_equal(base.scores[name].pit[:7], moved.scores[name].pit[:7], err_msg=name)
+        assert not np.array_equal(base.scores[name].crps, moved.scores[name].crps), name  # later origins see it
 
 
 def test_a_longer_run_reuses_stored_origins_and_gives_the_same_paths(forecaster, frame, tmp_path):
@@ -61,20 +79,34 @@ def test_a_longer_run_reuses_stored_origins_and_gives_the_same_paths(forecaster,
     first = run_backtest(forecaster, frame, SMALL, store=store)
     assert first.reused == 0
     again = run_backtest(forecaster, frame, SMALL, store=store)
-    assert again.reused == 12 and again.scores == first.scores
+    assert again.reused == 12 and again.to_dict()["scores"] == first.to_dict()["scores"]
     longer = run_backtest(forecaster, frame, BacktestSettings(**{**SMALL.__dict__, "origins": 14}), store=store)
     assert longer.reused == 12
     fresh = run_backtest(forecaster, frame, BacktestSettings(**{**SMALL.__dict__, "origins": 14}))
-    assert fresh.scores == longer.scores
+    assert fresh.to_dict()["scores"] == longer.to_dict()["scores"]
 
 
-def test_latest_forecasts_after_the_last_row_with_calibrated_values(forecaster, frame):
-    latest = run_backtest(forecaster, frame, SMALL, latest=True).latest
-    assert latest["after"] == frame["timestamps"].iloc[-1].isoformat()
-    assert len(latest["upside_raw"]) == len(latest["upside_calibrated"]) == SMALL.horizon
-    assert all(latest["calibrated"]) and set(latest["bands_calibrated"]) == {"50", "80", "95"}
-    lo, hi = (np.array(edge) for edge in latest["bands_calibrated"]["80"])
-    assert (lo < hi).all()
+def test_latest_forecasts_after_the_last_row_raw_calibrated_and_combined(forecaster, frame):
+    plain = run_backtest(forecaster, frame, SMALL)
+    result = run_backtest(forecaster, frame, SMALL, latest=True)
+    latest = result.latest
+    assert latest.after == frame["timestamps"].iloc[-1]
+    assert len(latest.upside_raw) == len(latest.upside_calibrated) == len(latest.upside_combined) == SMALL.horizon
+    assert latest.calibrated.all() and latest.pooled.all() and set(latest.bands_combined) == {"50", "80", "95"}
+    for bands in (latest.bands_calibrated, latest.bands_combined):
+        lo, hi = bands["80"]
+        assert (lo < hi).all()
+    np.testing.assert_allclose(sum(latest.weights.values()), 1)
+    assert result.to_dict()["scores"] == plain.to_dict()["scores"]  # the latest run's draws change no origin's
+    assert result.to_dict()["latest"]["upside_combined"] == pytest.approx(list(latest.upside_combined))
+
+
+def test_a_live_forecast_stands_in_for_the_latest(forecaster, frame):
+    live = forecaster.forecast(frame.iloc[-SMALL.lookback:], seed=5, **SMALL.sampling())
+    result = run_backtest(forecaster, frame, SMALL, live=live)
+    np.testing.assert_allclose(result.latest.upside_raw, live.upside_probability())
+    with pytest.raises(InvalidInputError, match="needs 6 x 4"):
+        run_backtest(forecaster, frame, SMALL, live=forecaster.forecast(frame.iloc[-40:], horizon=4, samples=3))
 
 
 def test_bad_settings_name_the_problem():

@@ -88,3 +88,34 @@ def test_calibrate_rejects_bad_origins():
         calibrate(samples, observed, origins.astype(float))
     with pytest.raises(ValueError):
         calibrate(samples, observed, origins[:-1])
+
+
+def test_every_probability_map_repairs_over_confidence_and_keeps_a_useless_one_near_a_coin():
+    from kronos.evaluation.probability import MAPS, recalibrate
+
+    origins, observed, samples = forecasts(800, spread=1 / 3)
+    count, order = known(origins, 1).sum(1), np.argsort(origins)
+    raw, up = (samples[:, :, 0] > 0).mean(1), observed[:, 0] > 0
+    noise = np.random.default_rng(9).uniform(0, 1, len(raw))  # no information at all
+    later = slice(300, None)
+    for method in MAPS:
+        fixed, mapped = recalibrate(raw, up, count, order, method, 30, 1 / 130)
+        assert mapped[later].all()
+        assert np.mean((fixed[later] - up[later]) ** 2) < np.mean((raw[later] - up[later]) ** 2), method
+        coin, _ = recalibrate(noise, up, count, order, method, 30, 1 / 130)
+        assert np.mean((coin[later] - up[later]) ** 2) < 0.26, method
+
+
+def test_a_probability_map_uses_only_pairs_known_at_its_origin():
+    from kronos.evaluation.probability import MAPS, recalibrate
+
+    origins, observed, samples = forecasts(200, spread=1 / 2)
+    count, order = known(origins, 1).sum(1), np.argsort(origins)
+    raw, up = (samples[:, :, 0] > 0).mean(1), observed[:, 0] > 0
+    flipped = up.copy()
+    flipped[150:] = ~flipped[150:]  # outcomes of origin 150 on: known from origin 151
+    for method in MAPS:
+        base, _ = recalibrate(raw, up, count, order, method, 30, 1 / 130)
+        moved, _ = recalibrate(raw, flipped, count, order, method, 30, 1 / 130)
+        np.testing.assert_array_equal(base[:151], moved[:151])
+        assert not np.array_equal(base[151:], moved[151:])

@@ -6,7 +6,7 @@ import sys
 from kronos.process import prepare
 
 prepare()  # before torch loads
-BENCHMARKS = ("engine", "backtest", "training", "api", "hub", "scan")
+BENCHMARKS = ("engine", "backtest", "combined", "training", "api", "hub", "scan")
 arguments = sys.argv[1:]
 name = arguments.pop(0) if arguments and arguments[0] in BENCHMARKS else "engine"
 importlib.import_module(f"kronos.bench.{name}").main(arguments)

@@ -3,9 +3,12 @@ origins forecast one by one (the same paths, checked).
 
     python -m kronos.bench backtest                                  # synthetic candles
     python -m kronos.bench backtest --csv btcusdt_1h.csv.gz        # real candles
+    python -m kronos.bench backtest --whole-only                     # the command and its rerun only
 
 Kronos-mini's shapes with random weights (saved to a temporary folder for the command), 200 origins every 24 rows,
 30 paths x 24 h, lookback 383, as the issue's target states (<= 40 s for the command, >= 1.5x over single forecasts).
+The command runs twice on one store: the rerun forecasts nothing and only scores (every baseline, the calibration
+and the combined forecast), which is what a later forecast of the same market adds for its calibration.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", help="candles to backtest (default: a synthetic random walk)")
     parser.add_argument("--origins", type=int, default=200)
+    parser.add_argument("--whole-only", action="store_true", help="skip the single-against-batched comparison")
     args = parser.parse_args(argv)
     settings = BacktestSettings(origins=args.origins, every=24, horizon=24, samples=30, lookback=383)
     with tempfile.TemporaryDirectory() as folder:
@@ -47,12 +51,15 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         whole = time.perf_counter() - started
-        single, batched, same = _engine(env, frame, settings)
+        subprocess.run(command, check=True, capture_output=True)
+        rerun = time.perf_counter() - started - whole
+        single, batched, same = (float("nan"), float("nan"), None) if args.whole_only else _engine(env, frame, settings)
     print(f"{settings.origins} origins x {settings.samples} paths x {settings.horizon} h, lookback "
           f"{settings.lookback}, mini shapes, {'candles of ' + args.csv if args.csv else 'synthetic candles'}")
-    print(f"| whole command (s) | target (s) | single forecasts (s) | batched (s) | speed-up | target | same paths |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {whole:.1f} | <= {TARGET_S:g} | {single:.1f} | {batched:.1f} | {single / batched:.2f}x "
+    print("| whole command (s) | target (s) | rerun from the store (s) | single forecasts (s) | batched (s) | speed-up "
+          "| target | same paths |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {whole:.1f} | <= {TARGET_S:g} | {rerun:.1f} | {single:.1f} | {batched:.1f} | {single / batched:.2f}x "
           f"| >= {TARGET_SPEEDUP}x | {same} |")
 
 

@@ -4,9 +4,11 @@ Origins are rows of the frame, every `every` rows: the last `origins` of them th
 after them and `lookback` rows before them. At origin o the engine sees rows o - lookback .. o - 1 only, and
 forecasts rows o .. o + horizon - 1 (hour h is row o + h - 1). Scores are on the close as log returns from the
 close of row o - 1 (kronos.evaluation.scores). The baselines see the same rows as the model: the random walk's
-volatility and the bootstrap's returns come from the lookback's one-step log returns (W = lookback - 1), the
-"trailing frequency" of up moves from its closes. Calibration learns at each origin only from outcomes known
-there (kronos.evaluation.calibration).
+and the EWMA's volatility and the bootstrap's returns come from the lookback's one-step log returns
+(W = lookback - 1), the "trailing frequency" of up moves from its closes; GARCH(1,1) is fitted on up to
+baselines.FIT_WINDOW returns before the origin (kronos.evaluation.baselines). Calibration and the combined forecast
+learn at each origin only from outcomes known there (kronos.evaluation.forecasters). Skill is reported against the
+random walk and against the best baseline (the lowest mean CRPS over the hours on these origins).
 
 Origins run through `Forecaster.forecast_many` (several histories per generation loop); each origin has its own
 seed, drawn from the run's seed and the origin's time, so a forecast does not depend on which other origins ran
@@ -30,10 +32,15 @@ from kronos.data.validation import FEATURE_COLUMNS, check_history
 from kronos.engine import HISTORIES_PER_BATCH, ForecastSource
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
-from kronos.evaluation.calibration import MIN_COUNT, calibrate
-from kronos.evaluation.scores import brier, hit_rate, log_loss, plain, score, skill
-from kronos.forecast import volatility_amplified
-from kronos.settings import FORECAST_DEFAULTS as DEFAULTS, SEED_RANGE
+from kronos.evaluation.calibration import MIN_COUNT
+from kronos.evaluation.forecasters import BASELINES, Issue, issue
+from kronos.evaluation.pooling import DEFAULT
+from kronos.evaluation.probability import DEFAULT_MAP
+from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
+from kronos.forecast import Forecast, volatility_amplified
+from kronos.schemas import backtest as schema
+from kronos.settings import FORECAST_DEFAULTS as DEFAULTS
+from kronos.settings import SEED_RANGE
 
 MAX_ORIGINS = 2000
 KEPT_EVERY = 4 * HISTORIES_PER_BATCH  # origins forecast between two writes to the store
@@ -76,28 +83,63 @@ class BacktestSettings:
 
 
 @dataclass(frozen=True, eq=False)
+class Latest:
+    """The forecast after the frame's last row, per hour: raw, calibrated and combined (log returns from
+    `last_close`), with the pool's weights (component -> (H,))."""
+
+    after: pd.Timestamp
+    last_close: float
+    timestamps: pd.DatetimeIndex
+    calibrated: np.ndarray  # (H,) bool
+    pooled: np.ndarray  # (H,) bool
+    upside_raw: np.ndarray
+    upside_calibrated: np.ndarray
+    bands_calibrated: dict[str, tuple[np.ndarray, np.ndarray]]
+    upside_combined: np.ndarray
+    bands_combined: dict[str, tuple[np.ndarray, np.ndarray]]
+    median_combined: np.ndarray
+    volatility_amplification_combined: float | None
+    weights: dict[str, np.ndarray]
+
+    def to_schema(self) -> schema.Latest:
+        """The typed JSON shape."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values |= {"after": self.after.isoformat(), "timestamps": [t.isoformat() for t in self.timestamps]}
+        return schema.Latest.model_validate(plain(values))
+
+
+@dataclass(frozen=True, eq=False)
 class Backtest:
-    """A backtest's result: its settings, origins, the scores of every forecaster, and skill against the random walk."""
+    """A backtest's result: settings, origins, every forecaster's scores, skills against the random walk and the
+    best baseline, the pool's mean weights, and the latest forecast when asked."""
 
     settings: BacktestSettings
     model: str
     origin_times: pd.DatetimeIndex
     reused: int  # origins whose paths came from the store
-    scores: dict[str, dict]  # forecaster -> Scores.to_dict() (or the upside scores of "trailing_frequency")
-    skill: dict[str, dict[str, list]]  # forecaster -> score -> per hour, against the random walk
-    calibrated_origins: list[int]  # per hour: origins calibrated (the others used raw values)
-    latest: dict | None = None  # with `latest`: the forecast after the last row, raw and calibrated
+    scores: dict[str, Scores | UpsideScores]  # forecaster -> its scores ("trailing_frequency": upside only)
+    skill: dict[str, dict[str, np.ndarray]]  # forecaster -> "crps" / "brier_upside" -> (H,), against the random walk
+    skill_best: dict[str, dict[str, np.ndarray]]  # the same against `best_baseline`
+    best_baseline: str
+    calibrated_origins: np.ndarray  # (H,) origins calibrated per hour (the others used raw values)
+    pooled_origins: np.ndarray  # (H,) origins whose pool weights were learnt
+    weights: dict[str, np.ndarray]  # component -> (H,) mean pool weight over the pooled origins
+    latest: Latest | None = None
+
+    def to_schema(self) -> schema.BacktestResult:
+        """The typed JSON shape (kronos.schemas.backtest)."""
+        return schema.BacktestResult(
+            settings=dataclasses.asdict(self.settings), model=self.model, origins=len(self.origin_times),
+            origin_times=[t.isoformat() for t in self.origin_times], reused=self.reused,
+            baseline_window=self.settings.lookback - 1, calibrated_origins=self.calibrated_origins.tolist(),
+            pooled_origins=self.pooled_origins.tolist(), best_baseline=self.best_baseline,
+            scores={name: scores.to_dict() for name, scores in self.scores.items()}, skill=plain(self.skill),
+            skill_best=plain(self.skill_best), weights=plain(self.weights),
+            latest=None if self.latest is None else self.latest.to_schema())
 
     def to_dict(self) -> dict:
-        """JSON-ready: settings, origins (count, their times, how many were reused), scores per forecaster, skill
-        against the random walk, calibrated origins per hour, and `latest` when made."""
-        result = {"settings": dataclasses.asdict(self.settings), "model": self.model, "origins": len(self.origin_times),
-                  "origin_times": [t.isoformat() for t in self.origin_times], "reused": self.reused,
-                  "baseline_window": self.settings.lookback - 1,
-                  "calibrated_origins": self.calibrated_origins, "scores": self.scores, "skill": self.skill}
-        if self.latest is not None:
-            result["latest"] = self.latest
-        return result
+        """JSON-ready Python of `to_schema()`."""
+        return self.to_schema().model_dump(mode="json")
 
 
 def rows_needed(settings: BacktestSettings) -> int:
@@ -128,55 +170,71 @@ def check_backtest(settings: BacktestSettings, rows: int) -> None:
 
 
 def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: BacktestSettings, *,
-                 store: CandleStore | None = None, latest: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> Backtest:
-    """Forecast every origin of `frame` (reusing stored paths), score the model raw and calibrated and the baselines.
-
-    With `latest`, also forecast after the frame's last row and calibrate that forecast on every known outcome.
-    """
+                 store: CandleStore | None = None, latest: bool = False, live: Forecast | None = None,
+                 progress: Callable[[int, int], None] | None = None, upside_map: str = DEFAULT_MAP,
+                 end: int | None = None) -> Backtest:
+    """Forecast every origin of `frame` (reusing stored paths), score the model raw and calibrated, the baselines
+    and the combined forecast. With `latest`, also forecast after the frame's last row and issue that forecast raw,
+    calibrated and combined from every known outcome; `live` (a forecast after the last row with the settings'
+    horizon and samples) stands in for that forecast. `upside_map`: the probability map of the calibrated and
+    combined upside and volatility amplification probabilities (kronos.evaluation.probability). `end`: origins fall
+    as if the frame ended at that row (the latest forecast stays after the last row)."""
     frame = check_history(frame)
     check_backtest(settings, len(frame))
     forecaster.check_arguments(settings.horizon, settings.samples, settings.temperature, settings.top_p,
                                settings.top_k)
-    origins = origin_rows(len(frame), settings)
+    origins = origin_rows(len(frame) if end is None else min(end, len(frame)), settings)
     close = frame["close"].to_numpy()
     stamps = pd.DatetimeIndex(frame["timestamps"])
-    runs = list(origins) + ([len(frame)] if latest else [])
-    paths, vol_prob, reused = _forecast_origins(forecaster, frame, runs, settings, store, progress)
-    last_close = close[np.array(runs) - 1]  # (N',)
-    samples = np.log(paths / last_close[:, None, None])  # (N', S, H) log returns
-    past = baselines.trailing_closes(close, np.array(runs), settings.lookback - 1)  # (N', W + 1)
-    outcome_rows = origins[:, None] + np.arange(settings.horizon)  # (N, H)
-    observed = np.log(close[outcome_rows] / last_close[:len(origins), None])  # (N, H)
-    n = len(origins)
+    latest = latest or live is not None
+    runs = np.array(list(origins) + ([len(frame)] if latest else []))
+    paths, vol_prob, reused = _forecast_origins(forecaster, frame, list(origins if live is not None else runs),
+                                                settings, store, progress)
+    if live is not None:
+        paths, vol_prob = _with_live(paths, vol_prob, live, settings)
+    samples = np.log(paths / close[runs - 1][:, None, None])  # (N', S, H) log returns
+    n, horizon = len(origins), settings.horizon
+    observed = np.log(close[origins[:, None] + np.arange(horizon)] / close[origins - 1, None])  # (N, H)
+    issued = issue(samples, vol_prob, close, runs, np.vstack([observed, np.zeros((len(runs) - n, horizon))]),
+                   settings.lookback - 1, settings.min_count, settings.seed, upside_map, _phase(stamps))
+    past = baselines.trailing_closes(close, origins, settings.lookback - 1)
+    vol_outcome = np.array([volatility_amplified(observed[i], past[i]) for i in range(n)]) if horizon >= 3 else None
+    scores = {name: score(f.samples[:n], observed, None if f.upside is None else f.upside[:n],
+                          None if vol_outcome is None else f.vol[:n], vol_outcome, seed=settings.seed,
+                          bands=None if f.bands is None else {k: (lo[:n], hi[:n]) for k, (lo, hi) in f.bands.items()})
+              for name, f in issued.forecasters.items()}
+    scores["trailing_frequency"] = upside_scores(baselines.up_frequency(past, horizon), observed, settings.samples)
+    best = min(BASELINES, key=lambda name: float(np.mean(scores[name].crps)))
+    pooled = issued.pool.pooled[:n]
+    weights = {name: np.where(pooled.any(0), (issued.pool.weights[:n, k] * pooled).sum(0) / np.maximum(
+        pooled.sum(0), 1), float(name == DEFAULT)) for k, name in enumerate(issued.pool.names)}
+    latest_view = _latest(frame, settings, samples[-1], issued, stamps) if latest else None
+    return Backtest(settings, forecaster.name, stamps[origins], reused, scores,
+                    _skills(scores, "random_walk"), _skills(scores, best), best,
+                    issued.calibrated.calibrated[:n].sum(0), pooled.sum(0), weights, latest_view)
 
-    calibrated = calibrate(samples, np.vstack([observed, np.zeros((len(runs) - n, settings.horizon))]),
-                           np.array(runs), min_count=settings.min_count)
-    vol_outcome = np.array([volatility_amplified(observed[i], past[i]) for i in range(n)]) \
-        if settings.horizon >= 3 else None
-    trailing = np.diff(np.log(past[:n]), axis=1)  # (N, W) one-step log returns
-    rng = np.random.default_rng(settings.seed)
-    forecasters = {
-        "model": (samples[:n], None, vol_prob[:n]),
-        "model_calibrated": (calibrated.samples[:n], calibrated.upside_prob[:n], vol_prob[:n]),
-        "random_walk": (baselines.random_walk(trailing, settings.samples, settings.horizon, rng), None, None),
-        "bootstrap": (baselines.bootstrap(trailing, settings.samples, settings.horizon, rng), None, None),
-    }
-    scores = {}
-    for name, (draws, upside, vol) in forecasters.items():
-        if vol is None and vol_outcome is not None:  # baselines: the same path rule as the model's
-            vol = np.array([volatility_amplified(draws[i], past[i]).mean() for i in range(n)])
-        bands = {k: (lo[:n], hi[:n]) for k, (lo, hi) in calibrated.bands.items()} if name == "model_calibrated" else None
-        scores[name] = score(draws, observed, upside, None if vol_outcome is None else vol, vol_outcome,
-                             bands=bands, seed=settings.seed).to_dict()
-    scores["trailing_frequency"] = _upside_scores(baselines.up_frequency(past[:n], settings.horizon), observed,
-                                                  settings.samples)
-    reference = scores["random_walk"]
-    skills = {name: {key: plain(skill(scores[name][key], reference[key])) for key in ("crps", "brier_upside")}
-              for name in ("model", "model_calibrated", "bootstrap")}
-    latest_view = _latest(frame, settings, samples[-1], calibrated, stamps) if latest else None
-    return Backtest(settings, forecaster.name, stamps[origins], reused, scores, skills,
-                    calibrated.n_calibrated.tolist(), latest_view)
+
+def _phase(stamps: pd.DatetimeIndex) -> int:
+    """Row 0's count of steps (the first interval) since the epoch: GARCH refits fall on candles fixed by the clock."""
+    step = (stamps[1] - stamps[0]).value if len(stamps) > 1 else 1
+    return int(stamps[0].value // step) if step > 0 else 0
+
+
+def _skills(scores: dict[str, Scores | UpsideScores], reference: str) -> dict[str, dict[str, np.ndarray]]:
+    """CRPS and Brier skill per hour of every distribution forecaster but `reference`, against it."""
+    return {name: {key: skill(getattr(s, key), getattr(scores[reference], key)) for key in ("crps", "brier_upside")}
+            for name, s in scores.items() if isinstance(s, Scores) and name != reference}
+
+
+def _with_live(paths: np.ndarray, vol: np.ndarray, live: Forecast, settings: BacktestSettings
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The origins' paths and volatility probabilities with the live forecast's appended as the latest run."""
+    closes = live.column("close")  # (S, H)
+    if closes.shape != (settings.samples, settings.horizon):
+        raise InvalidInputError(f"the forecast has {closes.shape[0]} paths x {closes.shape[1]} hours; its "
+                                f"calibration needs {settings.samples} x {settings.horizon}")
+    amplified = live.volatility_amplification_probability()
+    return np.concatenate([paths, closes[None]]), np.append(vol, np.nan if amplified is None else amplified)
 
 
 def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
@@ -186,7 +244,8 @@ def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: lis
     the store's; and how many were reused."""
     stamps = frame["timestamps"]
     windows = [frame.iloc[o - settings.lookback:o] for o in runs]
-    keys = [_key(forecaster, settings, window) for window in windows]
+    rows = pd.util.hash_pandas_object(frame[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()  # per row
+    keys = [_key(forecaster, settings, stamps.iloc[o - 1], rows[o - settings.lookback:o]) for o in runs]
     found = store.backtest_paths(keys) if store is not None else {}
     missing = [i for i, key in enumerate(keys) if key not in found]
     for start in range(0, len(missing), KEPT_EVERY):  # kept as they come: an interrupted run loses little
@@ -216,28 +275,28 @@ def origin_seed(seed: int, last_time: pd.Timestamp) -> int:
     return int(np.random.SeedSequence([seed, int(last_time.value // 10**9)]).generate_state(1)[0] % (SEED_RANGE[1] + 1))
 
 
-def _key(forecaster: ForecastSource, settings: BacktestSettings, window: pd.DataFrame) -> str:
-    """What one origin's paths depend on: the weights, the sampling settings, the seed rule and the rows seen."""
+def _key(forecaster: ForecastSource, settings: BacktestSettings, last_time: pd.Timestamp, rows: np.ndarray) -> str:
+    """What one origin's paths depend on: the weights, the sampling settings, the seed rule and the rows seen (their
+    hashes, `rows`: pandas' per-row hash of the window's timestamps and features)."""
     described = json.dumps({"weights": forecaster.fingerprint, "context": forecaster.max_context,
-                            "seed": origin_seed(settings.seed, window["timestamps"].iloc[-1]),
-                            **settings.sampling()}, sort_keys=True)
-    rows = pd.util.hash_pandas_object(window[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()
+                            "seed": origin_seed(settings.seed, last_time), **settings.sampling()}, sort_keys=True)
     return hashlib.sha256(described.encode() + rows.tobytes()).hexdigest()
 
 
-def _upside_scores(prob: np.ndarray, observed: np.ndarray, samples: int) -> dict[str, list]:
-    """Brier score, log loss and hit rate per hour of an upside probability alone."""
-    up = observed > 0
-    return {"brier_upside": brier(prob, up).mean(0).tolist(), "log_loss_upside": log_loss(prob, up, samples).mean(0)
-            .tolist(), "hit_rate": hit_rate(prob, up).tolist()}
-
-
-def _latest(frame: pd.DataFrame, settings: BacktestSettings, samples: np.ndarray, calibrated,
-            stamps: pd.DatetimeIndex) -> dict:
-    """The forecast after the last row: per hour, raw and calibrated upside probability and band edges (log returns)."""
+def _latest(frame: pd.DataFrame, settings: BacktestSettings, samples: np.ndarray, issued: Issue,
+            stamps: pd.DatetimeIndex) -> Latest:
+    """The forecast after the last row (the last run), raw, calibrated and combined."""
     step = stamps[-1] - stamps[-2]
-    return {"after": stamps[-1].isoformat(), "last_close": float(frame["close"].iloc[-1]),
-            "calibrated": [bool(c) for c in calibrated.calibrated[-1]],
-            "timestamps": [(stamps[-1] + step * (h + 1)).isoformat() for h in range(settings.horizon)],
-            "upside_raw": (samples > 0).mean(0).tolist(), "upside_calibrated": calibrated.upside_prob[-1].tolist(),
-            "bands_calibrated": {k: [lo[-1].tolist(), hi[-1].tolist()] for k, (lo, hi) in calibrated.bands.items()}}
+    model, combined = issued.forecasters["model_calibrated"], issued.forecasters["combined"]
+    vol = combined.vol[-1] if settings.horizon >= 3 and np.isfinite(combined.vol[-1]) else None
+    return Latest(
+        after=stamps[-1], last_close=float(frame["close"].iloc[-1]),
+        timestamps=pd.DatetimeIndex([stamps[-1] + step * (h + 1) for h in range(settings.horizon)]),
+        calibrated=issued.calibrated.calibrated[-1], pooled=issued.pool.pooled[-1],
+        upside_raw=(samples > 0).mean(0), upside_calibrated=model.upside[-1],
+        bands_calibrated={k: (lo[-1], hi[-1]) for k, (lo, hi) in model.bands.items()},
+        upside_combined=combined.upside[-1],
+        bands_combined={k: (lo[-1], hi[-1]) for k, (lo, hi) in combined.bands.items()},
+        median_combined=np.quantile(combined.samples[-1], 0.5, axis=0, method=QUANTILE_METHOD),
+        volatility_amplification_combined=None if vol is None else float(vol),
+        weights={name: issued.pool.weights[-1, k] for k, name in enumerate(issued.pool.names)})

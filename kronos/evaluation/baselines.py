@@ -8,9 +8,20 @@ with `trailing_closes`. Draws come from the caller's seeded numpy Generator, so 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
 from kronos.errors import InvalidInputError
+
+HALF_LIFE = 24  # rows; the EWMA's decay is 2 ** (-1 / HALF_LIFE)
+FIT_WINDOW = 1000  # one-step returns a GARCH fit sees at most, the latest before its origin
+REFIT_ROWS = 24  # rows between GARCH refits
+FIRST_ROWS = 168  # a fit window cut by the frame's start begins on a row fixed by the clock, every so many rows
+SCALE = 100.0  # returns in percent for the GARCH optimiser (its recommended range)
+MIN_FIT = 32  # returns a GARCH fit needs at least
+FITS_KEPT = 1024  # GARCH fits kept in memory
 
 
 def trailing_closes(close: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
@@ -52,3 +63,91 @@ def up_frequency(closes: np.ndarray, horizon: int) -> np.ndarray:
     if horizon >= log_close.shape[1]:
         raise InvalidInputError(f"{horizon} hours ahead need more than {log_close.shape[1]} trailing closes")
     return np.stack([(log_close[:, h:] > log_close[:, :-h]).mean(1) for h in range(1, horizon + 1)], axis=1)
+
+
+def ewma(trailing: np.ndarray, samples: int, horizon: int, rng: np.random.Generator,
+         half_life: float = HALF_LIFE) -> np.ndarray:
+    """Paths (N, S, H) of zero-drift Gaussian one-step log returns at each origin's exponentially weighted standard
+    deviation of its trailing one-step log returns `trailing` (N, W) (weights normalised over the window), cumulated."""
+    trailing = _window(trailing)
+    decay = 2.0 ** (-1.0 / half_life)
+    weights = decay ** np.arange(trailing.shape[1])[::-1]  # the latest return weighs 1
+    sigma = np.sqrt((trailing ** 2 * weights).sum(1) / weights.sum())  # (N,)
+    return (rng.standard_normal((len(trailing), samples, horizon)) * sigma[:, None, None]).cumsum(2)
+
+
+@dataclass(frozen=True)
+class GarchFit:
+    """GARCH(1,1) parameters of one-step log returns (variance units: log return squared)."""
+
+    omega: float
+    alpha: float
+    beta: float
+
+    def step(self, variance, shock):
+        """The next conditional variance after a return `shock` at conditional variance `variance`."""
+        return self.omega + self.alpha * shock * shock + self.beta * variance
+
+
+def fit_garch(returns: np.ndarray) -> GarchFit:
+    """GARCH(1,1) fitted on one-step log returns `returns` (T,) by the `arch` package; RiskMetrics' recursion
+    (omega 0, the EWMA's decay) when the fit fails or leaves a non-stationary or non-finite model. Fits are kept
+    (FITS_KEPT, by the returns' bytes), so a later backtest over the same candles refits nothing."""
+    return _fit(np.ascontiguousarray(returns, float).tobytes())
+
+
+@lru_cache(maxsize=FITS_KEPT)
+def _fit(data: bytes) -> GarchFit:
+    from arch import arch_model  # loads on first use, like SciPy
+
+    decay = 2.0 ** (-1.0 / HALF_LIFE)
+    fallback = GarchFit(0.0, 1 - decay, decay)
+    try:
+        fitted = arch_model(np.frombuffer(data) * SCALE, mean="Zero", vol="GARCH", p=1, q=1,
+                            rescale=False).fit(disp="off")
+    except (ValueError, np.linalg.LinAlgError):
+        return fallback
+    omega, alpha, beta = (float(fitted.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
+    if fitted.convergence_flag != 0 or not np.isfinite([omega, alpha, beta]).all() or alpha + beta >= 1:
+        return fallback
+    return GarchFit(omega / SCALE ** 2, alpha, beta)
+
+
+def garch(close: np.ndarray, origins: np.ndarray, samples: int, horizon: int, rng: np.random.Generator,
+          phase: int = 0, refit_rows: int = REFIT_ROWS, window: int = FIT_WINDOW) -> np.ndarray:
+    """Paths (N, S, H) of GARCH(1,1) log returns, cumulated, at each origin (row index into `close`) from the
+    returns of rows before it only. Fits happen at rows r with (r + phase) % refit_rows == 0 (`phase`: row 0's
+    count of steps since the epoch, so refits fall on the same candles whatever the frame), each on up to `window`
+    returns before r (where the frame cuts them, from a row fixed by the clock every FIRST_ROWS, so that a frame
+    sliding over new candles keeps its fits); an origin takes the latest fit at or before it (its own row when none
+    has MIN_FIT returns) and filters the conditional variance forward with those parameters through the returns
+    before it."""
+    close, origins = np.asarray(close, float), np.asarray(origins)
+    if origins.min() < MIN_FIT + 1 or origins.max() > len(close):
+        raise InvalidInputError(f"GARCH origins must be rows in [{MIN_FIT + 1}, {len(close)}]")
+    from scipy.signal import lfilter
+
+    returns = np.diff(np.log(close))  # returns[t - 1] is row t's return: origin o knows returns[:o - 1]
+    shocks = rng.standard_normal((len(origins), samples, horizon))  # drawn first: the same draws whatever the data
+    first = (-1 - phase) % FIRST_ROWS  # returns[first:] start on a row fixed by the clock: a sliding frame keeps it
+    fitted_at = origins - (origins + phase) % refit_rows  # the latest refit row at or before each origin
+    fitted_at = np.where(fitted_at - 1 - first >= MIN_FIT, fitted_at, origins)
+    variance, params = np.empty(len(origins)), np.empty((len(origins), 3))
+    for row in np.unique(fitted_at):
+        mine = np.flatnonzero(fitted_at == row)
+        start = max(first if row - 1 - first >= MIN_FIT else 0, row - 1 - window)
+        fit = fit_garch(returns[start:row - 1])
+        seen = returns[start:origins[mine].max() - 1]  # every return before the group's origins, from the window on
+        state = float(np.var(returns[start:row - 1]))  # the recursion starts at the fit window's variance
+        after = lfilter([1.0], [1.0, -fit.beta], fit.omega + fit.alpha * seen ** 2, zi=[fit.beta * state])[0]
+        index = origins[mine] - 2 - start  # after[k]: the variance once returns[start .. start + k] are seen
+        variance[mine] = np.where(index >= 0, after[np.maximum(index, 0)], state)
+        params[mine] = fit.omega, fit.alpha, fit.beta
+    omega, alpha, beta = (params[:, k, None] for k in range(3))
+    paths, level, total = np.empty_like(shocks), np.repeat(variance[:, None], samples, 1), 0.0  # level: (N, S)
+    for h in range(horizon):
+        step = np.sqrt(level) * shocks[:, :, h]
+        total = total + step
+        paths[:, :, h] = total
+        level = omega + alpha * step * step + beta * level
+    return paths

@@ -1,12 +1,11 @@
-"""Calibration strictly from the past: isotonic upside probability, conformal bands and a conformal quantile set.
+"""Calibration strictly from the past: a recalibrated upside probability, conformal bands and a conformal quantile set.
 
 Origin i learns only from outcomes known when it opens: origin j's outcome h hours ahead is known iff
 origins[j] + h <= origins[i] (`known`; its candle closed before origin i's row). Each hour ahead is calibrated on its
 own. Where fewer than `min_count` pairs are known, the raw values stay and the mask `calibrated` says so.
 
-Upside probability: isotonic (increasing) regression of the known outcomes on their raw probabilities, tied raw
-values pooled first, read at a new raw probability by linear interpolation between the fitted knots (flat beyond
-the ends) and clipped to [0, 1].
+Upside probability: a map of the raw probability fitted on the known pairs (kronos.evaluation.probability; by
+default its DEFAULT_MAP; "isotonic" is the increasing isotonic regression this project used first).
 
 Bands and quantiles: conformalized quantiles (CQR, Romano et al. 2019) on log returns. For a central level beta the
 raw band [lo, hi] comes from the samples (`scores.band`); each known pair scores E = max(lo - y, y - hi), positive
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kronos.errors import InvalidInputError
+from kronos.evaluation.probability import DEFAULT_MAP, recalibrate
 from kronos.evaluation.scores import LEVELS, band, check_forecasts, level_key
 
 MIN_COUNT = 30
@@ -63,6 +63,16 @@ def conformal_rank(n: int, levels) -> np.ndarray:
     return np.clip(np.ceil((n + 1) * np.asarray(levels) - 1e-9).astype(int), 1, n)
 
 
+def prefix_order_statistics(values: np.ndarray, sizes: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """(M, L): for each prefix size m = sizes[i] and column l, the ranks[i, l]-th smallest (1-based) of
+    values[:m, l] (values (N, L)), all at once: each column sorted once, prefix members counted along it."""
+    by_value = np.argsort(values, axis=0, kind="stable")  # (N, L) rows in increasing value per column
+    member = by_value.T[None] < sizes[:, None, None]  # (M, L, N): the t-th smallest lies in the prefix
+    reached = member.cumsum(2) >= ranks[..., None]  # (M, L, N)
+    first = reached.argmax(2)  # (M, L) where the prefix's rank-th smallest sits
+    return np.take_along_axis(values, by_value, 0).T[np.arange(values.shape[1]), first]
+
+
 def conformal_band(lo: np.ndarray, hi: np.ndarray, past_lo: np.ndarray, past_hi: np.ndarray, past_y: np.ndarray,
                    level: float) -> tuple[np.ndarray, np.ndarray]:
     """A band [lo, hi] widened (or narrowed) by the conformal margin of the known past bands and outcomes (n,)."""
@@ -71,18 +81,10 @@ def conformal_band(lo: np.ndarray, hi: np.ndarray, past_lo: np.ndarray, past_hi:
     return lo - margin, hi + margin
 
 
-def isotonic(prob: np.ndarray, outcome: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Increasing isotonic fit of outcomes on probabilities (ties pooled), read at the `new` probabilities."""
-    knots, inverse, counts = np.unique(prob, return_inverse=True, return_counts=True)
-    from scipy.optimize import isotonic_regression  # SciPy loads on first use (see kronos.evaluation.scores)
-
-    fit = isotonic_regression(np.bincount(inverse, outcome, len(knots)) / counts, weights=counts).x
-    return np.clip(np.interp(new, knots, fit), 0, 1)
-
-
-def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN_COUNT) -> Calibrated:
+def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN_COUNT,
+              upside_map: str = DEFAULT_MAP) -> Calibrated:
     """Calibrate each origin and hour on the outcomes known at that origin (see the module docstring).
-    `upside_prob` (N, H) defaults to the share of samples above 0."""
+    `upside_prob` (N, H) defaults to the share of samples above 0; `upside_map` names its probability map."""
     samples, observed = check_forecasts(samples, observed)
     n, s, horizon = samples.shape
     origins = np.asarray(origins)
@@ -106,17 +108,16 @@ def calibrate(samples, observed, origins, upside_prob=None, min_count: int = MIN
         hi = np.column_stack([edge[1][:, h] for edge in named] + [ordered[:, ::-1][:, :half, h]])  # (N, L)
         errors = np.maximum(lo - y[:, None], y[:, None] - hi)  # (N, L) nonconformity
         count = known(origins, h + 1).sum(1)  # (N,) known pairs per origin
-        pool = np.empty((len(levels), 0))  # known errors so far, sorted per level
-        for m in np.unique(count[count >= min_count]):
-            rows, past = count == m, order[:m]
-            pool = np.sort(np.hstack([pool, errors[order[pool.shape[1]:m]].T]), axis=1, kind="stable")  # (L, m)
-            rank = conformal_rank(m, levels)  # (L,)
-            margin = pool[np.arange(len(levels)), rank - 1]  # (L,)
+        rows = count >= min_count
+        sizes = np.unique(count[rows])  # (M,) distinct numbers of known pairs
+        if len(sizes):
+            margins = prefix_order_statistics(errors[order], sizes, conformal_rank(sizes[:, None], levels))  # (M, L)
+            margin = margins[np.searchsorted(sizes, count[rows])]  # (r, L)
             new_lo, new_hi = lo[rows] - margin, hi[rows] + margin  # (r, L)
             for c, key in enumerate(bands):
                 bands[key][0][rows, h], bands[key][1][rows, h] = new_lo[:, c], new_hi[:, c]
             grid = [new_lo[:, len(LEVELS):], ordered[rows, half:s - half, h], new_hi[:, len(LEVELS):][:, ::-1]]
             out[rows, :, h] = np.sort(np.concatenate(grid, axis=1), axis=1)  # (r, S)
-            prob[rows, h] = isotonic(raw_prob[past, h], y[past] > 0, raw_prob[rows, h])
             mask[rows, h] = True
+        prob[:, h] = recalibrate(raw_prob[:, h], y > 0, count, order, upside_map, min_count, 1 / (2 * (s + 1)))[0]
     return Calibrated(out, prob, bands, mask, mask.sum(0))

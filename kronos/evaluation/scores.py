@@ -61,18 +61,21 @@ def band(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k / n."""
-    from scipy.stats import binomtest
+def wilson(k, n: int, confidence: float = 0.95):
+    """Wilson score interval (low, high) of proportions k / n (k a count or an array of counts), in closed form:
+    (p + z^2 / 2n -+ z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n), z the normal quantile of the confidence."""
+    from scipy.special import ndtri
 
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    z, p = float(ndtri(0.5 + confidence / 2)), np.asarray(k, float) / n
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low, high = np.clip((centre - half) / (1 + z * z / n), 0, 1), np.clip((centre + half) / (1 + z * z / n), 0, 1)
+    return (float(low), float(high)) if np.ndim(k) == 0 else (low, high)
 
 
 def coverage(lo: np.ndarray, hi: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per hour (H,): share of outcomes inside [lo, hi], its 95% Wilson interval (low, high), mean band width."""
     inside = (lo <= observed) & (observed <= hi)  # (N, H)
-    low, high = np.array([wilson(k, len(inside)) for k in inside.sum(0)]).T
+    low, high = wilson(inside.sum(0), len(inside))
     return inside.mean(0), low, high, (hi - lo).mean(0)
 
 
@@ -160,6 +163,25 @@ class Scores:
     def to_dict(self) -> dict:
         """Plain JSON-ready Python: floats, ints, lists and dicts, NaN and infinities as None."""
         return plain({f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True, eq=False)
+class UpsideScores:
+    """The scores (H,) of an upside probability alone, for a forecaster that issues no distribution."""
+
+    brier_upside: np.ndarray
+    log_loss_upside: np.ndarray
+    hit_rate: np.ndarray
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready Python, as Scores.to_dict."""
+        return plain({f.name: getattr(self, f.name) for f in fields(self)})
+
+
+def upside_scores(prob: np.ndarray, observed: np.ndarray, n_samples: int) -> UpsideScores:
+    """Brier score, log loss (eps of S = `n_samples`) and hit rate per hour of an upside probability (N, H)."""
+    up = np.asarray(observed) > 0
+    return UpsideScores(brier(prob, up).mean(0), log_loss(prob, up, n_samples).mean(0), hit_rate(prob, up))
 
 
 def plain(value):

@@ -126,6 +126,17 @@ class SeriesEvaluation(Shape):
     base_calibrated: HourlyScores | None = None
     base_skill: Skill | None = None
     base_calibrated_skill: Skill | None = None
+    # the volatility baselines and the combined forecast (kronos.evaluation.forecasters); absent in older records
+    best_baseline: str | None = None
+    bootstrap: HourlyScores | None = None
+    ewma: HourlyScores | None = None
+    garch: HourlyScores | None = None
+    trained_combined: HourlyScores | None = None
+    trained_combined_skill: Skill | None = None
+    trained_combined_weights: dict[str, list[float | None]] | None = None
+    base_combined: HourlyScores | None = None
+    base_combined_skill: Skill | None = None
+    base_combined_weights: dict[str, list[float | None]] | None = None
 
 
 class Evaluation(Shape):

@@ -2,7 +2,7 @@
 
 Origins fall every `every` rows inside the validation period (a forecast's own rows are never training rows; its
 lookback may reach back before the split, as any forecast's history does). The new weights, their base (when
-fine-tuning) and the baselines are scored on the same origins with the same paths per origin.
+fine-tuning), the baselines and the combined forecast are scored on the same origins with the same paths per origin.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import pandas as pd
 from kronos import checkpoints
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
+from kronos.evaluation.forecasters import BASELINES
+from kronos.evaluation.scores import Scores, plain
 from kronos.training.data import Series
 from kronos.training.run import EvaluationRequest
 
@@ -44,14 +46,23 @@ def _series(series: Series, request: EvaluationRequest, contenders: dict[str, Fo
         return None
     settings = BacktestSettings(origins=min(origins, MAX_ORIGINS), every=EVERY, horizon=request.horizon,
                                 samples=SAMPLES, lookback=request.lookback)
-    scored = {name: run_backtest(forecaster, frame, settings).to_dict() for name, forecaster in contenders.items()}
+    scored = {name: run_backtest(forecaster, frame, settings) for name, forecaster in contenders.items()}
     any_run = next(iter(scored.values()))
-    result = {"name": series.name, "origins": any_run["origins"], "first_origin": any_run["origin_times"][0],
-              "last_origin": any_run["origin_times"][-1], "baseline_window": any_run["baseline_window"],
-              "random_walk": {k: any_run["scores"]["random_walk"][k] for k in KEPT}}
+    result = {"name": series.name, "origins": len(any_run.origin_times),
+              "first_origin": any_run.origin_times[0].isoformat(), "last_origin": any_run.origin_times[-1].isoformat(),
+              "baseline_window": settings.lookback - 1, "best_baseline": any_run.best_baseline,
+              **{name: _kept(any_run.scores[name]) for name in BASELINES}}
     for name, run in scored.items():
-        result[name] = {k: run["scores"]["model"][k] for k in KEPT}
-        result[f"{name}_calibrated"] = {k: run["scores"]["model_calibrated"][k] for k in KEPT}
-        result[f"{name}_skill"] = run["skill"]["model"]
-        result[f"{name}_calibrated_skill"] = run["skill"]["model_calibrated"]
+        result[name] = _kept(run.scores["model"])
+        result[f"{name}_calibrated"] = _kept(run.scores["model_calibrated"])
+        result[f"{name}_combined"] = _kept(run.scores["combined"])
+        result[f"{name}_skill"] = plain(run.skill["model"])
+        result[f"{name}_calibrated_skill"] = plain(run.skill["model_calibrated"])
+        result[f"{name}_combined_skill"] = plain(run.skill["combined"])
+        result[f"{name}_combined_weights"] = plain(run.weights)
     return result
+
+
+def _kept(scores: Scores) -> dict:
+    """The per-hour scores a training record keeps of one forecaster."""
+    return plain({key: getattr(scores, key) for key in KEPT})

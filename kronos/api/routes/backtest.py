@@ -3,16 +3,16 @@ logged live forecasts fared)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 
 from kronos.api.deps import ForecasterDep, RuntimeDep
 from kronos.api.errors import MAX_BODY_BYTES, responses
 from kronos.api.requests import BUDGET, MAX_CUSTOM_ROWS, BacktestBody, MarketOnly
 from kronos.evaluation.backtest import check_backtest, run_backtest
-from kronos.evaluation.record import track_record
+from kronos.evaluation.record import score_closed, track_record
+from kronos.schemas.backtest import BacktestResult
 from kronos.schemas.forecast import DataBlock
 from kronos.schemas.service import TrackRecordAnswer
 from kronos.summary import fingerprint
@@ -20,22 +20,10 @@ from kronos.summary import fingerprint
 router = APIRouter()
 
 
-class BacktestAnswer(BaseModel):
-    """A backtest: per forecaster (model, model_calibrated, random_walk, bootstrap, trailing_frequency) the scores
-    per hour ahead (crps, brier_upside, coverage {"50", "80", "95"}, ...), skill against the random walk, and `data`.
+class BacktestAnswer(BacktestResult):
+    """A backtest (kronos.schemas.backtest.BacktestResult: per forecaster the scores per hour ahead, skills against
+    the random walk and the best baseline, the combined forecast's weights) and `data`."""
 
-    Here until kronos.schemas.backtest defines the backtest's shape once."""
-
-    settings: dict[str, Any]
-    model: str
-    origins: int
-    origin_times: list[str]
-    reused: int
-    baseline_window: int
-    calibrated_origins: list[int]
-    scores: dict[str, dict[str, Any]]
-    skill: dict[str, dict[str, list[float | None]]]
-    latest: dict[str, Any] | None = None
     data: DataBlock
 
 
@@ -50,7 +38,7 @@ def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep)
     key = ("backtest", fingerprint(candles.frame), settings, body.calibrate)
     result = runtime.service.run(key, lambda: run_backtest(forecaster, candles.frame, settings,
                                                            store=runtime.market.store, latest=body.calibrate))
-    return BacktestAnswer(**{**result.to_dict(), "model": runtime.model_name}, data=candles.describe())
+    return BacktestAnswer(**{**result.to_schema().model_dump(), "model": runtime.model_name}, data=candles.describe())
 
 
 @router.get("/track_record", summary="The record of the live forecasts of a market by the loaded model",
@@ -58,6 +46,7 @@ def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep)
 def get_track_record(query: Annotated[MarketOnly, Query()], runtime: RuntimeDep,
                      forecaster: ForecasterDep) -> TrackRecordAnswer:
     market = query.market()
+    score_closed(runtime.market.store, market.exchange, market.symbol, market.timeframe, forecaster.fingerprint)
     found = track_record(runtime.market.store, market.exchange, market.symbol, market.timeframe,
                          forecaster.fingerprint)
     return TrackRecordAnswer(exchange=market.exchange, symbol=market.symbol, timeframe=market.timeframe,
