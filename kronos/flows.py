@@ -9,8 +9,10 @@ from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import StoreUnavailableError
-from kronos.evaluation.record import log_forecast
+from kronos.evaluation.combined import combined_forecast
+from kronos.evaluation.record import MARKET_SOURCES, log_forecast
 from kronos.forecast import Forecast
+from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.forecast import ForecastAnswer
 from kronos.settings import ForecastSettings
 
@@ -44,3 +46,11 @@ def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None,
     """The answer of the CLI and the API: the forecast's summary plus `data`, where the candles came from (a
     ForecastWithPaths with `all_samples`)."""
     return forecast.answer(candles.describe(), hour_idx=hour_idx, all_samples=all_samples)
+
+
+def calibrated(forecaster: ForecastSource, candles: Candles, forecast: Forecast, store: CandleStore | None,
+               hour_idx: int | None = None, progress: Progress | None = None) -> Calibrated | Unavailable:
+    """The forecast's `calibrated` block: the combined forecast, from a backtest of the candles' recent history
+    (its origins kept in and reused from `store`), or why it is unavailable (e.g. too few rows)."""
+    market = (candles.exchange, candles.symbol, candles.timeframe) if candles.source in MARKET_SOURCES else None
+    return combined_forecast(forecaster, candles.frame, forecast, store, progress, market=market, hour_idx=hour_idx)

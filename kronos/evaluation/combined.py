@@ -31,7 +31,7 @@ from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.record import scored
 from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Band, Calibrated, Record, Unavailable
-from kronos.settings import DEFAULTS
+from kronos.settings import FORECAST_DEFAULTS as DEFAULTS
 
 ORIGINS, EVERY = 200, 6
 LABELS = {"random_walk": "random walk", "bootstrap": "bootstrap", "ewma": "EWMA", "garch": "GARCH(1,1)"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from kronos.schemas.calibrated import Calibrated, Unavailable
 from pydantic import BaseModel, Field
 
 
@@ -80,6 +81,9 @@ class ForecastAnswer(BaseModel):
         description="share of paths more volatile over the horizon than the last `horizon` candles (null below 3)")
     predictions: list[HourSummary]
     data: DataBlock
+    calibrated: Calibrated | Unavailable | None = Field(
+        None, description="with calibrate=true: the combined forecast (Kronos calibrated and pooled with volatility "
+                          "baselines by a backtest of this market's recent history), or why it is unavailable")
 
 
 class ForecastWithPaths(ForecastAnswer):
