@@ -94,7 +94,7 @@ def test_latest_forecasts_after_the_last_row_raw_calibrated_and_combined(forecas
     result = run_backtest(forecaster, frame, SMALL, latest=True)
     latest = result.latest
     assert latest.after == frame["timestamps"].iloc[-1]
-    assert len(latest.upside_raw) == len(latest.upside_calibrated) == len(latest.upside_combined) == SMALL.forecast.horizon
+    assert len(latest.upside_raw) == len(latest.upside_calibrated) == len(latest.upside_combined) == SAMPLING.horizon
     assert latest.calibrated.all() and latest.pooled.all() and set(latest.bands_combined) == {"50", "80", "95"}
     for bands in (latest.bands_calibrated, latest.bands_combined):
         lo, hi = bands["80"]

@@ -25,9 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also forecast after the last candle, calibrated on the whole record (`latest`)")
 
 
+def backtest_settings_from(args: argparse.Namespace) -> BacktestSettings:
+    """The checked settings; InvalidInputError naming each value out of range."""
+    return BacktestSettings(settings_from(args), **{name: getattr(args, name) for name in ORIGIN_OPTIONS})
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the backtest's JSON (settings, origins, scores per forecaster, skill) plus `data` on stdout."""
-    settings = BacktestSettings(settings_from(args), **{name: getattr(args, name) for name in ORIGIN_OPTIONS})
+    settings = backtest_settings_from(args)
     candles = candles_from(args, rows_needed(settings))
     choice = model_from(args)
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
