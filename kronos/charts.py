@@ -139,7 +139,7 @@ def _per_forecaster(result: Backtest, names: tuple[str, ...], trace: Callable[[S
 
 
 def _hours(result: Backtest) -> list[int]:
-    return list(range(1, result.settings.horizon + 1))
+    return list(range(1, result.settings.forecast.horizon + 1))
 
 
 def crps_chart(result: Backtest) -> go.Figure:

@@ -18,16 +18,16 @@ from kronos.data.candles import Candles, custom_candles
 from kronos.data.reading import read_json_text
 from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
 from kronos.errors import InvalidInputError
-from kronos.evaluation.backtest import BacktestSettings
-from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, RANGES, SYMBOL_PATTERN, ForecastSettings,
-                             MarketChoice, help_texts)
+from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings
+from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, ORIGIN_LIMITS, RANGES, SYMBOL_PATTERN,
+                             ForecastSettings, MarketChoice, help_texts)
 from kronos.timeframes import TIMEFRAMES
 
 MAX_CUSTOM_ROWS = 20_000  # candles one request may send (all of them are validated)
-MAX_API_ORIGINS = 500  # a backtest's origins; the work budget usually binds first
 LATEST_EPOCH_MS = 4_102_444_800_000  # 2100-01-01 in milliseconds: epoch numbers above it are no candle times
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ForecastSettings))
 SETTING_HELP, MARKET_HELP = help_texts(ForecastSettings), help_texts(MarketChoice)
+BACKTEST_HELP = help_texts(BacktestSettings)
 BUDGET = (f"at most {MAX_REQUEST_WORK:,} generated candle steps per request (origins x samples x horizon), so that "
           "it finishes within the request timeout; more is answered 422 before any work")
 
@@ -124,16 +124,14 @@ class CustomBody(SamplingQuery):
 class BacktestBody(CustomBody):
     """Your own candles (as for /predict_custom), the sampling settings, and where the backtest's origins fall."""
 
-    origins: int = Field(BacktestSettings.origins, ge=1, le=MAX_API_ORIGINS,
-                         description="forecast origins, the latest ones that leave the lookback before and the horizon "
-                                     f"after them; {BUDGET}")
-    every: int = Field(BacktestSettings.every, ge=1, le=1000, description="rows between origins")
-    min_count: int = Field(BacktestSettings.min_count, ge=1, le=1000,
-                           description="known outcomes before an origin is calibrated")
+    origins: int = Field(BACKTEST_DEFAULTS.origins, ge=1, le=ORIGIN_LIMITS.api,
+                         description=f"{BACKTEST_HELP['origins']}; {BUDGET}")
+    every: int = Field(BACKTEST_DEFAULTS.every, ge=1, le=1000, description=BACKTEST_HELP["every"])
+    min_count: int = Field(BACKTEST_DEFAULTS.min_count, ge=1, le=1000, description=BACKTEST_HELP["min_count"])
     calibrate: bool = Field(False, description="also forecast after the last candle, calibrated on the record")
 
     def backtest_settings(self) -> BacktestSettings:
         """The backtest's settings, within the work budget."""
         check_work(self.origins, self.samples, self.horizon)
-        sampling = self.forecast_settings().engine_arguments()
-        return BacktestSettings(origins=self.origins, every=self.every, min_count=self.min_count, **sampling)
+        sampling = dataclasses.replace(self.forecast_settings(), hour_idx=None)  # a backtest scores every hour
+        return BacktestSettings(sampling, origins=self.origins, every=self.every, min_count=self.min_count)

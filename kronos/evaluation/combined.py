@@ -31,7 +31,7 @@ from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.record import scored
 from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Band, Calibrated, Record, Unavailable
-from kronos.settings import FORECAST_DEFAULTS as DEFAULTS
+from kronos.settings import FORECAST_DEFAULTS, ForecastSettings
 
 ORIGINS, EVERY = 200, 6
 LABELS = {"random_walk": "random walk", "bootstrap": "bootstrap", "ewma": "EWMA", "garch": "GARCH(1,1)"}
@@ -60,9 +60,10 @@ def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast:
         needed = lookback + horizon + (fewest - 1) * every + every
         return Unavailable(unavailable=f"calibration needs about {needed} rows of history ({fewest} backtest origins "
                                        f"every {every} rows with a lookback of {lookback}); there are {len(frame)}")
-    settings = BacktestSettings(origins=min(origins, available), every=every, horizon=horizon,
-                                samples=forecast.samples, lookback=lookback, temperature=used["temperature"],
-                                top_p=used["top_p"], top_k=used["top_k"], seed=DEFAULTS.seed, min_count=min_count)
+    sampling = ForecastSettings(horizon=horizon, samples=forecast.samples, lookback=lookback,
+                                temperature=used["temperature"], top_p=used["top_p"], top_k=used["top_k"],
+                                seed=FORECAST_DEFAULTS.seed)
+    settings = BacktestSettings(sampling, origins=min(origins, available), every=every, min_count=min_count)
     keep = rows_needed(settings) + len(frame) - end + FIT_WINDOW + FIRST_ROWS  # all that the backtest reads
     cut = max(0, len(frame) - keep)
     result = run_backtest(forecaster, frame.iloc[cut:].reset_index(drop=True), settings, store=store, live=forecast,
@@ -107,7 +108,7 @@ def calibrated_block(result: Backtest, hour: int, live: int, label: str) -> Cali
 def record_sentence(result: Backtest, label: str, hour: int | None = None) -> str:
     """One plain sentence of the record at `hour` (default: the horizon): how the model's calibrated distribution
     scored against the best baseline over the backtest's origins, and the weight the latest forecast gives it."""
-    hour = hour or result.settings.horizon
+    hour = hour or result.settings.forecast.horizon
     best = min(BASELINES, key=lambda name: result.scores[name].crps[hour - 1])
     gap = 1 - result.scores["model_calibrated"].crps[hour - 1] / result.scores[best].crps[hour - 1]
     than = f"{abs(gap):.0%} {'better' if gap >= 0 else 'worse'} than the {LABELS[best]} baseline"
