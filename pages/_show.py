@@ -40,6 +40,7 @@ MARKET_HELP = ("Check the exchange, symbol and timeframe in the sidebar, or fore
 NOT_YET = "not calibrated yet"
 COMPONENTS = {"model_calibrated": "Kronos (calibrated)"}  # the pool's components, where the charts' labels differ
 POLL_S = 2  # how often a page waiting for its calibration looks again
+GRACE_S = 0.25  # waited before saying "not calibrated yet": what needs no backtest (too few rows) shows at once
 BANNER_STYLE = {"live": st.success, "stale": st.warning, "store": st.warning, "custom": st.info}
 log = logging.getLogger("kronos.dashboard")
 
@@ -82,14 +83,18 @@ def banner(candles: Candles, model_name: str) -> None:
         st.caption(" · ".join(found.notes))
 
 
-def calibration(job: Job[Calibrated | Unavailable] | None) -> Calibrated | None:
-    """The combined forecast once its calibration is done; until then its progress (looked at every POLL_S seconds,
-    the page shown again when it ends), or why there is none."""
+def calibration(job: Job[Calibrated | Unavailable] | None) -> tuple[Calibrated | None, bool]:
+    """The combined forecast once its calibration is done, or why there is none; until then (pending: True) its
+    progress, looked at every POLL_S seconds, the page shown again when it ends."""
     if job is None:
-        return None
-    if not job.done:
+        return None, False
+    if not job.wait(GRACE_S):
         _calibrating(job)
-        return None
+        return None, True
+    return _finished(job), False
+
+
+def _finished(job: Job[Calibrated | Unavailable]) -> Calibrated | None:
     try:
         block = job.result()
     except KronosError as error:
@@ -112,7 +117,7 @@ def calibration(job: Job[Calibrated | Unavailable] | None) -> Calibrated | None:
 def _calibrating(job: Job) -> None:
     if job.done:
         st.rerun(scope="app")
-    st.progress(job.fraction, text=f"Calibrating on the recent history ({ORIGINS} backtest origins): "
+    st.progress(job.fraction, text=f"Calibrating on the recent history (a backtest of up to {ORIGINS} origins): "
                                    f"{job.fraction:.0%}. Until it is done the values below are Kronos alone, "
                                    f"{NOT_YET}.")
 
@@ -169,8 +174,7 @@ def calibrated_figures(forecast: Forecast, hour_idx: int | None,
                        job: Job[Calibrated | Unavailable] | None) -> Calibrated | None:
     """The headline figures: the combined forecast's once `job` has calibrated it (returned), Kronos alone's until
     then or when it cannot be."""
-    pending = job is not None and not job.done
-    block = calibration(job)
+    block, pending = calibration(job)
     figures(forecast, hour_idx, block, pending)
     return block
 
