@@ -20,7 +20,7 @@ from kronos.errors import StoreUnavailableError
 from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
 from kronos.evaluation.combined import EVERY, ORIGINS
 from kronos.flows import calibrated, forecast_candles
-from kronos.jobs import Job, Jobs
+from kronos.jobs import Job, Jobs, Yielding
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
 from kronos.summary import fingerprint
@@ -162,11 +162,11 @@ def calibration(forecaster: ForecastSource, candles: Candles, forecast: Forecast
     def work(progress: Progress) -> Calibrated | Unavailable:
         kept = usable(store)
         try:
-            return calibrated(forecaster, candles, forecast, kept, progress=progress)
+            return calibrated(Yielding(forecaster), candles, forecast, kept, progress=progress)
         except StoreUnavailableError:
             if kept is None:
                 raise
-            return calibrated(forecaster, candles, forecast, None, progress=progress)  # the store failed midway
+            return calibrated(Yielding(forecaster), candles, forecast, None, progress=progress)  # failed midway
 
     return calibrations().start(key, work)
 

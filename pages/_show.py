@@ -11,18 +11,24 @@ import streamlit as st
 from kronos.charts import FORECASTERS, fan_chart, upside_chart, volume_chart
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.market import utc_now
-from kronos.data.validation import Validation
 from kronos.data.store import CandleStore
+from kronos.data.validation import Validation
 from kronos.engine import ForecastSource
-from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, KronosError, \
-    StoreUnavailableError, WeightsUnavailableError
-from kronos.flows import answer
-from kronos.forecast import Forecast
+from kronos.errors import (
+    DataUnavailableError,
+    EmptyStoreError,
+    InvalidInputError,
+    KronosError,
+    StoreUnavailableError,
+    WeightsUnavailableError,
+)
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.combined import ORIGINS
 from kronos.evaluation.live import calibrated_view
 from kronos.evaluation.record import score_closed
 from kronos.evaluation.record import track_record as record_of
+from kronos.flows import answer
+from kronos.forecast import Forecast
 from kronos.jobs import Job
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.summary import data_banner, headline
@@ -137,8 +143,8 @@ def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, 
         upside = ("Kronos alone" + note, "Share of paths closing above the last price")
         amplified = ("n/a" if vol is None else f"{vol:.0%}", "Kronos alone" + note)
         expected = (f"{raw.expected_return:+.2%}", f"80% interval {interval}{note}",
-                    "Mean over paths of close / last price - 1; the interval is the 10% and 90% quantiles of that "
-                    "return")
+                    ("Mean over paths of close / last price - 1; the interval is the 10% and 90% quantiles of that "
+                     "return"))
         columns[1].metric(f"Upside, {hour}", f"{raw.upside_probability:.0%}", delta=upside[0], delta_color="off",
                           delta_arrow="off", help=when + upside[1])
     else:
@@ -153,10 +159,11 @@ def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, 
                      "Kronos alone " + ("n/a" if vol is None else f"{vol:.0%}"))
         band, median = block.bands["80"], block.median[k - 1]
         kronos_median = float(forecast.quantile(0.5)["close"].iloc[k - 1]) / raw.last_close - 1
-        expected = (f"{median / raw.last_close - 1:+.2%}", f"80% band {band.low[k - 1] / raw.last_close - 1:+.2%} to "
-                    f"{band.high[k - 1] / raw.last_close - 1:+.2%} · Kronos alone {kronos_median:+.2%}",
-                    "The combined forecast's median of close / last price - 1 and its 80% band (conformal); Kronos "
-                    "alone: the median over its paths")
+        expected = (f"{median / raw.last_close - 1:+.2%}",
+                    (f"80% band {band.low[k - 1] / raw.last_close - 1:+.2%} to "
+                     f"{band.high[k - 1] / raw.last_close - 1:+.2%} · Kronos alone {kronos_median:+.2%}"),
+                    ("The combined forecast's median of close / last price - 1 and its 80% band (conformal); Kronos "
+                     "alone: the median over its paths"))
     columns[2].metric("Volatility amplification", amplified[0], delta=amplified[1], delta_color="off",
                       delta_arrow="off", help="Probability that the horizon is more volatile than the same span of "
                                               "history (needs a horizon of 3 or more)")
@@ -166,8 +173,10 @@ def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, 
         weights = " · ".join(f"{COMPONENTS.get(name, FORECASTERS[name][0])} {values[k - 1]:.0%}"
                              for name, values in block.weights.items())
         st.success(block.summary)
-        st.caption(f"The combined forecast at hour {k} weighs {weights} (learnt from {block.record.origins} "
-                   f"backtest origins, {block.record.first[:10]} to {block.record.last[:10]}).")
+        record = block.record
+        st.caption(f"The combined forecast at hour {k} weighs {weights} (learnt from {record.origins} backtest "
+                   f"origins, {record.first[:10]} to {record.last[:10]}; {record.live} scored live forecasts of this "
+                   "market by this model in its record).")
 
 
 def calibrated_figures(forecast: Forecast, hour_idx: int | None,
