@@ -109,7 +109,7 @@ class Yielding:
     its own, so the forecasts others ask the same source for meanwhile (a Batcher serves its callers in turn) wait
     for one piece, not the whole batch. Each history has its own seed, so the pieces forecast what the batch would."""
 
-    def __init__(self, source: ForecastSource, piece: int = HISTORIES_PER_BATCH):
+    def __init__(self, source: ForecastSource, piece: int = HISTORIES_PER_BATCH // 4):
         self.source, self.piece = source, piece
 
     def __getattr__(self, name: str) -> Any:  # name, max_context, fingerprint, check_arguments, forecast
