@@ -18,7 +18,7 @@ from kronos.data.store import CandleStore, usable
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
-from kronos.evaluation.combined import EVERY, ORIGINS
+from kronos.evaluation.combined import calibration_rows
 from kronos.flows import calibrated, forecast_candles
 from kronos.jobs import Job, Jobs, Yielding
 from kronos.schemas.calibrated import Calibrated, Unavailable
@@ -86,10 +86,10 @@ def _model_label(forecaster: ForecastSource) -> str:
 
 
 def _market(controls: Controls, market: MarketChoice) -> tuple[ForecastSource, Candles]:
-    """The model, then the chosen market's latest candles (the lookback and the calibration's backtest of ORIGINS
-    origins every EVERY candles before it), fetched at most once a minute."""
+    """The model, then the chosen market's latest candles (the lookback and what its calibration reads before it, as
+    the CLI and the API load them), fetched at most once a minute."""
     settings = controls.settings
-    limit = max(settings.lookback + settings.horizon + ORIGINS * EVERY, DEFAULT_LIMIT)
+    limit = max(calibration_rows(settings.lookback, settings.horizon), DEFAULT_LIMIT)
     forecaster = load_forecaster(controls.model.model, controls.model.tokenizer)
     return forecaster, load_candles(market, limit)
 
