@@ -18,8 +18,9 @@ Ray is optional: `pip install -r requirements-ray.txt`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 

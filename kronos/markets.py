@@ -9,7 +9,8 @@ else from the model's raw paths, labelled "raw". The forecasts are logged to the
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import pandas as pd
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable, Hashable, TypeVar
+from typing import TypeVar
 
 from kronos.data.candles import Candles
 from kronos.data.market import fetch_candles, load_stored

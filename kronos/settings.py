@@ -12,9 +12,10 @@ import dataclasses
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from kronos.errors import InvalidInputError
 from kronos.timeframes import timeframe_delta
@@ -98,7 +99,7 @@ class ForecastSettings:
         return {k: str(v) for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
-    def from_query(cls, params: Mapping[str, str]) -> "ForecastSettings":
+    def from_query(cls, params: Mapping[str, str]) -> ForecastSettings:
         """Settings from URL query parameters; unknown keys are ignored, bad values raise InvalidInputError."""
         values = {}
         for field in dataclasses.fields(cls):
@@ -213,7 +214,7 @@ class Environment:
     ray_address: str | None = None  # KRONOS_RAY_ADDRESS: the Ray cluster of scans (kronos.distributed)
 
     @classmethod
-    def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
+    def read(cls, environ: Mapping[str, str] = os.environ) -> Environment:
         """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
         KRONOS_ALLOW_ANY_MODEL, KRONOS_API_TOKEN, KRONOS_RAY_ADDRESS."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")

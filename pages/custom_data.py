@@ -3,8 +3,8 @@
 import streamlit as st
 
 from kronos.charts import candles_chart
-from kronos.summary import template_csv
 from kronos.data.reading import read_csv_bytes, read_json_text
+from kronos.summary import template_csv
 from pages import _controls, _loading, _show
 
 st.title("Custom data")

@@ -12,8 +12,17 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema, field_validator
 
 from kronos.errors import InvalidInputError
-from kronos.settings import (FORECAST_DEFAULTS, RANGES, SCAN_MAX_MARKETS, SCAN_MAX_PATHS, SCAN_QUOTE, SCAN_TOP,
-                             SYMBOL_PATTERN, ForecastSettings, MarketChoice)
+from kronos.settings import (
+    FORECAST_DEFAULTS,
+    RANGES,
+    SCAN_MAX_MARKETS,
+    SCAN_MAX_PATHS,
+    SCAN_QUOTE,
+    SCAN_TOP,
+    SYMBOL_PATTERN,
+    ForecastSettings,
+    MarketChoice,
+)
 
 # The ranking's columns, each sortable; the first is the default.
 SORT_COLUMNS = ("upside_probability", "expected_return", "band_width", "volatility_amplification_probability",
@@ -92,7 +101,7 @@ class Scan(BaseModel):
     descending: bool = True
     rows: list[MarketRow]
 
-    def sorted_by(self, column: str = SORT_COLUMNS[0], descending: bool = True) -> "Scan":
+    def sorted_by(self, column: str = SORT_COLUMNS[0], descending: bool = True) -> Scan:
         """The scan with its rows sorted by `column`: the markets lacking a value after the others, the unavailable
         ones last."""
         if column not in SORT_COLUMNS:
