@@ -132,15 +132,19 @@ class Environment:
     models: Path | None = None  # KRONOS_MODELS: the folder of trained checkpoints
     torch_threads: int | None = None  # KRONOS_TORCH_THREADS: torch threads (default: torch's, every core)
     compile: bool = False  # KRONOS_COMPILE=1: compile the decode step (long-lived servers)
+    store_paths_mb: int = 300  # KRONOS_STORE_PATHS_MB: MB of backtest paths the store keeps (oldest evicted first)
 
     @classmethod
     def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
-        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE."""
+        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
+        KRONOS_STORE_PATHS_MB."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")
+        paths_mb = environ.get("KRONOS_STORE_PATHS_MB", "")
         return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
                    _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
                    int(threads) if threads.isdigit() and int(threads) > 0 else None,
-                   environ.get("KRONOS_COMPILE", "").lower() in ("1", "true", "yes"))
+                   environ.get("KRONOS_COMPILE", "").lower() in ("1", "true", "yes"),
+                   int(paths_mb) if paths_mb.isdigit() else cls.store_paths_mb)
 
 
 def _path(value: str | None) -> Path | None:

@@ -1,0 +1,70 @@
+"""Stopping work nobody waits for any more: a token per job, checked at every generation step and before writes.
+
+kronos.service gives each job a Token and makes it the job's thread's current token while the job runs; it
+cancels the token once every caller waiting for the job has timed out or gone away (a closed connection).
+Work then stops at its next check and writes nothing more: kronos.batching checks the token of each waiting
+request (its forecasts in a shared batch stop once every request of the batch is cancelled; the others go
+on), and the store's writes of backtest paths check the current token first. Code outside a service (the
+CLI, a plain Forecaster) can pass `token.progress()` as a forecast's `progress` for the same effect.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from kronos.errors import WorkCancelledError
+
+Progress = Callable[[int, int], None]
+_local = threading.local()
+
+
+class Token:
+    """Whether a job should stop; `cancel` is final."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next check."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise WorkCancelledError once cancelled."""
+        if self._event.is_set():
+            raise WorkCancelledError("the work was stopped: every caller waiting for it timed out or went away", 1)
+
+    def progress(self, then: Progress | None = None) -> Progress:
+        """A forecast's `progress` callback that stops the forecast once cancelled, then calls `then`."""
+        def report(step: int, total: int) -> None:
+            self.check()
+            if then is not None:
+                then(step, total)
+        return report
+
+
+def current() -> Token | None:
+    """The token of the job this thread runs (None outside a job)."""
+    return getattr(_local, "token", None)
+
+
+def check_current() -> None:
+    """Raise WorkCancelledError when this thread's job has been cancelled (nothing outside a job)."""
+    token = current()
+    if token is not None:
+        token.check()
+
+
+@contextmanager
+def running(token: Token) -> Iterator[Token]:
+    """Make `token` this thread's current token for the block."""
+    previous, _local.token = current(), token
+    try:
+        yield token
+    finally:
+        _local.token = previous

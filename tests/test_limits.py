@@ -1,0 +1,154 @@
+"""Bounded resources: the store's cap on backtest paths, cancelled work that stops and writes nothing more."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from kronos.batching import Batcher
+from kronos.cancellation import Token, running
+from kronos.data.store import CandleStore
+from kronos.errors import ServiceTimeoutError, WorkCancelledError
+from kronos.evaluation.backtest import KEPT_EVERY, BacktestSettings, run_backtest
+from kronos.service import ForecastService
+from kronos.settings import Environment
+from kronos.synthetic import random_walk
+
+PATH_BYTES = 4 * 3 * 8  # one origin's closes: 4 samples x 3 hours of float64
+
+
+def paths(*keys: str) -> dict[str, tuple[np.ndarray, float | None]]:
+    return {key: (np.full((4, 3), float(i)), None) for i, key in enumerate(keys)}
+
+
+def kept(store: CandleStore) -> tuple[list[str], int]:
+    """The stored origins' keys (oldest first) and their paths' bytes."""
+    with sqlite3.connect(store.path) as db:
+        rows = db.execute("SELECT key, LENGTH(closes) FROM backtest_paths ORDER BY used, key").fetchall()
+    return [key for key, _ in rows], sum(size for _, size in rows)
+
+
+def count(store: CandleStore) -> int:
+    with sqlite3.connect(store.path) as db:
+        return db.execute("SELECT COUNT(*) FROM backtest_paths").fetchone()[0]
+
+
+def test_writes_beyond_the_cap_evict_the_least_recently_used_paths(tmp_path):
+    store, limit = CandleStore(tmp_path / "s.sqlite"), 5 * PATH_BYTES
+    store.put_backtest_paths(paths("a", "b", "c"), limit_bytes=limit)
+    store.put_backtest_paths(paths("d", "e"), limit_bytes=limit)
+    assert kept(store) == (["a", "b", "c", "d", "e"], limit)
+    assert set(store.backtest_paths(["a"])) == {"a"}  # read: now the most recently used
+    store.put_backtest_paths(paths("f", "g"), limit_bytes=limit)
+    keys, size = kept(store)
+    assert size <= limit and keys == ["d", "e", "a", "f", "g"]  # b and c, the oldest, went first
+
+
+def test_the_cap_comes_from_the_environment(tmp_path, monkeypatch):
+    assert Environment.read({}).store_paths_mb == 300
+    assert Environment.read({"KRONOS_STORE_PATHS_MB": "2"}).store_paths_mb == 2
+    monkeypatch.setenv("KRONOS_STORE_PATHS_MB", "0")
+    store = CandleStore(tmp_path / "s.sqlite")
+    store.put_backtest_paths(paths("a"))
+    assert kept(store) == ([], 0)
+
+
+def test_a_store_made_before_the_cap_gets_its_used_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE backtest_paths (key TEXT PRIMARY KEY, closes BLOB NOT NULL, samples INTEGER NOT NULL, "
+                   "vol_prob REAL) WITHOUT ROWID")
+        db.execute("INSERT INTO backtest_paths VALUES ('old', ?, 4, NULL)", (np.zeros((4, 3)).tobytes(),))
+    store = CandleStore(path)
+    store.put_backtest_paths(paths("new"), limit_bytes=PATH_BYTES)
+    assert kept(store)[0] == ["new"]
+
+
+def test_a_cancelled_job_writes_no_paths():
+    token = Token()
+    token.cancel()
+    with running(token), pytest.raises(WorkCancelledError):
+        CandleStore.put_backtest_paths(None, paths("a"))  # checked before the store is touched
+
+
+def test_a_backtest_past_its_deadline_stops_writing_and_frees_its_worker(forecaster, tmp_path):
+    store, batcher = CandleStore(tmp_path / "s.sqlite"), Batcher(forecaster)
+    frame = random_walk(40 + 4 + 8 * KEPT_EVERY)
+    settings = BacktestSettings(origins=8 * KEPT_EVERY, every=1, horizon=4, samples=4, lookback=40)
+    service, ended = ForecastService(workers=1, queue_size=0, timeout=60), threading.Event()
+
+    def job():
+        try:
+            return run_backtest(batcher, frame, settings, store=store)
+        finally:
+            ended.set()
+
+    gone = threading.Event()
+    threading.Thread(target=lambda: (_wait_for(lambda: count(store) >= KEPT_EVERY), gone.set()), daemon=True).start()
+    with pytest.raises(WorkCancelledError):  # the client went away once the first part was kept
+        service.run("backtest", job, cancel=gone)
+    assert ended.wait(10)
+    written = count(store)
+    assert KEPT_EVERY <= written < 8 * KEPT_EVERY
+    time.sleep(0.5)
+    assert count(store) == written  # nothing more after it stopped
+    assert service.run("next", lambda: "free") == "free"  # the one worker is free again
+    service.timeout = 0.3
+    with pytest.raises(ServiceTimeoutError):
+        service.run("backtest again", lambda: run_backtest(batcher, random_walk(len(frame), seed=1), settings,
+                                                             store=store))
+    after_deadline, service.timeout = count(store), 60
+    started = time.monotonic()
+    assert service.run("then", lambda: "free") == "free"  # the timed-out job stopped and freed the worker
+    assert time.monotonic() - started < 10 and count(store) == after_deadline
+
+
+def test_a_cancelled_request_in_a_shared_batch_leaves_the_others_their_paths(forecaster, parity_input):
+    batcher, token, answers = Batcher(forecaster, window_s=0.5), Token(), {}
+    history = parity_input.iloc[:100]
+
+    def leaving() -> None:
+        with running(token):
+            try:
+                batcher.forecast(history, horizon=6, samples=3, seed=1, progress=lambda *_: token.cancel())
+            except WorkCancelledError as error:
+                answers["left"] = error
+
+    threads = [threading.Thread(target=leaving),
+               threading.Thread(target=lambda: answers.update(stayed=batcher.forecast(history, horizon=6, samples=5,
+                                                                                       seed=2)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(answers["left"], WorkCancelledError) and batcher.batches == 1
+    alone = forecaster.forecast(history, horizon=6, samples=5, seed=2)
+    assert np.array_equal(answers["stayed"].paths, alone.paths)
+
+
+def test_a_batch_whose_every_request_is_cancelled_stops_at_the_next_step(forecaster, parity_input):
+    steps = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(forecaster, name)
+
+        def forecast_many(self, *args, progress, **kwargs):
+            return forecaster.forecast_many(*args, progress=lambda s, t: (steps.append(s), progress(s, t)), **kwargs)
+
+    batcher, token = Batcher(Counting()), Token()
+    with running(token), pytest.raises(WorkCancelledError):
+        batcher.forecast(parity_input, horizon=20, samples=2, seed=1, progress=lambda *_: token.cancel())
+    _wait_for(lambda: batcher._queue.empty() and len(steps) > 0)
+    time.sleep(0.3)
+    assert 1 <= len(steps) < 20
+
+
+def _wait_for(condition, seconds: float = 30) -> None:
+    end = time.monotonic() + seconds
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.01)
