@@ -5,7 +5,8 @@ front end can use the same pool. Identical requests that arrive while one is bei
 that one computation ("single flight"); requests beyond the pool and its queue are refused at once
 with an estimate of when to retry, rather than piling up. A job whose every caller stopped waiting (its
 deadline passed, or `cancel` was set because the client went away) is cancelled (kronos.cancellation): it
-stops at its next generation step, writes nothing more and frees its worker.
+stops at its next generation step, writes nothing more and frees its worker. Memory freed by big jobs goes
+back to the system (kronos.process): a server's resident memory returns to about where it was after them.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ from __future__ import annotations
 import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Callable, Hashable, TypeVar
 
 from kronos.cancellation import Token, running
-
 from kronos.data.candles import Candles
 from kronos.data.market import fetch_candles, load_stored
 from kronos.data.store import CandleStore
 from kronos.errors import (DataUnavailableError, InvalidInputError, ServiceBusyError, ServiceTimeoutError,
                            WorkCancelledError)
+from kronos.process import release_memory, return_big_blocks
 from kronos.settings import MarketChoice
 
 T = TypeVar("T")
 POLL_S = 0.05  # how often a caller given `cancel` looks at it
+RELEASE_AFTER_S = 1.0  # a job that ran this long gives the freed memory back to the system when it ends
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ForecastService:
         self._running: dict[Hashable, Future] = {}
         self._jobs: dict[Future, _Job] = {}  # unfinished jobs' tokens and waiters
         self._seconds_per_job = 1.0  # running average of how long a job takes, for Retry-After
+        return_big_blocks()
 
     @property
     def pending(self) -> int:
@@ -138,6 +140,8 @@ class ForecastService:
             elapsed = time.perf_counter() - start
             with self._lock:
                 self._seconds_per_job = 0.8 * self._seconds_per_job + 0.2 * elapsed
+            if elapsed >= RELEASE_AFTER_S:
+                release_memory()
 
     def _forget(self, key: Hashable, future: Future) -> None:
         with self._lock:
