@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +155,43 @@ def _wait_for(condition, seconds: float = 30) -> None:
     end = time.monotonic() + seconds
     while not condition() and time.monotonic() < end:
         time.sleep(0.01)
+
+
+PEAK_SCRIPT = """
+import sys
+from pathlib import Path
+from kronos.data.reading import read_csv_bytes
+
+def status(name):
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(name))
+    return int(line.split()[1]) // 1024
+
+data = Path(sys.argv[1]).read_bytes()
+before = status("VmRSS")
+result = read_csv_bytes(memoryview(data))
+print(before, status("VmHWM"), len(result.frame) if result.frame is not None else result.errors)
+"""
+
+
+def big_csv(rows: int) -> bytes:
+    """Minute candles with ten decimals: about 127 bytes a row."""
+    rng = np.random.default_rng(0)
+    close, volume = 60000 * np.exp(np.cumsum(rng.normal(0, 0.006, rows))), rng.lognormal(7, 0.5, rows)
+    stamps = np.datetime_as_string(np.datetime64("1990-01-01T00:00") + np.arange(rows) * np.timedelta64(1, "m"))
+    lines = [f"{s},{c * 0.999:.10f},{c * 1.003:.10f},{c * 0.997:.10f},{c:.10f},{v:.10f},{v * c:.10f}"
+             for s, c, v in zip(stamps.tolist(), close.tolist(), volume.tolist())]
+    return ("timestamps,open,high,low,close,volume,amount\n" + "\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads resident memory from /proc (Linux)")
+def test_a_60_mb_upload_is_read_within_a_bounded_memory(tmp_path):
+    rows = 500_000  # the most a file may hold (kronos.data.reading.MAX_ROWS)
+    path = tmp_path / "big.csv"
+    path.write_bytes(big_csv(rows))
+    size_mib = path.stat().st_size / 2**20
+    assert 58 <= size_mib <= 64
+    done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True, check=True,
+                          timeout=300, cwd=Path(__file__).parents[1])
+    before, peak, read = done.stdout.split(maxsplit=2)
+    assert read.strip() == str(rows)
+    assert int(peak) - int(before) < 5 * size_mib  # was 12 times the file's size (711 MiB for 60 MiB)
