@@ -6,17 +6,23 @@ Work then stops at its next check and writes nothing more: kronos.batching check
 request (its forecasts in a shared batch stop once every request of the batch is cancelled; the others go
 on), and the store's writes of backtest paths check the current token first. Code outside a service (the
 CLI, a plain Forecaster) can pass `token.progress()` as a forecast's `progress` for the same effect.
+
+For an ASGI app (the HTTP API), `DisconnectWatch` notices a client that closed its connection while its request
+is being worked on: `client_gone(request.scope)` is then set, for `ForecastService.run(..., cancel=...)`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 
 from kronos.errors import WorkCancelledError
 
 Progress = Callable[[int, int], None]
+Message = MutableMapping[str, Any]
+SCOPE_KEY = "kronos.client_gone"  # the request scope's entry DisconnectWatch sets
 _local = threading.local()
 
 
@@ -68,3 +74,46 @@ def running(token: Token) -> Iterator[Token]:
         yield token
     finally:
         _local.token = previous
+
+
+def client_gone(scope: MutableMapping[str, Any]) -> threading.Event:
+    """Set once the client of this HTTP request closed its connection (with DisconnectWatch; never set without)."""
+    return scope.get(SCOPE_KEY) or threading.Event()
+
+
+class DisconnectWatch:
+    """ASGI middleware: once a request's body is read, it listens for the client's http.disconnect and sets
+    `client_gone(scope)`; the app's later reads get that message as they would have."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]):
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        gone = scope[SCOPE_KEY] = threading.Event()
+        listener: asyncio.Task | None = None
+
+        async def listen() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            return message
+
+        async def watched() -> Message:
+            nonlocal listener
+            if listener is not None:
+                return await asyncio.shield(listener)
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                listener = asyncio.ensure_future(listen())
+            elif message["type"] == "http.disconnect":
+                gone.set()
+            return message
+
+        try:
+            await self.app(scope, watched, send)
+        finally:
+            if listener is not None:
+                listener.cancel()

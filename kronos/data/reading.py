@@ -33,6 +33,7 @@ BINARY_SIGNATURES = {b"PK\x03\x04": "a zip archive or an Excel workbook (.xlsx)"
                      b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls)", b"%PDF": "a PDF document"}
 UTF8_BOM, UTF16_BOMS = b"\xef\xbb\xbf", (b"\xff\xfe", b"\xfe\xff")
 CHUNK_ROWS = 20_000  # CSV rows parsed into columns at a time
+Part = np.ndarray | pd.api.extensions.ExtensionArray  # a chunk of one column: numbers, or text
 
 
 def read_csv_bytes(data: bytes | memoryview, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS,
@@ -184,7 +185,7 @@ def _parse_csv(text: TextIO, max_rows: int, warnings: list[str]) -> tuple[pd.Dat
     reader = csv.reader(text, delimiter=delimiter)
     chunk, lines, skipped = [], array("q"), 0
     header: list[str] | None = None
-    columns: list[list[np.ndarray | pd.api.extensions.ExtensionArray]] = []
+    columns: list[list[Part]] = []
     for record in reader:
         if not any(cell.strip() for cell in record):
             skipped += bool(record)
@@ -216,7 +217,7 @@ def _parse_csv(text: TextIO, max_rows: int, warnings: list[str]) -> tuple[pd.Dat
     return table, lines, []
 
 
-def _add_chunk(columns: list[list[np.ndarray | pd.api.extensions.ExtensionArray]], header: list[str], rows: list[list[str]]) -> None:
+def _add_chunk(columns: list[list[Part]], header: list[str], rows: list[list[str]]) -> None:
     """Append a chunk of rows to each column: as float64 where the column holds prices or volumes and every cell
     is a finite number, else as the cells' text."""
     numeric = {i for i, name in enumerate(header) if COLUMN_OF.get(name.lower()) in FEATURE_COLUMNS}
