@@ -82,8 +82,9 @@ def client_gone(scope: MutableMapping[str, Any]) -> threading.Event:
 
 
 class DisconnectWatch:
-    """ASGI middleware: once a request's body is read, it listens for the client's http.disconnect and sets
-    `client_gone(scope)`; the app's later reads get that message as they would have."""
+    """ASGI middleware: it reads a request's body (add it inside a body-size limit), hands it to the app, and
+    listens meanwhile for the client's http.disconnect, which sets `client_gone(scope)`; the app's later reads
+    get that message as they would have."""
 
     def __init__(self, app: Callable[..., Awaitable[None]]):
         self.app = app
@@ -93,7 +94,14 @@ class DisconnectWatch:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         gone = scope[SCOPE_KEY] = threading.Event()
-        listener: asyncio.Task | None = None
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # gone before its request was sent: nothing to answer
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
         async def listen() -> Message:
             message = await receive()
@@ -101,19 +109,12 @@ class DisconnectWatch:
                 gone.set()
             return message
 
-        async def watched() -> Message:
-            nonlocal listener
-            if listener is not None:
-                return await asyncio.shield(listener)
-            message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body", False):
-                listener = asyncio.ensure_future(listen())
-            elif message["type"] == "http.disconnect":
-                gone.set()
-            return message
+        listener = asyncio.ensure_future(listen())
+
+        async def replay() -> Message:
+            return body.pop() if body else await asyncio.shield(listener)
 
         try:
-            await self.app(scope, watched, send)
+            await self.app(scope, replay, send)
         finally:
-            if listener is not None:
-                listener.cancel()
+            listener.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn
+from fastapi import FastAPI, Request
 
 from kronos.batching import Batcher
 from kronos.cancellation import DisconnectWatch, Token, client_gone, running
@@ -228,3 +231,38 @@ def test_a_client_that_closes_its_connection_is_noticed_while_its_request_runs()
     asyncio.run(client())
     assert seen == {"body": b"{}", "noticed": True}
     assert not client_gone({}).is_set()  # without the middleware: never gone
+
+
+def test_a_backtest_stops_writing_when_its_http_client_hangs_up(forecaster, tmp_path):
+    store, batcher, service = CandleStore(tmp_path / "s.sqlite"), Batcher(forecaster), ForecastService(timeout=60)
+    frame = random_walk(40 + 4 + 8 * KEPT_EVERY)
+    settings = BacktestSettings(origins=8 * KEPT_EVERY, every=1, horizon=4, samples=4, lookback=40)
+    app, ended = FastAPI(), threading.Event()
+    app.add_middleware(DisconnectWatch)
+
+    @app.post("/backtest")
+    def backtest(request: Request) -> dict:  # as kronos.api's route, wired with cancel=client_gone(request.scope)
+        def job():
+            try:
+                return run_backtest(batcher, frame, settings, store=store)
+            finally:
+                ended.set()
+        service.run("backtest", job, cancel=client_gone(request.scope))
+        return {}
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    _wait_for(lambda: server.started)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"POST /backtest HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+            _wait_for(lambda: count(store) >= KEPT_EVERY)
+        assert ended.wait(10), count(store)  # the client hung up: the work stopped
+        written = count(store)
+        time.sleep(0.5)
+        assert KEPT_EVERY <= count(store) == written < 8 * KEPT_EVERY
+    finally:
+        server.should_exit = True
