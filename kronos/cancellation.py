@@ -4,8 +4,7 @@ kronos.service gives each job a Token and makes it the job's thread's current to
 cancels the token once every caller waiting for the job has timed out or gone away (a closed connection).
 Work then stops at its next check and writes nothing more: kronos.batching checks the token of each waiting
 request (its forecasts in a shared batch stop once every request of the batch is cancelled; the others go
-on), and the store's writes of backtest paths check the current token first. Code outside a service (the
-CLI, a plain Forecaster) can pass `token.progress()` as a forecast's `progress` for the same effect.
+on), and the store's writes of backtest paths check the current token first.
 
 For an ASGI app (the HTTP API), `DisconnectWatch` notices a client that closed its connection while its request
 is being worked on: `client_gone(request.scope)` is then set, for `ForecastService.run(..., cancel=...)`.
@@ -20,7 +19,6 @@ from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 
 from kronos.errors import WorkCancelledError
 
-Progress = Callable[[int, int], None]
 Message = MutableMapping[str, Any]
 SCOPE_KEY = "kronos.client_gone"  # the request scope's entry DisconnectWatch sets
 _local = threading.local()
@@ -44,14 +42,6 @@ class Token:
         """Raise WorkCancelledError once cancelled."""
         if self._event.is_set():
             raise WorkCancelledError("the work was stopped: every caller waiting for it timed out or went away", 1)
-
-    def progress(self, then: Progress | None = None) -> Progress:
-        """A forecast's `progress` callback that stops the forecast once cancelled, then calls `then`."""
-        def report(step: int, total: int) -> None:
-            self.check()
-            if then is not None:
-                then(step, total)
-        return report
 
 
 def current() -> Token | None:
