@@ -25,7 +25,7 @@ from kronos.data.market import fetch_candles, load_stored
 from kronos.data.store import CandleStore
 from kronos.errors import (DataUnavailableError, InvalidInputError, ServiceBusyError, ServiceTimeoutError,
                            WorkCancelledError)
-from kronos.process import release_memory, return_big_blocks
+from kronos.process import release_memory
 from kronos.settings import MarketChoice
 
 T = TypeVar("T")
@@ -57,7 +57,6 @@ class ForecastService:
         self._running: dict[Hashable, Future] = {}
         self._jobs: dict[Future, _Job] = {}  # unfinished jobs' tokens and waiters
         self._seconds_per_job = 1.0  # running average of how long a job takes, for Retry-After
-        return_big_blocks()
 
     @property
     def pending(self) -> int:

@@ -266,3 +266,14 @@ def test_a_backtest_stops_writing_when_its_http_client_hangs_up(forecaster, tmp_
         assert KEPT_EVERY <= count(store) == written < 8 * KEPT_EVERY
     finally:
         server.should_exit = True
+
+
+def test_a_long_job_gives_the_freed_memory_back(monkeypatch):
+    released = []
+    monkeypatch.setattr("kronos.service.release_memory", lambda: released.append(1))
+    monkeypatch.setattr("kronos.service.RELEASE_AFTER_S", 0.05)
+    service = ForecastService(workers=1)
+    service.run("short", lambda: None)
+    assert released == []
+    service.run("long", lambda: time.sleep(0.1))
+    assert released == [1]  # the heaps trimmed (kronos.process.release_memory), as after a big backtest
