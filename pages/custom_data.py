@@ -17,7 +17,7 @@ with _show.reported():
     if kind == "Upload CSV":
         upload = st.file_uploader("CSV file (.csv or .csv.gz)", type=["csv", "gz", "txt"], key="custom.file")
         if upload is not None:
-            _show.custom_input(f"csv:{upload.file_id}", lambda: read_csv_bytes(upload.getvalue()), upload.name, "csv")
+            _show.custom_input(f"csv:{upload.file_id}", lambda: read_csv_bytes(upload.getbuffer()), upload.name, "csv")
     else:
         text = st.text_area("JSON", height=200, key="custom.json",
                             placeholder='{"timestamps": [...], "open": [...], "high": [...], "low": [...], '
