@@ -22,7 +22,7 @@ from kronos.data.store import CandleStore
 from kronos.errors import ServiceTimeoutError, WorkCancelledError
 from kronos.evaluation.backtest import KEPT_EVERY, BacktestSettings, run_backtest
 from kronos.service import ForecastService
-from kronos.settings import Environment
+from kronos.settings import Environment, ForecastSettings
 from kronos.synthetic import random_walk
 
 PATH_BYTES = 4 * 3 * 8  # one origin's closes: 4 samples x 3 hours of float64
@@ -40,6 +40,7 @@ def kept(store: CandleStore) -> tuple[list[str], int]:
 
 
 def count(store: CandleStore) -> int:
+    store.check()  # the store sets its file up when first used
     with sqlite3.connect(store.path) as db:
         return db.execute("SELECT COUNT(*) FROM backtest_paths").fetchone()[0]
 
@@ -85,7 +86,7 @@ def test_a_cancelled_job_writes_no_paths():
 def test_a_backtest_past_its_deadline_stops_writing_and_frees_its_worker(forecaster, tmp_path):
     store, batcher = CandleStore(tmp_path / "s.sqlite"), Batcher(forecaster)
     frame = random_walk(40 + 4 + 8 * KEPT_EVERY)
-    settings = BacktestSettings(origins=8 * KEPT_EVERY, every=1, horizon=4, samples=4, lookback=40)
+    settings = BacktestSettings(ForecastSettings(horizon=4, samples=4, lookback=40), origins=8 * KEPT_EVERY, every=1)
     service, ended = ForecastService(workers=1, queue_size=0, timeout=60), threading.Event()
 
     def job():
@@ -236,7 +237,7 @@ def test_a_client_that_closes_its_connection_is_noticed_while_its_request_runs()
 def test_a_backtest_stops_writing_when_its_http_client_hangs_up(forecaster, tmp_path):
     store, batcher, service = CandleStore(tmp_path / "s.sqlite"), Batcher(forecaster), ForecastService(timeout=60)
     frame = random_walk(40 + 4 + 8 * KEPT_EVERY)
-    settings = BacktestSettings(origins=8 * KEPT_EVERY, every=1, horizon=4, samples=4, lookback=40)
+    settings = BacktestSettings(ForecastSettings(horizon=4, samples=4, lookback=40), origins=8 * KEPT_EVERY, every=1)
     app, ended = FastAPI(), threading.Event()
     app.add_middleware(DisconnectWatch)
 

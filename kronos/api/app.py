@@ -23,6 +23,7 @@ from kronos.api.errors import MAX_BODY_BYTES, error_response, responses
 from kronos.api.middleware import BodyLimit
 from kronos.api.routes import backtest, forecasts, health, markets
 from kronos.batching import Batcher
+from kronos.cancellation import DisconnectWatch
 from kronos.data.store import CandleStore
 from kronos.engine import Forecaster
 from kronos.errors import KronosError
@@ -60,6 +61,7 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     app.state.private_paths = _private_paths(runtime, env)
     for error in (KronosError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(error, error_response)
+    app.add_middleware(DisconnectWatch)  # inside the body limit: it reads bodies the limit let through
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     guarded = ({"dependencies": [Depends(require_token)], "responses": responses(401)} if runtime.token else {})
     app.include_router(forecasts.router, **guarded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
+from kronos.cancellation import client_gone
 from kronos.engine import ForecastSource
 from kronos.errors import WeightsUnavailableError
 from kronos.forecast import model_label
@@ -65,5 +67,12 @@ def require_token(request: Request,
                             headers={"WWW-Authenticate": "Bearer"})
 
 
+def client_gone_event(request: Request) -> threading.Event:
+    """Set once this request's client has closed its connection (kronos.cancellation.DisconnectWatch): the work
+    asked for then stops at its next generation step and writes nothing more."""
+    return client_gone(request.scope)
+
+
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+GoneDep = Annotated[threading.Event, Depends(client_gone_event)]
 ForecasterDep = Annotated[ForecastSource, Depends(loaded_forecaster)]

@@ -92,8 +92,13 @@ class StoreFile:
 
     def _set_up(self, db: sqlite3.Connection) -> None:
         """Check first (nothing is written into a damaged file), then WAL and the tables unless read-only."""
-        found = [line for row in db.execute("PRAGMA quick_check(2)") for line in row[0].splitlines()
-                 if not line.startswith("***")]  # "*** in database main ***" heads the problems
+        try:
+            found = [line for row in db.execute("PRAGMA quick_check(2)") for line in row[0].splitlines()
+                     if not line.startswith("***")]  # "*** in database main ***" heads the problems
+        except sqlite3.DatabaseError as error:  # damage the check itself cannot read past
+            if _code(error) != sqlite3.SQLITE_CORRUPT:
+                raise
+            found = [str(error)]
         if found != ["ok"]:
             raise self.fault(f"is damaged (its integrity check says: {found[0]})", PROBLEMS[sqlite3.SQLITE_CORRUPT][1])
         try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from kronos.api.deps import ForecasterDep, RuntimeDep
+from kronos.api.deps import ForecasterDep, GoneDep, RuntimeDep
 from kronos.api.errors import MAX_BODY_BYTES, responses
 from kronos.api.requests import BUDGET, MAX_CUSTOM_ROWS, BacktestBody, MarketOnly
 from kronos.evaluation.backtest import check_backtest, run_backtest
@@ -32,12 +32,13 @@ class BacktestAnswer(BacktestResult):
                          f"MiB). The work is bounded: {BUDGET}. Settings that the candles cannot hold (too few rows "
                          "for lookback + horizon, a horizon not shorter than the lookback) are answered 422 at once.",
              responses=responses(400, 413, 422, 429, 503))
-def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep) -> BacktestAnswer:
+def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep, gone: GoneDep) -> BacktestAnswer:
     settings, candles = body.backtest_settings(), body.candles()
     check_backtest(settings, len(candles.frame))
     key = ("backtest", fingerprint(candles.frame), settings, body.calibrate)
     result = runtime.service.run(key, lambda: run_backtest(forecaster, candles.frame, settings,
-                                                           store=runtime.market.store, latest=body.calibrate))
+                                                           store=runtime.market.store, latest=body.calibrate),
+                                 cancel=gone)
     return BacktestAnswer(**{**result.to_schema().model_dump(), "model": runtime.model_name}, data=candles.describe())
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from kronos.api.deps import ForecasterDep, Runtime, RuntimeDep
+from kronos.api.deps import ForecasterDep, GoneDep, Runtime, RuntimeDep
 from kronos.api.errors import MAX_BODY_BYTES, responses
 from kronos.api.requests import MAX_CUSTOM_ROWS, CustomBody, MarketQuery
 from kronos.charts import fan_chart
@@ -37,27 +38,28 @@ Calibration = Calibrated | Unavailable | None
 
 @router.get("/predict_api", summary="Upside probability, volatility amplification and per-hour mean/min/max",
             description=CALIBRATED, responses=MARKET_ERRORS)
-def predict_api(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
-                forecaster: ForecasterDep) -> ForecastAnswer:
-    forecast, candles, block, hour = _market_forecast(runtime, forecaster, query)
+def predict_api(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep,
+                gone: GoneDep) -> ForecastAnswer:
+    forecast, candles, block, hour = _market_forecast(runtime, forecaster, query, gone)
     return answer(forecast, candles, hour, calibration=block)
 
 
 @router.get("/predict_all", summary="As /predict_api, plus every path (all_samples: pred-1..pred-N)",
             description=CALIBRATED, responses=MARKET_ERRORS)
-def predict_all(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
-                forecaster: ForecasterDep) -> ForecastWithPaths:
-    forecast, candles, block, hour = _market_forecast(runtime, forecaster, query)
+def predict_all(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep,
+                gone: GoneDep) -> ForecastWithPaths:
+    forecast, candles, block, hour = _market_forecast(runtime, forecaster, query, gone)
     return answer(forecast, candles, hour, all_samples=True, calibration=block)
 
 
 @router.get("/predict", summary="As /predict_api, plus the fan chart as a Plotly figure (JSON)",
             description=CALIBRATED, responses=MARKET_ERRORS)
-def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
-            forecaster: ForecasterDep) -> ForecastWithFigure:
-    forecast, candles, block, hour = _market_forecast(runtime, forecaster, query)
+def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep,
+            gone: GoneDep) -> ForecastWithFigure:
+    forecast, candles, block, hour = _market_forecast(runtime, forecaster, query, gone)
     return ForecastWithFigure(**dict(answer(forecast, candles, hour, calibration=block)),
-                              figure=json.loads(fan_chart(forecast).to_json()))
+                              figure=json.loads(fan_chart(forecast, calibrated=block if isinstance(
+                                  block, Calibrated) else None).to_json()))
 
 
 @router.post("/predict_custom", summary="Forecast your own candles (original custom format); 422 lists problems",
@@ -67,17 +69,18 @@ def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep,
                          "call may take tens of seconds, later ones on the same candles reuse the stored origins), or "
                          "`{unavailable: why}` naming the rows it would need.",
              responses=responses(400, 413, 422, 429, 503))
-def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: ForecasterDep) -> ForecastAnswer:
+def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: ForecasterDep,
+                   gone: GoneDep) -> ForecastAnswer:
     settings = body.forecast_settings()
     candles = body.candles()
     key = ("custom", fingerprint(candles.frame), *_shared(settings, body.calibrate))
     forecast, block = runtime.service.run(key, lambda: _forecast(runtime, forecaster, candles, settings,
-                                                                 body.calibrate, log=False))
+                                                                 body.calibrate, log=False), cancel=gone)
     return answer(forecast, candles, settings.hour_idx, calibration=block)
 
 
-def _market_forecast(runtime: Runtime, forecaster: ForecastSource,
-                     query: MarketQuery) -> tuple[Forecast, Candles, Calibration, int | None]:
+def _market_forecast(runtime: Runtime, forecaster: ForecastSource, query: MarketQuery,
+                     gone: threading.Event) -> tuple[Forecast, Candles, Calibration, int | None]:
     """Fetch the market's candles and forecast (and calibrate) them (identical concurrent requests share the work);
     also the hour the answer reports."""
     settings, market = query.forecast_settings(), query.market()
@@ -88,7 +91,7 @@ def _market_forecast(runtime: Runtime, forecaster: ForecastSource,
         candles = runtime.market.candles(market, rows)
         return *_forecast(runtime, forecaster, candles, settings, query.calibrate, log=True), candles
 
-    forecast, block, candles = runtime.service.run(key, job)
+    forecast, block, candles = runtime.service.run(key, job, cancel=gone)
     return forecast, candles, block, settings.hour_idx
 
 
