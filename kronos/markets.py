@@ -13,6 +13,7 @@ from typing import Callable, Protocol, Sequence
 
 import pandas as pd
 
+from kronos.calibrations import ScanCalibration
 from kronos.data import market
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
@@ -22,15 +23,19 @@ from kronos.errors import InvalidInputError, KronosError
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
 from kronos.schemas.markets import Combined, MarketRow, Scan, ScanQuery, Watchlist
-from kronos.settings import RANGES, SCAN_MAX_MARKETS_CLI, ForecastSettings
+from kronos.settings import MAX_REQUEST_WORK, RANGES, SCAN_MAX_MARKETS_CLI, ForecastSettings
 from kronos.summary import headline
 from kronos.timeframes import timeframe_delta
 
 MIN_ROWS = RANGES["lookback"][0]  # candles a market needs to be forecast
 DAY = pd.Timedelta(days=1)
-# The hook for the combined forecast: (the market's candles, its raw forecast, the hour) -> its combined figures, or
-# None where it has none yet (the row then shows the raw figures, labelled "raw").
-Combine = Callable[[Candles, Forecast, int], "Combined | None"]
+WAITING_HERE = "not calibrated yet: ask with calibrate (the command's --calibrate) to run its first-sight backtest"
+AGAIN = ("not calibrated yet: its first-sight backtest is beyond this request's budget; ask again (calibrated "
+         "markets are reused from the store)")
+# The hook for the combined forecast (kronos.calibrations.ScanCalibration): (the market's candles, its raw forecast,
+# the hour) -> its combined figures, or why it has none yet (a note), or None; the row then shows the raw figures,
+# labelled "raw".
+Combine = Callable[[Candles, Forecast, int], "Combined | str | None"]
 
 
 class Forecasts(Protocol):
@@ -60,7 +65,7 @@ def scan(forecaster: Forecasts, watchlist: Watchlist, settings: ForecastSettings
         combined, problem = _combined(combine, found.candles, forecast, hour)
         rows.append(market_row(found, watchlist.exchange, forecast, hour, now, combined))
         if problem:
-            rows[-1].notes.append(f"no combined forecast: {problem}")
+            rows[-1].notes.append(problem)
     return Scan(watchlist=watchlist, settings=settings, model=forecaster.name, fingerprint=forecaster.fingerprint,
                 hour_idx=hour, made=now.to_pydatetime(), rows=rows)
 
@@ -71,9 +76,10 @@ def _combined(combine: Combine | None, candles: Candles | None, forecast: Foreca
     if combine is None or forecast is None:
         return None, None
     try:
-        return combine(candles, forecast, hour), None
+        combined = combine(candles, forecast, hour)
     except KronosError as error:
-        return None, error.public()
+        return None, f"no combined forecast: {error.public()}"
+    return (None, combined) if isinstance(combined, str) else (combined, None)
 
 
 def forecast_markets(forecaster: Forecasts, candles: list[Candles], settings: ForecastSettings,
@@ -135,6 +141,23 @@ def day_change(history: pd.DataFrame, timeframe: str) -> float | None:
     return float(closes[-1] / closes[-1 - back] - 1)
 
 
+def with_combined(result: Scan, found: dict[str, Combined | str], waiting: str) -> Scan:
+    """The scan with these markets' rows (by symbol) filled in: their combined figures, or the note of why they have
+    none, in place of the `waiting` note (the background's results, kronos.calibrations)."""
+    rows = []
+    for row in result.rows:
+        figures = found.get(row.symbol) if row.available else None
+        if figures is not None:
+            notes = [n for n in row.notes if n != waiting]
+            if isinstance(figures, str):
+                row = row.model_copy(update={"notes": notes + [figures]})
+            else:
+                row = row.model_copy(update={**figures.model_dump(), "notes": notes, "basis": "combined",
+                                             "band_width": figures.return_high - figures.return_low})
+        rows.append(row)
+    return result.model_copy(update={"rows": rows})
+
+
 def watchlist_of(query: ScanQuery, store: CandleStore) -> Watchlist:
     """The query's watchlist: its symbols, or the exchange's top markets (the stored ones with `source` "store")."""
     if query.symbols:
@@ -144,16 +167,22 @@ def watchlist_of(query: ScanQuery, store: CandleStore) -> Watchlist:
 
 
 def scan_answer(query: ScanQuery, forecaster: Forecasts, store: CandleStore, *, remote: bool = True,
-                combine: Combine | None = None, progress: Progress | None = None) -> Scan:
+                calibration: ScanCalibration | None = None, progress: Progress | None = None) -> Scan:
     """The one flow of GET /scan, the Markets page and `python -m kronos scan`: the query's watchlist scanned and
-    sorted; InvalidInputError beyond the budget of one request (`remote`) or the command line's limit."""
+    sorted, each market combined where its calibration is stored (`query.calibrate`: its first-sight backtest run
+    now, a request's within MAX_REQUEST_WORK steps); InvalidInputError beyond the budget of one request (`remote`)
+    or the command line's limit. `calibration` replaces the default hook (and lists the markets left pending)."""
     problems = query.over_budget() if remote else \
         query.over_budget(SCAN_MAX_MARKETS_CLI, SCAN_MAX_MARKETS_CLI * RANGES["samples"][1])
     if problems:
         raise InvalidInputError(problems)
     settings = query.settings()
+    if calibration is None:
+        budget = MAX_REQUEST_WORK - query.markets() * query.samples * query.horizon if remote else None
+        calibration = ScanCalibration(forecaster, store, run=query.calibrate, budget=budget,
+                                      waiting=AGAIN if query.calibrate else WAITING_HERE)
     result = scan(forecaster, watchlist_of(query, store), settings, store, live=query.source == "exchange",
-                  combine=combine, progress=progress)
+                  combine=calibration, progress=progress)
     return result.sorted_by(query.sort, query.descending)
 
 
