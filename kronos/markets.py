@@ -20,6 +20,7 @@ from kronos.data.store import CandleStore
 from kronos.data.watchlist import Fetched, fetch_watchlist, given, top_markets
 from kronos.engine import Progress
 from kronos.errors import InvalidInputError, KronosError
+from kronos.evaluation.combined import history_rows
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
 from kronos.schemas.markets import Combined, MarketRow, Scan, ScanQuery, Watchlist
@@ -51,7 +52,9 @@ def scan(forecaster: Forecasts, watchlist: Watchlist, settings: ForecastSettings
          live: bool = True, combine: Combine | None = None, progress: Progress | None = None) -> Scan:
     """Fetch (`live`: from the exchange, else the store only), forecast and rank every market of the watchlist; a
     market without candles is a row saying why. Rows in watchlist order: see `Scan.sorted_by`."""
-    fetched = fetch_watchlist(watchlist, settings.lookback, store, live=live)
+    rows = settings.lookback if combine is None else max(settings.lookback, history_rows(settings.lookback,
+                                                                                          settings.horizon))
+    fetched = fetch_watchlist(watchlist, rows, store, live=live)  # the combined forecast's backtest reads more
     usable = [f for f in fetched if f.candles is not None and len(f.candles.frame) >= MIN_ROWS]
     forecasts = dict(zip((f.symbol for f in usable), forecast_markets(forecaster, [f.candles for f in usable],
                                                                       settings, progress)))

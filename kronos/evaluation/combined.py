@@ -42,6 +42,12 @@ def minimum_origins(horizon: int, every: int, min_count: int) -> int:
     return min_count + math.ceil(horizon / every)
 
 
+def history_rows(lookback: int, horizon: int, origins: int = ORIGINS, every: int = EVERY) -> int:
+    """The most rows of a frame `first_sight` reads (more are cut): its origins' windows and outcomes, up to one step
+    of clock alignment, and the GARCH fits' windows before the first origin."""
+    return lookback + horizon + origins * every + FIT_WINDOW + FIRST_ROWS
+
+
 def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast, store: CandleStore | None = None,
                       progress: Callable[[int, int], None] | None = None, *, market: tuple[str, str, str] | None = None,
                       hour_idx: int | None = None, origins: int = ORIGINS, every: int = EVERY,
