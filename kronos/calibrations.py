@@ -5,7 +5,7 @@
   only, about a second each); the others keep their raw figures, noted, and are listed in `pending`.
 - Within the call (`run=True`, `python -m kronos scan --calibrate`, GET /scan?calibrate=true): the missing
   backtests run market by market (tens of seconds each the first time), within `budget` generated candle steps
-  (origins x paths x horizon, each market counted at its full first sight); the markets beyond it stay pending.
+  (origins x paths x horizon, each market counted by the origins it lacks); the markets beyond it stay pending.
 - In the background (`BACKGROUND`, the Markets page): pending markets queue on one thread shared by every session of
   the process, run one at a time; the page polls their results.
 The forecaster may be a RayForecaster (kronos.distributed): the backtests' origins then run on the cluster's actors,
@@ -27,7 +27,7 @@ from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import KronosError
-from kronos.evaluation.backtest import Backtest
+from kronos.evaluation.backtest import KEPT_EVERY, Backtest
 from kronos.evaluation.combined import ORIGINS, calibrated_block, first_sight
 from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Calibrated, Unavailable
@@ -39,7 +39,12 @@ WAITING = "not calibrated yet: its first-sight backtest has not run"
 
 
 class NotStored(Exception):
-    """A backtest would have to forecast: not every origin is in the store."""
+    """A backtest would have to forecast: not every origin is in the store (`histories`: its first batch of them,
+    all the missing ones when fewer than KEPT_EVERY)."""
+
+    def __init__(self, histories: int):
+        super().__init__(f"{histories} forecasts needed")
+        self.histories = histories
 
 
 class StoredOnly:
@@ -53,10 +58,10 @@ class StoredOnly:
         self._forecaster.check_arguments(*arguments, **named)
 
     def forecast(self, history: Any, **arguments: Any) -> Forecast:
-        raise NotStored("1 forecast")
+        raise NotStored(1)
 
     def forecast_many(self, histories: Sequence[Any], **arguments: Any) -> list[Forecast]:
-        raise NotStored(f"{len(histories)} forecasts")
+        raise NotStored(len(histories))
 
 
 def market_combined(forecaster: ForecastSource, candles: Candles, forecast: Forecast, store: CandleStore | None,
@@ -117,9 +122,9 @@ class ScanCalibration:
         try:
             return market_combined(StoredOnly(self.forecaster), candles, forecast, self.store, hour,
                                    origins=self.origins)
-        except NotStored:
-            pass
-        cost = self.origins * forecast.samples * forecast.horizon
+        except NotStored as missing:
+            origins = missing.histories if missing.histories < KEPT_EVERY else self.origins
+        cost = origins * forecast.samples * forecast.horizon
         if self.run and (self.budget is None or cost <= self.budget):
             self.budget = None if self.budget is None else self.budget - cost
             tell = None if self.tell is None else (lambda done, total: self.tell(candles.symbol, done, total))

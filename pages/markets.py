@@ -75,7 +75,7 @@ def results(result: Scan, keys: dict[str, tuple], controls: _controls.Controls, 
     if waited and not waiting:
         st.rerun()
     if waiting:
-        running, fraction, later = BACKGROUND.state(waiting)
+        running, fraction, _ = BACKGROUND.state(waiting)
         doing = f"{running[2]} is {fraction:.0%} through its backtest; " if running else ""
         st.progress(1 - len(waiting) / len(keys), text=f"Calibrating at first sight: {doing}{len(waiting)} of "
                     f"{len(keys)} markets to go (rows marked raw fill in when theirs is done; later scans reuse it)")

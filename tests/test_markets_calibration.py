@@ -23,8 +23,9 @@ from kronos.schemas.markets import Combined, Scan, ScanQuery
 from kronos.synthetic import random_walk
 
 MARKETS = ("AAA/USDT", "BBB/USDT", "CCC/USDT")  # CCC: too few candles to calibrate
-QUERY = dict(symbols=list(MARKETS), source="store", horizon=8, samples=6, lookback=64, seed=5, hour_idx=4)
-FIRST_SIGHT = 200 * 6 * 8  # a market's first sight as a budget counts it: 200 origins x samples x horizon
+QUERY = {"symbols": list(MARKETS), "source": "store", "horizon": 8, "samples": 6, "lookback": 64, "seed": 5,
+         "hour_idx": 4}
+FIRST_SIGHT = 38 * 6 * 8  # a market's first sight as a budget counts it: the origins it lacks x samples x horizon
 
 
 @pytest.fixture
@@ -60,8 +61,8 @@ def test_first_sight_runs_when_asked_then_later_scans_combine_from_the_store(mar
     raw = rows(scan_answer(ScanQuery(**QUERY), forecaster, markets, remote=False))
     assert [raw[s].basis for s in MARKETS] == ["raw"] * 3 and raw["AAA/USDT"].notes == [WAITING_HERE]
     assert raw["AAA/USDT"].crps_skill is None and raw["AAA/USDT"].model_weight is None
-    assert raw["CCC/USDT"].notes == ["no combined forecast: calibration needs about 264 rows of history (32 backtest "
-                                     "origins every 6 rows with a lookback of 64); there are 100"]
+    assert raw["CCC/USDT"].notes == [("no combined forecast: calibration needs about 264 rows of history (32 backtest "
+                                      "origins every 6 rows with a lookback of 64); there are 100")]
     counted = Counting(forecaster)
     first = scan_answer(ScanQuery(**QUERY, calibrate=True), counted, markets, remote=False)
     assert counted.histories == 3 + 2 * 38  # the scan's forecasts, then each calibrated market's origins
@@ -171,7 +172,7 @@ def test_the_background_runs_jobs_one_at_a_time_once_each_and_survives_failures(
     background.submit(("b",), job("b", DataUnavailableError("too few candles")))
     background.submit(("c",), job("c", RuntimeError("bug")))
     background.submit(("d",), job("d", "no combined forecast: why"))
-    running, fraction, queued = background.state([("a",), ("b",), ("c",), ("d",)])
+    running, _, queued = background.state([("a",), ("b",), ("c",), ("d",)])
     assert running in ((("a",)), None) and queued >= 3 and background.result(("a",)) is None
     gate.set()
     assert background.wait(30)

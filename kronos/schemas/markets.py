@@ -16,9 +16,9 @@ from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, RANGES, SCAN_M
                              SCAN_QUOTE, SCAN_TOP, SYMBOL_PATTERN, ForecastSettings, MarketChoice)
 
 CALIBRATE = (f"run the first-sight backtests of markets not calibrated yet (tens of seconds each the first time; "
-             f"a request's within {MAX_REQUEST_WORK:,} generated candle steps, each market counted as 200 origins x "
-             "samples x horizon, the others left raw and noted); calibrated markets are always combined from the "
-             "store")
+             f"a request's within {MAX_REQUEST_WORK:,} generated candle steps, each market counted as the origins "
+             "it lacks (at most 200) x samples x horizon, the others left raw and noted); calibrated markets are "
+             "always combined from the store")
 
 # The ranking's columns, each sortable; the first is the default.
 SORT_COLUMNS = ("upside_probability", "expected_return", "band_width", "volatility_amplification_probability",
@@ -91,7 +91,7 @@ class Scan(BaseModel):
     descending: bool = True
     rows: list[MarketRow]
 
-    def sorted_by(self, column: str = SORT_COLUMNS[0], descending: bool = True) -> "Scan":
+    def sorted_by(self, column: str = SORT_COLUMNS[0], descending: bool = True) -> Scan:
         """The scan with its rows sorted by `column`: the markets lacking a value after the others, the unavailable
         ones last."""
         if column not in SORT_COLUMNS:
