@@ -4,12 +4,13 @@ that each load the weights once.
     ray start --head                                  # on the head machine
     ray start --address HEAD:6379                     # on each worker machine
     python -m kronos scan --top 200 --ray auto        # on any machine of the cluster
+    python -m kronos scan --top 200 --ray auto --calibrate   # and every market's first-sight backtest there
 
 `RayForecaster` stands in for a Forecaster wherever only `forecast_many` (and the weights' identity) is used, as in
-`kronos.markets.scan` and `kronos.evaluation.backtest.run_backtest`: the histories are split among the actors in
-order, and each actor runs its part through its own Forecaster. Every forecast equals the one a local Forecaster
-gives for the same history, settings and seed, to the bit, however the histories are split (see kronos.engine).
-The results come back to the caller, which writes them to its store. The weights must be loadable on every machine:
+`kronos.markets.scan` and `kronos.evaluation.backtest.run_backtest` (a scan's first sights, kronos.calibrations): the
+histories are split among the actors in order, and each actor runs its part through its own Forecaster. Every
+forecast equals the one a local Forecaster gives for the same history, settings and seed, to the bit, however the
+histories are split (see kronos.engine). The results come back to the caller, which writes them to its store. The weights must be loadable on every machine:
 a hub id (downloaded there once) or a directory each machine has.
 
 Ray is optional: `pip install -r requirements-ray.txt`.

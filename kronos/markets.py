@@ -3,8 +3,9 @@
 The candles of all the markets are fetched together (kronos.data.watchlist); the markets with enough of them are
 forecast by `forecast_many`, every one with the scan's seed, so that each forecast equals the one the live page makes
 of that market with the same settings (its row links there). Each row then takes its figures at the scan's hour from
-the market's combined forecast when the caller supplies one (`combine`, the hook of issue 17's combined forecast),
-else from the model's raw paths, labelled "raw". The forecasts are logged to the store's forecast log, to be scored.
+the market's combined forecast (`combine`: kronos.calibrations.ScanCalibration, from the market's first-sight
+backtest, stored or run now), else from the model's raw paths, labelled "raw" with a note why. The forecasts are
+logged to the store's forecast log, to be scored.
 """
 
 from __future__ import annotations

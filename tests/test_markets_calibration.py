@@ -198,3 +198,13 @@ def test_filling_in_a_scans_rows(markets, forecaster):
     calibrated_now = rows(scan_answer(ScanQuery(**QUERY), forecaster, markets))["AAA/USDT"]
     assert calibrated_now.model_dump(exclude={"age_s"}) == filled["AAA/USDT"].model_dump(exclude={"age_s"})
     assert np.isfinite(filled["AAA/USDT"].crps_skill)
+
+
+def test_the_command_line_loads_no_front_end_or_optional_package_it_does_not_use():
+    import subprocess
+    import sys
+
+    probe = ("import sys, kronos.cli; print(','.join(sorted(name for name in ('streamlit', 'plotly', 'fastapi', "
+             "'uvicorn', 'ray', 'arch', 'scoringrules', 'scipy') if name in sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
