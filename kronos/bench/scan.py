@@ -166,7 +166,7 @@ def _first_sight(args: argparse.Namespace, folder: Path, env: dict[str, str], fo
 
         connect(args.ray, num_cpus=args.cpus if args.ray == LOCAL else None)
         remote = RayForecaster(ModelChoice(env["KRONOS_MODEL"], env["KRONOS_TOKENIZER"]))
-        far_store = stored("far")
+        far_store, workers = stored("far"), remote.workers
         try:
             seconds = _timed(lambda: made.update(far=_scan(remote, symbols, far_store, ScanCalibration(
                 remote, far_store, run=True, origins=args.origins))))
@@ -174,7 +174,7 @@ def _first_sight(args: argparse.Namespace, folder: Path, env: dict[str, str], fo
             remote.close()
         equal = [r.model_dump(exclude={"age_s"}) for r in made["far"].rows] == \
             [r.model_dump(exclude={"age_s"}) for r in made["near"].rows]
-        print(f"| Ray ({args.ray}) | {remote.workers} | {seconds:.1f} | {seconds / args.markets:.1f} | {equal} |")
+        print(f"| Ray ({args.ray}) | {workers} | {seconds:.1f} | {seconds / args.markets:.1f} | {equal} |")
     print(f"Of the local scan, {scoring:.1f} s is the scan and the scoring (a later scan, origins stored) and "
           f"{forecasting:.1f} s the origins' forecasts: a cluster of N workers takes about {scoring:.1f} + "
           f"{forecasting:.1f} / N s for these markets.")
