@@ -6,17 +6,15 @@
 - Within the call (`run=True`, `python -m kronos scan --calibrate`, GET /scan?calibrate=true): the missing
   backtests run market by market (tens of seconds each the first time), within `budget` generated candle steps
   (origins x paths x horizon, each market counted by the origins it lacks); the markets beyond it stay pending.
-- In the background (`BACKGROUND`, the Markets page): pending markets queue on one thread shared by every session of
-  the process, run one at a time; the page polls their results.
+- In the background (the Markets page): the pending markets' `market_combined` queue as jobs of the dashboard's
+  process-wide registry (kronos.jobs, shared with the other pages' calibrations), run one at a time; the page polls
+  them.
 The forecaster may be a RayForecaster (kronos.distributed): the backtests' origins then run on the cluster's actors,
 each with its own seed, and come back to be written to this store, the same to the bit as here.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,15 +24,12 @@ import numpy as np
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
-from kronos.errors import KronosError
 from kronos.evaluation.backtest import KEPT_EVERY, Backtest
 from kronos.evaluation.combined import ORIGINS, calibrated_block, first_sight
 from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.markets import Combined
 
-logger = logging.getLogger("kronos.calibrations")
-KEPT_RESULTS = 2000  # the background's results kept, the oldest dropped first
 WAITING = "not calibrated yet: its first-sight backtest has not run"
 
 
@@ -131,73 +126,3 @@ class ScanCalibration:
             return market_combined(self.forecaster, candles, forecast, self.store, hour, tell, self.origins)
         self.pending.append(Pending(candles, forecast, hour))
         return self.waiting
-
-
-Job = Callable[[Progress], "Combined | str"]
-
-
-class Background:
-    """First-sight backtests queued by any session of this process, run one at a time on one daemon thread; each
-    result (a market's combined figures, or why it has none) kept under its key."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._queue: OrderedDict[tuple, Job] = OrderedDict()
-        self._results: OrderedDict[tuple, Combined | str] = OrderedDict()
-        self._running: tuple | None = None
-        self._fraction = 0.0
-        self._thread: threading.Thread | None = None
-
-    def submit(self, key: tuple, job: Job) -> None:
-        """Queue the job unless its key is queued, running or done."""
-        with self._lock:
-            if key in self._queue or key in self._results or key == self._running:
-                return
-            self._queue[key] = job
-            if self._thread is None:  # the thread clears this under the lock as it ends
-                self._thread = threading.Thread(target=self._serve, name="kronos-first-sight", daemon=True)
-                self._thread.start()
-
-    def result(self, key: tuple) -> Combined | str | None:
-        """The job's result, or None while it is queued or running (or was never submitted)."""
-        with self._lock:
-            return self._results.get(key)
-
-    def state(self, keys: Sequence[tuple]) -> tuple[tuple | None, float, int]:
-        """Among `keys`: the one running and its progress (0-1), and how many are still queued."""
-        with self._lock:
-            running = self._running if self._running in keys else None
-            return running, self._fraction if running else 0.0, sum(k in self._queue for k in keys)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the queue is empty (tests, benchmarks); False on timeout."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return thread is None or not thread.is_alive()
-
-    def _serve(self) -> None:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._running, self._thread = None, None
-                    return
-                self._running, job = self._queue.popitem(last=False)
-                self._fraction = 0.0
-            try:
-                result = job(self._progress)
-            except KronosError as error:
-                result = f"no combined forecast: {error.public()}"
-            except Exception:  # the thread serves every session: one market's failure must not stop it
-                logger.exception("first-sight backtest failed")
-                result = "no combined forecast: its backtest failed (see the server's log)"
-            with self._lock:
-                self._results[self._running] = result
-                while len(self._results) > KEPT_RESULTS:
-                    self._results.popitem(last=False)
-
-    def _progress(self, done: int, total: int) -> None:
-        self._fraction = done / total if total else 0.0
-
-
-BACKGROUND = Background()

@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 from kronos.errors import InvalidInputError
 from kronos.evaluation.scores import Scores
 from kronos.forecast import Forecast
+from kronos.schemas.calibrated import Calibrated
 
 if TYPE_CHECKING:
     from kronos.evaluation.backtest import Backtest
@@ -43,43 +44,67 @@ def candles_chart(frame: pd.DataFrame, title: str = "", rows: int = 500) -> go.F
     return figure
 
 
+def _band_trace(x: list, low, high, width: float, colour: str) -> go.Scatter:
+    return go.Scatter(x=x + x[::-1], y=list(high) + list(low)[::-1], fill="toself", fillcolor=colour,
+                      line={"width": 0}, hoverinfo="skip", name=f"{width:.0%} band")
+
+
 def _add_bands(figure: go.Figure, forecast: Forecast) -> None:
     """The 95/80/50% bands of the close (widest first, so the narrow ones stay visible)."""
     x = list(forecast.timestamps)
     for width, colour in BANDS:
         low, high = forecast.quantile((1 - width) / 2)["close"], forecast.quantile((1 + width) / 2)["close"]
-        figure.add_trace(go.Scatter(x=x + x[::-1], y=list(high) + list(low)[::-1], fill="toself", fillcolor=colour,
-                                    line={"width": 0}, hoverinfo="skip", name=f"{width:.0%} band"))
+        figure.add_trace(_band_trace(x, low, high, width, colour))
 
 
-def fan_chart(forecast: Forecast, history_rows: int = 120) -> go.Figure:
-    """Candles of the recent history, then the forecast's median, mean and 50/80/95% bands of the close."""
-    figure = go.Figure(candles_trace(forecast.history.iloc[-history_rows:]))
-    _add_bands(figure, forecast)
-    figure.add_trace(go.Scatter(x=forecast.timestamps, y=forecast.quantile(0.5)["close"], name="median",
-                                line={"color": BLUE}))
-    figure.add_trace(go.Scatter(x=forecast.timestamps, y=forecast.mean()["close"], name="mean",
-                                line={"color": ORANGE, "dash": "dot"}))
+def fan_chart(forecast: Forecast, calibration_rows: int = 120, calibrated: Calibrated | None = None) -> go.Figure:
+    """Candles of the recent history, then the forecast's median, mean and 50/80/95% bands of the close; with
+    `calibrated`, the bands and the median are the combined forecast's, Kronos alone's median and 80% band beside."""
+    figure = go.Figure(candles_trace(forecast.history.iloc[-calibration_rows:]))
+    x, raw_median = list(forecast.timestamps), forecast.quantile(0.5)["close"]
+    if calibrated is None:
+        _add_bands(figure, forecast)
+        figure.add_trace(go.Scatter(x=x, y=raw_median, name="median", line={"color": BLUE}))
+        figure.add_trace(go.Scatter(x=x, y=forecast.mean()["close"], name="mean",
+                                    line={"color": ORANGE, "dash": "dot"}))
+    else:
+        for width, colour in BANDS:
+            band = calibrated.bands[f"{width * 100:.0f}"]
+            figure.add_trace(_band_trace(x, band.low, band.high, width, colour))
+        figure.add_trace(go.Scatter(x=x, y=calibrated.median, name="median", line={"color": BLUE}))
+        figure.add_trace(go.Scatter(x=x, y=raw_median, name="Kronos alone: median",
+                                    line={"color": ORANGE, "dash": "dot"}))
+        for side, quantile in (("low", 0.1), ("high", 0.9)):
+            figure.add_trace(go.Scatter(x=x, y=forecast.quantile(quantile)["close"], name="Kronos alone: 80% band",
+                                        legendgroup="kronos_band", showlegend=side == "low",
+                                        line={"color": ORANGE, "dash": "dash", "width": 1}))
     figure.update_layout(xaxis_rangeslider_visible=False, yaxis_title="price", **LAYOUT)
     return figure
 
 
-def upside_chart(forecast: Forecast, hour_idx: int | None = None) -> go.Figure:
-    """The probability that the close is above the last close, one bar per hour ahead; the chosen hour stands out."""
+def upside_chart(forecast: Forecast, hour_idx: int | None = None, calibrated: Calibrated | None = None) -> go.Figure:
+    """The probability that the close is above the last close, one bar per hour ahead; the chosen hour stands out.
+    With `calibrated`, the bars are the combined forecast's and Kronos alone's are markers beside them."""
     chosen = forecast.hour_index(hour_idx)
     hours = np.arange(1, forecast.horizon + 1)
-    figure = go.Figure(go.Bar(x=hours, y=forecast.upside_probability(), name="upside probability",
+    raw = forecast.upside_probability()
+    bars = raw if calibrated is None else calibrated.upside_probability_all_hours
+    figure = go.Figure(go.Bar(x=hours, y=bars, name="upside probability",
                               marker_color=[ORANGE if h == chosen else BLUE for h in hours],
                               hovertemplate="hour %{x}: %{y:.0%}<extra></extra>"))
+    if calibrated is not None:
+        figure.add_trace(go.Scatter(x=hours, y=raw, name="Kronos alone", mode="markers",
+                                    marker={"color": BLACK, "symbol": "diamond"},
+                                    hovertemplate="Kronos alone, hour %{x}: %{y:.0%}<extra></extra>"))
     figure.add_hline(y=0.5, line={"color": GREY, "dash": "dash"})
     figure.update_layout(title="Probability of closing above the last price", xaxis_title="hours ahead",
                          yaxis={"range": [0, 1], "tickformat": ".0%"}, **LAYOUT)
     return figure
 
 
-def volume_chart(forecast: Forecast, history_rows: int = 48) -> go.Figure:
+def volume_chart(forecast: Forecast, calibration_rows: int = 48) -> go.Figure:
     """Recent volume, then the forecast's median volume per hour with its 10-90% range as error bars."""
-    past = forecast.history.iloc[-history_rows:]
+    past = forecast.history.iloc[-calibration_rows:]
     median, low, high = (forecast.quantile(q)["volume"] for q in (0.5, 0.1, 0.9))
     figure = go.Figure(go.Bar(x=past["timestamps"], y=past["volume"], name="history", marker_color=GREY))
     figure.add_trace(go.Bar(x=forecast.timestamps, y=median, name="forecast median", marker_color=BLUE,
@@ -88,9 +113,9 @@ def volume_chart(forecast: Forecast, history_rows: int = 48) -> go.Figure:
     return figure
 
 
-def paths_chart(forecast: Forecast, show_paths: bool = True, history_rows: int = 48) -> go.Figure:
+def paths_chart(forecast: Forecast, show_paths: bool = True, calibration_rows: int = 48) -> go.Figure:
     """The recent close, every sampled path (optional) and the quantile fan of the close."""
-    past = forecast.history.iloc[-history_rows:]
+    past = forecast.history.iloc[-calibration_rows:]
     figure = go.Figure(go.Scatter(x=past["timestamps"], y=past["close"], name="history", line={"color": "black"}))
     if show_paths:
         closes = forecast.column("close")
@@ -115,12 +140,12 @@ def final_close_histogram(forecast: Forecast) -> go.Figure:
     return figure
 
 
-def path_candles(forecast: Forecast, path: int, history_rows: int = 48) -> go.Figure:
+def path_candles(forecast: Forecast, path: int, calibration_rows: int = 48) -> go.Figure:
     """One sampled path (1-based) as OHLC candles after the recent history."""
     if not 1 <= path <= forecast.samples:
         raise InvalidInputError(f"path must be between 1 and {forecast.samples}, got {path}")
     sampled = forecast.paths[path - 1]
-    figure = go.Figure(candles_trace(forecast.history.iloc[-history_rows:]))
+    figure = go.Figure(candles_trace(forecast.history.iloc[-calibration_rows:]))
     figure.add_trace(go.Ohlc(x=forecast.timestamps, open=sampled[:, 0], high=sampled[:, 1], low=sampled[:, 2],
                              close=sampled[:, 3], name=f"path {path}", increasing_line_color=BLUE,
                              decreasing_line_color=ORANGE))
@@ -139,7 +164,7 @@ def _per_forecaster(result: Backtest, names: tuple[str, ...], trace: Callable[[S
 
 
 def _hours(result: Backtest) -> list[int]:
-    return list(range(1, result.settings.horizon + 1))
+    return list(range(1, result.settings.forecast.horizon + 1))
 
 
 def crps_chart(result: Backtest) -> go.Figure:

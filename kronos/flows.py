@@ -41,11 +41,12 @@ def _logged(store: CandleStore, candles: Candles, forecast: Forecast, model: str
         return False
 
 
-def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None,
-           all_samples: bool = False) -> ForecastAnswer:
+def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None, all_samples: bool = False,
+           calibration: Calibrated | Unavailable | None = None) -> ForecastAnswer:
     """The answer of the CLI and the API: the forecast's summary plus `data`, where the candles came from (a
-    ForecastWithPaths with `all_samples`)."""
-    return forecast.answer(candles.describe(), hour_idx=hour_idx, all_samples=all_samples)
+    ForecastWithPaths with `all_samples`), and its `calibrated` block when one was made (`calibrated(...)`)."""
+    summary = forecast.answer(candles.describe(), hour_idx=hour_idx, all_samples=all_samples)
+    return summary if calibration is None else summary.model_copy(update={"calibrated": calibration})
 
 
 def calibrated(forecaster: ForecastSource, candles: Candles, forecast: Forecast, store: CandleStore | None,

@@ -10,7 +10,8 @@ logged to the store's forecast log, to be scored.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import pandas as pd
 
@@ -21,7 +22,7 @@ from kronos.data.store import CandleStore
 from kronos.data.watchlist import Fetched, fetch_watchlist, given, top_markets
 from kronos.engine import Progress
 from kronos.errors import InvalidInputError, KronosError
-from kronos.evaluation.combined import history_rows
+from kronos.evaluation.combined import calibration_rows
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
 from kronos.schemas.markets import Combined, MarketRow, Scan, ScanQuery, Watchlist
@@ -53,12 +54,12 @@ def scan(forecaster: Forecasts, watchlist: Watchlist, settings: ForecastSettings
          live: bool = True, combine: Combine | None = None, progress: Progress | None = None) -> Scan:
     """Fetch (`live`: from the exchange, else the store only), forecast and rank every market of the watchlist; a
     market without candles is a row saying why. Rows in watchlist order: see `Scan.sorted_by`."""
-    rows = settings.lookback if combine is None else max(settings.lookback, history_rows(settings.lookback,
+    rows = settings.lookback if combine is None else max(settings.lookback, calibration_rows(settings.lookback,
                                                                                           settings.horizon))
     fetched = fetch_watchlist(watchlist, rows, store, live=live)  # the combined forecast's backtest reads more
     usable = [f for f in fetched if f.candles is not None and len(f.candles.frame) >= MIN_ROWS]
-    forecasts = dict(zip((f.symbol for f in usable), forecast_markets(forecaster, [f.candles for f in usable],
-                                                                      settings, progress)))
+    made = forecast_markets(forecaster, [f.candles for f in usable], settings, progress)
+    forecasts = dict(zip((f.symbol for f in usable), made, strict=True))
     hour = settings.hour_idx or settings.horizon
     now = market.utc_now().floor("us")
     rows = []
@@ -101,7 +102,7 @@ def forecast_markets(forecaster: Forecasts, candles: list[Candles], settings: Fo
 
         made = forecaster.forecast_many([candles[i].frame for i in members], lookback=length,
                                         seeds=[settings.seed] * len(members), progress=step, **arguments)
-        for i, forecast in zip(members, made):
+        for i, forecast in zip(members, made, strict=True):
             results[i] = forecast
     return results
 

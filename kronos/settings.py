@@ -1,5 +1,5 @@
-"""Every default, range and help text of a forecast, once: sampling settings, the market, the model, the server,
-the environment.
+"""Every default, range and help text of a forecast, once: sampling settings, backtests' origin limits, the market,
+the model, the server, the environment.
 
 The engine, the command line, the HTTP API and the dashboard (sidebar and links) take their defaults, limits and
 help texts (each field's metadata, `help_texts`) from here, so they cannot drift apart. The defaults are the live
@@ -112,6 +112,24 @@ class ForecastSettings:
 
 
 FORECAST_DEFAULTS = ForecastSettings()
+
+
+@dataclass(frozen=True)
+class OriginLimits:
+    """The most origins one backtest may have, by who asks, each with why (its help text). Every caller's bound is
+    read from here (ORIGIN_LIMITS); the engine's is also checked by kronos.evaluation.backtest.BacktestSettings."""
+
+    engine: int = _setting(2000, "memory: every origin's paths are held at once, about 77 MB per (origins, paths, "
+                                 "hours) array at 100 paths x 48 hours, and the forecasters hold about ten of them")
+    api: int = _setting(500, "the time of one HTTP request, with MAX_REQUEST_WORK (usually binding first: 416 "
+                             "origins at 30 paths x 24 hours)")
+    page: int = _setting(500, "the time of one Track record page run: 500 origins at 30 paths x 24 hours are about "
+                              "100 s on 2 CPU cores")
+    training: int = _setting(300, "the time an --evaluate adds to a training run, per series and contender: about "
+                                  "60 s at 30 paths x 24 hours on 2 CPU cores")
+
+
+ORIGIN_LIMITS = OriginLimits()
 
 
 @dataclass(frozen=True)

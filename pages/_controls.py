@@ -27,9 +27,14 @@ MODE_LABELS = {"aligned": "Hourly aligned (closed candles)", "realtime": "Realti
 MARKET_DEFAULTS = dataclasses.asdict(MarketChoice())
 MARKET_OPTIONS = {"mode": MODES, "exchange": EXCHANGES, "timeframe": TIMEFRAMES}
 READY, CURRENT, LINK_PROBLEMS = "ctl.ready", "ctl.current", "ctl.link_problems"
-# tooltips: the settings' help texts (the CLI's and the API's too), each as a sentence
-TIPS = {name: text[0].upper() + text[1:]
-        for name, text in (help_texts(ForecastSettings) | help_texts(MarketChoice)).items()}
+
+
+def tips(*settings: type) -> dict[str, str]:
+    """Tooltips: the settings dataclasses' help texts (the CLI's and the API's too), each as a sentence."""
+    return {name: text[0].upper() + text[1:] for kind in settings for name, text in help_texts(kind).items()}
+
+
+TIPS = tips(ForecastSettings, MarketChoice)
 
 
 @dataclass(frozen=True)

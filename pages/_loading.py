@@ -16,8 +16,12 @@ from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
 from kronos.data.store import CandleStore, usable
 from kronos.engine import ForecastSource, Progress
+from kronos.errors import StoreUnavailableError
 from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
-from kronos.flows import forecast_candles
+from kronos.evaluation.combined import calibration_rows
+from kronos.flows import calibrated, forecast_candles
+from kronos.jobs import Job, Jobs, Yielding
+from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
 from kronos.summary import fingerprint
 from pages import _show
@@ -82,8 +86,10 @@ def _model_label(forecaster: ForecastSource) -> str:
 
 
 def _market(controls: Controls, market: MarketChoice) -> tuple[ForecastSource, Candles]:
-    """The model, then the chosen market's latest candles (at least the lookback), fetched at most once a minute."""
-    limit = max(controls.settings.lookback, DEFAULT_LIMIT)
+    """The model, then the chosen market's latest candles (the lookback and what its calibration reads before it, as
+    the CLI and the API load them), fetched at most once a minute."""
+    settings = controls.settings
+    limit = max(calibration_rows(settings.lookback, settings.horizon), DEFAULT_LIMIT)
     forecaster = load_forecaster(controls.model.model, controls.model.tokenizer)
     return forecaster, load_candles(market, limit)
 
@@ -137,6 +143,32 @@ def backtest(forecaster: ForecastSource, candles: Candles, settings: BacktestSet
             forecaster, candles.frame, settings, store=usable(CandleStore()), progress=progress))
 
     return _kept(BACKTESTS, (fingerprint(candles.frame), forecaster.fingerprint, settings), make if run else None)
+
+
+@st.cache_resource(show_spinner=False)
+def calibrations() -> Jobs:
+    """The calibrations running or done for every session of this server, one per (model, data, forecast, store)."""
+    return Jobs()
+
+
+def calibration(forecaster: ForecastSource, candles: Candles, forecast: Forecast) -> Job[Calibrated | Unavailable]:
+    """The forecast's calibration (kronos.flows.calibrated: a backtest of the candles' recent history), started in
+    the background or joined when any session already asked for it; its origins are kept in the store when it can
+    take them, else it runs without keeping them."""
+    store = CandleStore()
+    key = (forecaster.fingerprint, fingerprint(candles.frame), candles.source, candles.exchange, candles.symbol,
+           candles.timeframe, forecast.seed, tuple(sorted(forecast.settings.items())), str(store.path))
+
+    def work(progress: Progress) -> Calibrated | Unavailable:
+        kept = usable(store)
+        try:
+            return calibrated(Yielding(forecaster), candles, forecast, kept, progress=progress)
+        except StoreUnavailableError:
+            if kept is None:
+                raise
+            return calibrated(Yielding(forecaster), candles, forecast, None, progress=progress)  # failed midway
+
+    return calibrations().start(key, work)
 
 
 def live_forecast(controls: Controls) -> tuple[Candles, ForecastSource, Forecast]:

@@ -8,20 +8,29 @@ from typing import Callable, Iterator
 
 import streamlit as st
 
-from kronos.charts import fan_chart, upside_chart, volume_chart
+from kronos.charts import FORECASTERS, fan_chart, upside_chart, volume_chart
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.market import utc_now
-from kronos.data.validation import Validation
 from kronos.data.store import CandleStore
+from kronos.data.validation import Validation
 from kronos.engine import ForecastSource
-from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, StoreUnavailableError, \
-    WeightsUnavailableError
-from kronos.flows import answer
-from kronos.forecast import Forecast
+from kronos.errors import (
+    DataUnavailableError,
+    EmptyStoreError,
+    InvalidInputError,
+    KronosError,
+    StoreUnavailableError,
+    WeightsUnavailableError,
+)
 from kronos.evaluation.calibration import MIN_COUNT
+from kronos.evaluation.combined import ORIGINS
 from kronos.evaluation.live import calibrated_view
 from kronos.evaluation.record import score_closed
 from kronos.evaluation.record import track_record as record_of
+from kronos.flows import answer
+from kronos.forecast import Forecast
+from kronos.jobs import Job
+from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.summary import data_banner, headline
 
 CUSTOM_PAGE = "pages/custom_data.py"
@@ -34,6 +43,10 @@ WEIGHTS_HELP = ("**How to get weights:** start the app once where the Hugging Fa
                 "KRONOS_MODEL and KRONOS_TOKENIZER set to such folders.")
 MARKET_HELP = ("Check the exchange, symbol and timeframe in the sidebar, or forecast your own candles on the "
                "Custom data page.")
+NOT_YET = "not calibrated yet"
+COMPONENTS = {"model_calibrated": "Kronos (calibrated)"}  # the pool's components, where the charts' labels differ
+POLL_S = 2  # how often a page waiting for its calibration looks again
+GRACE_S = 0.25  # waited before saying "not calibrated yet": what needs no backtest (too few rows) shows at once
 BANNER_STYLE = {"live": st.success, "stale": st.warning, "store": st.warning, "custom": st.info}
 log = logging.getLogger("kronos.dashboard")
 
@@ -76,31 +89,117 @@ def banner(candles: Candles, model_name: str) -> None:
         st.caption(" · ".join(found.notes))
 
 
-def overview(forecast: Forecast, hour_idx: int | None) -> None:
-    """Headline figures, the fan chart, upside probability per hour and volume."""
-    figures = headline(forecast, hour_idx)
-    hour = f"hour {figures.hour_idx}"
-    when = f"Hour {figures.hour_idx} ahead: the candle opening {figures.timestamp:%Y-%m-%d %H:%M} UTC. "
+def calibration(job: Job[Calibrated | Unavailable] | None) -> tuple[Calibrated | None, bool]:
+    """The combined forecast once its calibration is done, or why there is none; until then (pending: True) its
+    progress, looked at every POLL_S seconds, the page shown again when it ends."""
+    if job is None:
+        return None, False
+    if not job.wait(GRACE_S):
+        _calibrating(job)
+        return None, True
+    return _finished(job), False
+
+
+def _finished(job: Job[Calibrated | Unavailable]) -> Calibrated | None:
+    try:
+        block = job.result()
+    except KronosError as error:
+        st.warning(f"The forecast could not be calibrated: {error}. The values below are Kronos alone.")
+        return None
+    except Exception as error:  # a message here, the traceback in the server log; the raw forecast stands
+        log.error("calibration failed", exc_info=error)
+        st.warning(f"The forecast could not be calibrated ({type(error).__name__}). The values below are Kronos alone.")
+        return None
+    if isinstance(block, Unavailable):
+        st.info(f"Not calibrated: {block.unavailable}. The values below are Kronos alone.")
+        return None
+    fault = CandleStore().health()
+    if fault is not None:
+        st.caption(f"The calibration's backtest origins are not kept ({fault}), so it runs in full each time.")
+    return block
+
+
+@st.fragment(run_every=POLL_S)
+def _calibrating(job: Job) -> None:
+    if job.done:
+        st.rerun(scope="app")
+    st.progress(job.fraction, text=f"Calibrating on the recent history (a backtest of up to {ORIGINS} origins): "
+                                   f"{job.fraction:.0%}. Until it is done the values below are Kronos alone, "
+                                   f"{NOT_YET}.")
+
+
+def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, pending: bool) -> None:
+    """The headline figures at an hour: the combined forecast's with Kronos alone beside them, or Kronos alone
+    (labelled "not calibrated yet" while `pending`); and the record's sentence and the pool's weights."""
+    raw = headline(forecast, hour_idx)
+    k, hour = raw.hour_idx, f"hour {raw.hour_idx}"
+    when = f"Hour {k} ahead: the candle opening {raw.timestamp:%Y-%m-%d %H:%M} UTC. "
     columns = st.columns(4)
-    columns[0].metric("Last price", f"{figures.last_close:,.2f}",
-                      help=f"Close of the candle opened {figures.last_timestamp:%Y-%m-%d %H:%M} UTC")
-    columns[1].metric(f"Upside, {hour}", f"{figures.upside_probability:.0%}",
-                      help=when + "Share of paths closing above the last price")
-    vol = figures.volatility_amplification_probability
-    columns[2].metric("Volatility amplification", "n/a" if vol is None else f"{vol:.0%}",
-                      help="Share of paths more volatile over the horizon than the same span of history "
-                           "(needs a horizon of 3 or more)")
-    columns[3].metric(f"Expected return, {hour}", f"{figures.expected_return:+.2%}",
-                      delta=f"80% interval {figures.return_low:+.2%} to {figures.return_high:+.2%}",
-                      delta_color="off", delta_arrow="off",
-                      help=when + "Mean over paths of close / last price - 1; the interval is the 10% and 90% "
-                                  "quantiles of that return")
-    st.caption(f"Last candle opened {figures.last_timestamp:%Y-%m-%d %H:%M} UTC · {forecast.samples} paths · "
+    columns[0].metric("Last price", f"{raw.last_close:,.2f}",
+                      help=f"Close of the candle opened {raw.last_timestamp:%Y-%m-%d %H:%M} UTC")
+    vol, interval = raw.volatility_amplification_probability, f"{raw.return_low:+.2%} to {raw.return_high:+.2%}"
+    if block is None:
+        note = f" · {NOT_YET}" if pending else ""
+        upside = ("Kronos alone" + note, "Share of paths closing above the last price")
+        amplified = ("n/a" if vol is None else f"{vol:.0%}", "Kronos alone" + note)
+        expected = (f"{raw.expected_return:+.2%}", f"80% interval {interval}{note}",
+                    ("Mean over paths of close / last price - 1; the interval is the 10% and 90% quantiles of that "
+                     "return"))
+        columns[1].metric(f"Upside, {hour}", f"{raw.upside_probability:.0%}", delta=upside[0], delta_color="off",
+                          delta_arrow="off", help=when + upside[1])
+    else:
+        combined = block.upside_probability_all_hours[k - 1]
+        columns[1].metric(f"Upside, {hour}", f"{combined:.0%}", delta=f"Kronos alone {raw.upside_probability:.0%}",
+                          delta_color="off", delta_arrow="off",
+                          help=when + "The combined forecast's probability of closing above the last price "
+                                      "(Kronos calibrated and pooled with volatility baselines by its record); "
+                                      "Kronos alone: its share of paths closing above")
+        combined_vol = block.volatility_amplification_probability
+        amplified = ("n/a" if combined_vol is None else f"{combined_vol:.0%}",
+                     "Kronos alone " + ("n/a" if vol is None else f"{vol:.0%}"))
+        band, median = block.bands["80"], block.median[k - 1]
+        kronos_median = float(forecast.quantile(0.5)["close"].iloc[k - 1]) / raw.last_close - 1
+        expected = (f"{median / raw.last_close - 1:+.2%}",
+                    (f"80% band {band.low[k - 1] / raw.last_close - 1:+.2%} to "
+                     f"{band.high[k - 1] / raw.last_close - 1:+.2%} · Kronos alone {kronos_median:+.2%}"),
+                    ("The combined forecast's median of close / last price - 1 and its 80% band (conformal); Kronos "
+                     "alone: the median over its paths"))
+    columns[2].metric("Volatility amplification", amplified[0], delta=amplified[1], delta_color="off",
+                      delta_arrow="off", help="Probability that the horizon is more volatile than the same span of "
+                                              "history (needs a horizon of 3 or more)")
+    columns[3].metric(f"Expected return, {hour}", expected[0], delta=expected[1], delta_color="off",
+                      delta_arrow="off", help=when + expected[2])
+    if block is not None:
+        weights = " · ".join(f"{COMPONENTS.get(name, FORECASTERS[name][0])} {values[k - 1]:.0%}"
+                             for name, values in block.weights.items())
+        st.success(block.summary)
+        record = block.record
+        st.caption(f"The combined forecast at hour {k} weighs {weights} (learnt from {record.origins} backtest "
+                   f"origins, {record.first[:10]} to {record.last[:10]}; {record.live} scored live forecasts of this "
+                   "market by this model in its record).")
+
+
+def calibrated_figures(forecast: Forecast, hour_idx: int | None,
+                       job: Job[Calibrated | Unavailable] | None) -> Calibrated | None:
+    """The headline figures: the combined forecast's once `job` has calibrated it (returned), Kronos alone's until
+    then or when it cannot be."""
+    block, pending = calibration(job)
+    figures(forecast, hour_idx, block, pending)
+    return block
+
+
+def overview(forecast: Forecast, hour_idx: int | None,
+             job: Job[Calibrated | Unavailable] | None = None) -> Calibrated | None:
+    """Headline figures (the combined forecast's once `job` has calibrated it: returned), the fan chart, the upside
+    probability per hour and volume."""
+    block = calibrated_figures(forecast, hour_idx, job)
+    st.caption(f"Last candle opened {forecast.last_timestamp:%Y-%m-%d %H:%M} UTC · {forecast.samples} paths · "
                f"seed {forecast.seed} · lookback {len(forecast.history)}")
-    st.plotly_chart(fan_chart(forecast), key="fan_chart")
+    st.plotly_chart(fan_chart(forecast, calibrated=block), key="fan_chart")
     left, right = st.columns(2)
-    left.plotly_chart(upside_chart(forecast, hour_idx), key="upside_chart")
+    left.plotly_chart(upside_chart(forecast, hour_idx, block), key="upside_chart")
     right.plotly_chart(volume_chart(forecast), key="volume_chart")
+    return block
 
 
 def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecast, hour_idx: int | None) -> None:
@@ -127,11 +226,11 @@ def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecas
                       help="Mean squared error of the upside probability; always answering 50% scores 0.250, "
                            "lower is better")
     if view.upside[k - 1] is None:
-        columns[3].metric(f"Calibrated upside, hour {k}", "n/a", help="Needs more scored forecasts")
-        st.caption(f"Calibrated values appear once {MIN_COUNT} forecasts of this market by this model have closed "
-                   f"before this one's first candle: {view.known[k - 1]} so far.")
+        columns[3].metric(f"Upside calibrated on live forecasts, hour {k}", "n/a", help="Needs more scored forecasts")
+        st.caption(f"Values calibrated on the live forecasts alone appear once {MIN_COUNT} forecasts of this market "
+                   f"by this model have closed before this one's first candle: {view.known[k - 1]} so far.")
         return
-    columns[3].metric(f"Calibrated upside, hour {k}", f"{view.upside[k - 1]:.0%}",
+    columns[3].metric(f"Upside calibrated on live forecasts, hour {k}", f"{view.upside[k - 1]:.0%}",
                       delta=f"raw {view.upside_raw[k - 1]:.0%}", delta_color="off", delta_arrow="off",
                       help=f"Calibrated on {view.known[k - 1]} past forecasts whose outcome was known")
     raw, calibrated = view.band_prices("80", k, False), view.band_prices("80", k, True)
@@ -139,13 +238,21 @@ def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecas
                f"(raw {raw[0]:,.2f} to {raw[1]:,.2f}), conformal on {view.known[k - 1]} past forecasts.")
 
 
-def downloads(forecast: Forecast, candles: Candles, hour_idx: int | None, stem: str) -> None:
-    """Every path as CSV (long format) and as JSON in the /predict_all shape, generated when clicked."""
+def downloads(forecast: Forecast, candles: Candles, hour_idx: int | None, stem: str,
+              block: Calibrated | None = None) -> None:
+    """Every path as CSV (long format) and as JSON in the /predict_all shape (with the `calibrated` block when
+    there is one), generated when clicked."""
+    def as_json() -> str:
+        made = answer(forecast, candles, hour_idx, all_samples=True)
+        if block is not None:
+            upside = block.upside_probability_all_hours[forecast.hour_index(hour_idx) - 1]
+            made = made.model_copy(update={"calibrated": block.model_copy(update={"upside_probability": upside})})
+        return made.model_dump_json()
+
     left, right = st.columns(2)
     left.download_button("Download paths (CSV, long format)", lambda: forecast.to_long_frame().to_csv(index=False),
                          file_name=f"{stem}_paths.csv", mime="text/csv", icon=":material/download:")
-    right.download_button("Download forecast (JSON, /predict_all shape)",
-                          lambda: answer(forecast, candles, hour_idx, all_samples=True).model_dump_json(),
+    right.download_button("Download forecast (JSON, /predict_all shape)", as_json,
                           file_name=f"{stem}_forecast.json", mime="application/json", icon=":material/download:")
 
 

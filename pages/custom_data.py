@@ -34,5 +34,5 @@ with _show.reported():
     st.plotly_chart(candles_chart(candles.frame, f"'{candles.symbol}': {len(candles.frame)} rows"),
                     key="custom_preview")
     forecast = _loading.forecast(forecaster, candles, controls.settings)
-    _show.overview(forecast, controls.settings.hour_idx)
-    _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos_custom")
+    block = _show.overview(forecast, controls.settings.hour_idx, _loading.calibration(forecaster, candles, forecast))
+    _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos_custom", block)

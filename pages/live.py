@@ -17,7 +17,7 @@ def live() -> None:
     with _show.reported():
         controls = _controls.current()
         candles, forecaster, forecast = _loading.live_forecast(controls)
-        _show.overview(forecast, controls.settings.hour_idx)
+        _show.overview(forecast, controls.settings.hour_idx, _loading.calibration(forecaster, candles, forecast))
         _show.track_record(candles, forecaster, forecast, controls.settings.hour_idx)
 
 

@@ -3,22 +3,27 @@ market's live page with the same settings."""
 
 import dataclasses
 import functools
+import logging
 from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 
-from kronos.calibrations import BACKGROUND, ScanCalibration, market_combined
+from kronos.calibrations import ScanCalibration, market_combined
 from kronos.data.store import CandleStore
+from kronos.engine import ForecastSource
+from kronos.errors import KronosError
+from kronos.jobs import Job, Yielding
 from kronos.markets import scan_answer, upside_risk_chart, with_combined
-from kronos.schemas.markets import SORT_COLUMNS, Scan, ScanQuery
+from kronos.schemas.markets import SORT_COLUMNS, Combined, Scan, ScanQuery
 from kronos.settings import SCAN_MAX_MARKETS, SCAN_QUOTE, SCAN_TOP
 from kronos.timeframes import describe_age
 from pages import _controls, _loading, _show
 
-RESULT = "markets.result"  # (query, scan, background keys by symbol) of the latest scan
+RESULT = "markets.result"  # (query, scan, background jobs by symbol) of the latest scan
 QUEUED = "not calibrated yet: its first-sight backtest runs in the background"
 POLL_S = 2.0  # seconds between looks at the background's progress
+log = logging.getLogger("kronos.dashboard")
 KEPT = "markets.kept"  # this page's inputs: Streamlit forgets a widget's value while another page shows
 POPULAR = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT", "DOGE/USDT")
 CHOICES = {"top": "Top markets by 24 h volume", "symbols": "My symbols"}
@@ -42,7 +47,7 @@ def ranking(result: Scan, controls: _controls.Controls) -> None:
     table = table[table["available"]].copy()
     table["age"] = table["age_s"].map(lambda seconds: describe_age(pd.Timedelta(seconds=seconds)))
     table["live"] = [live_link(controls, s, e, result.watchlist.timeframe)
-                     for s, e in zip(table["symbol"], table["exchange"])]
+                     for s, e in zip(table["symbol"], table["exchange"], strict=True)]
     config = {name: st.column_config.NumberColumn(label, format="percent") for name, label in PERCENT.items()}
     config |= {"symbol": "Market", "last_price": st.column_config.NumberColumn("Last price", format="%.6g"),
                "basis": st.column_config.TextColumn("Figures", help="raw: the model's own paths; combined: pooled "
@@ -56,29 +61,44 @@ def ranking(result: Scan, controls: _controls.Controls) -> None:
             st.warning(f"**{row.symbol}** is not ranked: {row.problem}.")
 
 
-def queued(calibration: ScanCalibration, forecaster, store: CandleStore) -> dict[str, tuple]:
-    """Queue the first-sight backtests of the scan's markets not calibrated yet; their keys by symbol."""
-    keys = {}
+def queued(calibration: ScanCalibration, forecaster: ForecastSource, store: CandleStore) -> dict[str, Job]:
+    """The first-sight backtests of the scan's markets not calibrated yet, queued (or joined) in the dashboard's
+    background registry, shared with every session and the other pages' calibrations; by symbol."""
+    jobs = {}
     for pending in calibration.pending:
-        keys[pending.candles.symbol] = key = pending.key(forecaster.fingerprint)
-        BACKGROUND.submit(key, functools.partial(market_combined, forecaster, pending.candles, pending.forecast,
-                                                 store, pending.hour))
-    return keys
+        work = functools.partial(market_combined, Yielding(forecaster), pending.candles, pending.forecast, store,
+                                 pending.hour)
+        key = ("markets", *pending.key(forecaster.fingerprint), str(store.path))
+        jobs[pending.candles.symbol] = _loading.calibrations().start(key, work)
+    return jobs
 
 
-def results(result: Scan, keys: dict[str, tuple], controls: _controls.Controls, waited: bool) -> None:
+def finished(job: Job) -> Combined | str | None:
+    """A background backtest's row figures, or why there are none; None while it runs."""
+    if not job.done:
+        return None
+    try:
+        return job.result()
+    except KronosError as error:
+        return f"no combined forecast: {error.public()}"
+    except Exception:  # one market's failure leaves its raw figures, not the page
+        log.exception("first-sight backtest failed")
+        return "no combined forecast: its backtest failed (see the server's log)"
+
+
+def results(result: Scan, jobs: dict[str, Job], controls: _controls.Controls, waited: bool) -> None:
     """The ranking with the background's finished markets filled in, the progress of the others, the chart and the
     downloads; rerun every POLL_S seconds while markets wait (a fragment), the whole page once they are all in."""
-    found = {symbol: figures for symbol, key in keys.items() if (figures := BACKGROUND.result(key)) is not None}
+    found = {symbol: figures for symbol, job in jobs.items() if (figures := finished(job)) is not None}
     result = with_combined(result, found, QUEUED)
-    waiting = [key for symbol, key in keys.items() if symbol not in found]
+    waiting = [job for symbol, job in jobs.items() if symbol not in found]
     if waited and not waiting:
         st.rerun()
     if waiting:
-        running, fraction, _ = BACKGROUND.state(waiting)
-        doing = f"{running[2]} is {fraction:.0%} through its backtest; " if running else ""
-        st.progress(1 - len(waiting) / len(keys), text=f"Calibrating at first sight: {doing}{len(waiting)} of "
-                    f"{len(keys)} markets to go (rows marked raw fill in when theirs is done; later scans reuse it)")
+        doing = max(job.fraction for job in waiting)
+        st.progress(1 - len(waiting) / len(jobs), text=f"Calibrating at first sight, market by market: "
+                    f"{len(waiting)} of {len(jobs)} markets to go, the current one {doing:.0%} through its backtest "
+                    "(rows marked raw fill in when theirs is done; later scans reuse it)")
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     column = left.selectbox("Sort by", SORT_COLUMNS, format_func=lambda c: LABELS.get(c, c.replace("_", " ")),
                             key="markets.sort")
@@ -144,10 +164,10 @@ with _show.reported():
     if RESULT not in state:
         st.info("Press **Scan** to fetch and forecast the markets (seconds for twenty markets).")
         st.stop()
-    asked, result, keys = state[RESULT]
+    asked, result, jobs = state[RESULT]
     if asked != query:
         st.caption("The watchlist or the settings changed since this scan: press **Scan** to see them.")
     for note in result.watchlist.notes:
         st.info(f"Note: {note}.")
-    waiting = any(BACKGROUND.result(key) is None for key in keys.values())
-    st.fragment(run_every=POLL_S if waiting else None)(results)(result, keys, controls, waiting)
+    waiting = any(not job.done for job in jobs.values())
+    st.fragment(run_every=POLL_S if waiting else None)(results)(result, jobs, controls, waiting)

@@ -1,4 +1,5 @@
-"""Sample paths: every Monte Carlo path of the current forecast, its spread, one path as candles, downloads."""
+"""Sample paths: the headline figures, then every Monte Carlo path of the current forecast (Kronos alone), its
+spread, one path as candles, downloads."""
 
 import streamlit as st
 
@@ -11,9 +12,13 @@ with _show.reported():
     custom = st.session_state.get(_show.CUSTOM_CANDLES)
     if custom is not None and st.radio("Data", ("Live market", f"Custom data '{custom.symbol}'"),
                                        horizontal=True, key="paths.source") != "Live market":
-        candles, forecast = custom, _loading.forecast(_loading.model(controls.model), custom, controls.settings)
+        forecaster = _loading.model(controls.model)
+        candles, forecast = custom, _loading.forecast(forecaster, custom, controls.settings)
     else:
-        candles, _, forecast = _loading.live_forecast(controls)
+        candles, forecaster, forecast = _loading.live_forecast(controls)
+    block = _show.calibrated_figures(forecast, controls.settings.hour_idx,
+                                     _loading.calibration(forecaster, candles, forecast))
+    st.subheader("Kronos alone: its sampled paths")
     show_paths = st.toggle("Show every path", value=True, key="paths.show")
     st.plotly_chart(paths_chart(forecast, show_paths), key="paths_chart")
     left, right = st.columns(2)
@@ -23,4 +28,4 @@ with _show.reported():
         st.plotly_chart(path_candles(forecast, path), key="path_candles")
     st.subheader("Quantiles of the close per hour")
     st.dataframe(forecast.close_quantiles(), width="stretch")
-    _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos")
+    _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos", block)

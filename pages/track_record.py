@@ -1,16 +1,18 @@
 """Track record: a walk-forward backtest of the model on the market's stored candles or the custom data, scored
 against baselines, raw, calibrated and combined (with the pool's weights); run on request and kept for the session."""
 
+import dataclasses
 import json
 
 import streamlit as st
 
 from kronos.charts import FORECASTERS, coverage_chart, crps_chart, pit_chart, reliability_chart, weights_chart
-from kronos.evaluation.backtest import BacktestSettings, rows_needed
+from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings, rows_needed
+from kronos.settings import ORIGIN_LIMITS
 from kronos.summary import score_table
 from pages import _controls, _loading, _show
 
-MAX_ORIGINS = 500  # on the page; the command line takes more
+TIPS = _controls.tips(BacktestSettings)
 KEPT = "track.kept"  # this page's inputs: Streamlit forgets a widget's value while another page shows
 
 st.title("Track record")
@@ -20,7 +22,8 @@ st.markdown("How would the model have done on this data? At each origin it forec
             "them by their record. **CRPS skill above 0 means better than the random walk; a calibrated 80% band "
             "holds about 80% of outcomes; a Brier score under 0.25 beats always answering 50%.**")
 state = st.session_state
-for key, value in state.setdefault(KEPT, {"track.source": "store", "track.origins": 100, "track.every": 24}).items():
+for key, value in state.setdefault(KEPT, {"track.source": "store", "track.origins": BACKTEST_DEFAULTS.origins,
+                                               "track.every": BACKTEST_DEFAULTS.every}).items():
     state.setdefault(key, value)
 with _show.reported():
     controls = _controls.current()
@@ -33,15 +36,13 @@ with _show.reported():
     source = st.radio("Data", list(sources), format_func=sources.get, horizontal=True, key="track.source") \
         if custom is not None else "store"
     left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
-    origins = left.number_input("Origins", 1, MAX_ORIGINS, key="track.origins",
-                                help="How many past forecasts to score: the latest ones")
-    every = middle.number_input("Every (candles)", 1, 24 * 7, key="track.every",
-                                help="Candles between origins")
+    origins = left.number_input("Origins", 1, ORIGIN_LIMITS.page, key="track.origins", help=TIPS["origins"])
+    every = middle.number_input("Every (candles)", 1, 24 * 7, key="track.every", help=TIPS["every"])
     state[KEPT] = {key: state[key] for key in state[KEPT]}
     run = right.button("Run backtest", type="primary", icon=":material/play_arrow:", key="track.run")
     st.caption("Lookback, horizon, sample paths, temperature, top-p, top-k and seed come from the sidebar. Each "
                "origin's paths are kept in the local store, so a longer run only forecasts the new origins.")
-    settings = BacktestSettings(origins, every, **controls.settings.engine_arguments())
+    settings = BacktestSettings(dataclasses.replace(controls.settings, hour_idx=None), origins=origins, every=every)
     candles = custom if source == "custom" else _loading.stored_candles(controls.market(), rows_needed(settings))
     forecaster = _loading.model(controls.model)
     result = _loading.backtest(forecaster, candles, settings, run)
@@ -49,7 +50,8 @@ with _show.reported():
         st.info("Press **Run backtest** to forecast every origin (tens of seconds for a hundred origins).")
         st.stop()
 
-    scores, hour, count = result.scores, controls.settings.hour_idx or settings.horizon, len(result.origin_times)
+    hour = controls.settings.hour_idx or settings.forecast.horizon
+    scores, count = result.scores, len(result.origin_times)
     raw, combined, best = scores["model"], scores["combined"], FORECASTERS[result.best_baseline][0]
     columns = st.columns(4)
     columns[0].metric("Origins", count, help=f"{result.origin_times[0]} to {result.origin_times[-1]} UTC, every "
@@ -87,8 +89,8 @@ with _show.reported():
         f"{candles.frame['timestamps'].iloc[-1]:%Y-%m-%d %H:%M} UTC",
         f"Weights: **{result.model}** (fingerprint {forecaster.fingerprint})",
         f"Origins: {count}, {result.reused} of them reused from the store",
-        f"Baselines: log returns of the last {settings.lookback - 1} candles before each origin (GARCH(1,1): fitted "
-        "on up to 2,000 before it)",
+        f"Baselines: log returns of the last {settings.forecast.lookback - 1} candles before each origin (GARCH(1,1): "
+        "fitted on up to 2,000 before it)",
         "Scores: on the close's log return from the last close before the origin; CRPS and band widths in "
         "log-return units"]))
     st.subheader("Scores per forecaster (mean over the hours ahead)")

@@ -38,7 +38,7 @@ def offline_exchange(name: str, timeout: float) -> SimpleNamespace:
     markets = {"BTC/USDT": {"id": "BTCUSDT", "symbol": "BTC/USDT"}}
     return SimpleNamespace(id=name, markets=markets, symbols=list(markets), timeframes={"1h": "1h"},
                            load_markets=lambda *a, **k: markets, publicGetKlines=unreachable, fetch_ohlcv=unreachable,
-                           fetch_tickers=unreachable)
+                           fetch_tickers=unreachable, rateLimit=50)
 
 
 def filled_store(path: Path, candles: pd.DataFrame) -> CandleStore:

@@ -14,10 +14,9 @@ from test_api import (PARITY, SMALL, api_client, api_store, custom_body, filled_
                       offline_exchange)
 
 from kronos.api import create_app
-from kronos.api.requests import MAX_API_ORIGINS
 from kronos.data import market
 from kronos.errors import StoreUnavailableError
-from kronos.settings import MAX_REQUEST_WORK, ModelChoice
+from kronos.settings import MAX_REQUEST_WORK, ORIGIN_LIMITS, ModelChoice
 
 GUARDED = [("get", "/predict_api"), ("get", "/predict_all"), ("get", "/predict"), ("post", "/predict_custom"),
            ("post", "/backtest"), ("get", "/track_record")]
@@ -127,7 +126,7 @@ def no_forecasts(forecaster, monkeypatch):
 @pytest.mark.parametrize("settings, message", [
     ({"lookback": 32, "horizon": 48}, "horizon (48) must be shorter than its lookback (32)"),
     ({"lookback": 190, "horizon": 24}, "at least lookback + horizon = 214 rows"),
-    ({"origins": MAX_API_ORIGINS, "samples": 100, "horizon": 48}, f"budget of {MAX_REQUEST_WORK:,}")])
+    ({"origins": ORIGIN_LIMITS.api, "samples": 100, "horizon": 48}, f"budget of {MAX_REQUEST_WORK:,}")])
 def test_backtest_settings_the_candles_or_the_budget_cannot_hold_are_refused_at_once(client, no_forecasts,
                                                                                      parity_input, settings, message):
     started = time.perf_counter()

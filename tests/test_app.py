@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,25 @@ from kronos.api import create_app
 from kronos.cli import main
 from kronos.data import market
 from kronos.data.candles import Candles
+from kronos.data.store import CandleStore
+from kronos.errors import StoreUnavailableError
 from kronos.evaluation.record import log_forecast
+from kronos.schemas.calibrated import Calibrated
 from kronos.settings import FORECAST_DEFAULTS
+from kronos.synthetic import random_walk
+from pages import _loading
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
 LINK = {"seed": "11", "horizon": "8", "samples": "12", "temperature": "0.7", "top_p": "0.8", "hour_idx": "5"}
+SMALL = {"lookback": "64", "horizon": "6", "samples": "8", "hour_idx": "4"}  # a calibration of a few seconds
+
+
+@pytest.fixture(autouse=True)
+def calibrations_end():
+    """Every test's background calibrations end within it, so none runs on into the next test."""
+    yield
+    assert _loading.calibrations().wait(120)
 
 
 def run(page: str | None = None, query: dict[str, str] | None = None, app: AppTest | None = None) -> AppTest:
@@ -64,15 +78,24 @@ def metrics(app: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in app.metric}
 
 
+def calibrated(app: AppTest) -> AppTest:
+    """The page again once the background calibrations have ended."""
+    assert _loading.calibrations().wait(120)
+    return run(app=app)
+
+
 def kept_forecasts(app: AppTest) -> list:
     """The forecasts this session made, oldest first."""
     return list(app.session_state["loading.forecasts"].values())
 
 
 def test_live_page_answers_from_the_store_with_a_banner_metrics_and_the_fan_chart(filled, parity_input):
-    app = run()
+    app = calibrated(run())
     assert "No exchange answered: using the local store's 200 BTC/USDT 1h candles" in app.warning[0].value
     assert "Only 200 candles are available" in app.info[0].value
+    assert app.info[1].value == ("Not calibrated: calibration needs about 428 rows of history (34 backtest origins "
+                                 "every 6 rows with a lookback of 200); there are 200. The values below are Kronos "
+                                 "alone.")
     shown = metrics(app)
     assert shown["Last price"] == f"{parity_input['close'].iloc[-1]:,.2f}"
     assert {"Upside, hour 24", "Volatility amplification", "Expected return, hour 24"} <= set(shown)
@@ -206,8 +229,9 @@ def test_a_missing_model_says_how_to_get_weights(filled, monkeypatch, tmp_path):
 def test_live_candles_from_an_exchange_are_stored_and_shown_as_live(store, monkeypatch):
     monkeypatch.setattr(market, "make_exchange", RecordedBinance().exchange)
     app = run()
-    assert app.success[0].value.startswith("Live data from binance: 512 BTC/USDT 1h candles")
-    assert len(store.load("binance", "BTC/USDT", "1h")) == 512
+    stored = len(store.load("binance", "BTC/USDT", "1h"))
+    assert app.success[0].value.startswith(f"Live data from binance: {stored} BTC/USDT 1h candles")
+    assert stored > 1500  # the lookback and the history its calibration backtests (200 origins every 6 candles)
     assert len(kept_forecasts(app)[0].history) == 383
 
 
@@ -233,7 +257,7 @@ def test_live_page_shows_the_track_record_and_calibrated_values_once_there_are_e
                                                                                       forecaster):
     app = run()
     assert metrics(app)["Forecasts logged / scored"] == "1 / 0"
-    assert "Calibrated values appear once 30 forecasts" in app.caption[-1].value
+    assert "Values calibrated on the live forecasts alone appear once 30 forecasts" in app.caption[-1].value
     for end in range(110, 172, 2):  # 31 earlier forecasts of this market by these weights, closed by row 200
         candles = Candles(parity_input.iloc[:end], "store", "binance", "BTC/USDT", "1h",
                           parity_input["timestamps"].iloc[end - 1], False, False)
@@ -241,7 +265,8 @@ def test_live_page_shows_the_track_record_and_calibrated_values_once_there_are_e
                      forecaster.fingerprint)
     shown = metrics(run())
     assert shown["Forecasts logged / scored"] == "32 / 31"
-    assert shown["Calibrated upside, hour 24"].endswith("%") and "80% band of the close at hour 24: calibrated" in \
+    assert shown["Upside calibrated on live forecasts, hour 24"].endswith("%") and \
+        "80% band of the close at hour 24: calibrated" in \
         run().caption[-1].value
 
 
@@ -315,3 +340,115 @@ def test_any_checkpoint_directory_loads_once_the_operator_allows_it(filled, monk
     app = run(query=link)
     assert loads == [link["model"]] and not app.error and "Upside, hour 24" in metrics(app)
     assert not app.text_input(key="ctl.model_dir").disabled
+
+
+@pytest.fixture
+def long_market(store):
+    """The store holding 600 hourly candles as Binance BTC/USDT: history enough to calibrate a SMALL forecast."""
+    store.merge(random_walk(600, seed=3), "binance", "BTC/USDT", "1h")
+    return store
+
+
+def gated(monkeypatch) -> threading.Event:
+    """Calibrations wait for the event returned before they start."""
+    gate, original = threading.Event(), _loading.calibrated
+
+    def waiting(*args, **kwargs):
+        assert gate.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_loading, "calibrated", waiting)
+    return gate
+
+
+def block_of(app: AppTest) -> Calibrated:
+    """The calibrated block of the live page's forecast: its job, joined (asking again starts no other)."""
+    forecaster = _loading.load_forecaster(str(PARITY / "model"), str(PARITY / "tokenizer"))
+    candles = _loading.load_candles(app.session_state["ctl.current"].market(), 64 + 6 + 1200)
+    job = _loading.calibration(forecaster, candles, kept_forecasts(app)[-1])
+    assert job.done
+    return job.result()
+
+
+def metric(app: AppTest, label: str):
+    return next(m for m in app.metric if m.label == label)
+
+
+def test_the_live_page_shows_kronos_alone_until_calibrated_then_the_combined_forecast(long_market, monkeypatch):
+    gate = gated(monkeypatch)
+    app = run(query=SMALL)
+    (forecast,) = kept_forecasts(app)
+    last = forecast.last_close
+    assert metrics(app)["Upside, hour 4"] == f"{forecast.upside_probability()[3]:.0%}"
+    assert metric(app, "Upside, hour 4").delta == "Kronos alone · not calibrated yet"
+    assert metric(app, "Expected return, hour 4").delta.endswith(" · not calibrated yet")
+    (bar,) = app.get("progress")
+    assert "not calibrated yet" in bar.proto.text and not app.success
+    assert [t.get("name") for t in charts(app)[0]][-2:] == ["median", "mean"]
+    gate.set()
+    app = calibrated(app)
+    block = block_of(app)
+    assert not app.get("progress") and not any("not calibrated" in m.delta for m in app.metric)
+    upside = metric(app, "Upside, hour 4")
+    assert upside.value == f"{block.upside_probability_all_hours[3]:.0%}"
+    assert upside.delta == f"Kronos alone {forecast.upside_probability()[3]:.0%}"
+    expected = metric(app, "Expected return, hour 4")
+    assert expected.value == f"{block.median[3] / last - 1:+.2%}"
+    kronos = forecast.quantile(0.5)["close"].iloc[3] / last - 1
+    assert expected.delta == (f"80% band {block.bands['80'].low[3] / last - 1:+.2%} to "
+                              f"{block.bands['80'].high[3] / last - 1:+.2%} · Kronos alone {kronos:+.2%}")
+    assert app.success[0].value == block.summary
+    assert block.summary.startswith(f"Over the last {block.record.origins} forecasts of BTC/USDT 1h, ")
+    assert "The combined forecast at hour 4 weighs Kronos (calibrated) " in " ".join(c.value for c in app.caption)
+    assert [t.get("name") for t in charts(app)[0]] == ["history", "95% band", "80% band", "50% band", "median",
+                                                       "Kronos alone: median", "Kronos alone: 80% band",
+                                                       "Kronos alone: 80% band"]
+    np.testing.assert_allclose(values(trace(app, "median")), block.median)
+    np.testing.assert_allclose(values(trace(app, "95% band")), block.bands["95"].high + block.bands["95"].low[::-1])
+    np.testing.assert_allclose(values(trace(app, "Kronos alone: median")), forecast.quantile(0.5)["close"])
+    np.testing.assert_allclose(values(trace(app, "upside probability", 1)), block.upside_probability_all_hours)
+    np.testing.assert_allclose(values(trace(app, "Kronos alone", 1)), forecast.upside_probability())
+    run("pages/sample_paths.py", app=app)  # the same forecast and calibration: no other job, no waiting
+    assert metric(app, "Upside, hour 4").value == upside.value and app.success[0].value == block.summary
+    assert len(kept_forecasts(app)) == 1 and not app.get("progress")
+
+
+def test_custom_data_with_too_few_rows_says_how_many_calibration_needs(store):
+    app = run("pages/custom_data.py")
+    app.file_uploader(key="custom.file").set_value(("input.csv", (PARITY / "input.csv").read_bytes(), "text/csv"))
+    app = calibrated(run(app=app))
+    assert "Not calibrated: calibration needs about 428 rows of history" in app.info[-1].value
+    assert "there are 200" in app.info[-1].value and not app.success
+    assert metric(app, "Upside, hour 24").delta == "Kronos alone"
+
+
+def test_custom_data_with_enough_rows_gets_the_combined_forecast(store):
+    csv = random_walk(600, seed=5).to_csv(index=False).encode()
+    app = run("pages/custom_data.py", SMALL)
+    app.file_uploader(key="custom.file").set_value(("long.csv", csv, "text/csv"))
+    app = calibrated(run(app=app))
+    assert app.success[0].value.startswith("Over the last ") and " forecasts of this data, " in app.success[0].value
+    assert metric(app, "Upside, hour 4").delta.startswith("Kronos alone ")
+    assert "Kronos alone: median" in [t.get("name") for t in charts(app)[1]]
+
+
+def test_a_read_only_store_calibrates_without_keeping_the_origins(long_market, monkeypatch):
+    import sqlite3
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda file, **kw: connect(f"file:{file}?mode=ro", uri=True, **kw))
+    app = calibrated(run(query=SMALL))
+    assert app.warning[-1].value.startswith("Live forecasts are not logged: ") and "read-only" in app.warning[-1].value
+    assert app.success[0].value.startswith("Over the last ")
+    assert any(c.value.startswith("The calibration's backtest origins are not kept (the local store ")
+               for c in app.caption)
+
+
+def test_a_store_failing_during_the_calibration_does_not_stop_it(long_market, monkeypatch):
+    def broken(self, paths):
+        raise StoreUnavailableError("is read-only", str(self.path), "make it writable")
+
+    monkeypatch.setattr(CandleStore, "put_backtest_paths", broken)
+    app = calibrated(run(query=SMALL))
+    assert app.success[0].value.startswith("Over the last ") and not app.error
+    assert metric(app, "Upside, hour 4").delta.startswith("Kronos alone ")

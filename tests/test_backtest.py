@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,11 +12,13 @@ from data_frames import candle_frame
 
 from kronos.data.store import CandleStore
 from kronos.errors import InvalidInputError
-from kronos.evaluation.backtest import BacktestSettings, origin_rows, rows_needed, run_backtest
+from kronos.evaluation.backtest import BacktestSettings, origin_keys, origin_rows, rows_needed, run_backtest
 from kronos.evaluation.scores import Scores
 from kronos.schemas.backtest import BacktestResult
+from kronos.settings import ORIGIN_LIMITS, ForecastSettings
 
-SMALL = BacktestSettings(origins=12, every=5, horizon=4, samples=6, lookback=40, min_count=3)
+SAMPLING = ForecastSettings(horizon=4, samples=6, lookback=40)
+SMALL = BacktestSettings(SAMPLING, origins=12, every=5, min_count=3)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +29,9 @@ def frame() -> pd.DataFrame:
 def test_origins_leave_the_lookback_before_and_the_horizon_after():
     rows = origin_rows(120, SMALL)
     assert list(rows) == list(range(61, 117, 5))  # the last has 4 rows after it (116..119)
-    assert rows_needed(SMALL) == 120 - 61 + SMALL.lookback
-    assert rows[0] >= SMALL.lookback and rows[-1] + SMALL.horizon == 120
-    assert len(origin_rows(120, BacktestSettings(origins=500, every=5, horizon=4, lookback=40))) == 16
+    assert rows_needed(SMALL) == 120 - 61 + SMALL.forecast.lookback
+    assert rows[0] >= SMALL.forecast.lookback and rows[-1] + SMALL.forecast.horizon == 120
+    assert len(origin_rows(120, BacktestSettings(SAMPLING, origins=500, every=5))) == 16
     with pytest.raises(InvalidInputError, match="at least lookback \\+ horizon = 44 rows"):
         origin_rows(43, SMALL)
 
@@ -42,8 +45,8 @@ def test_scores_name_every_forecaster_per_hour_and_the_json_round_trips(forecast
     for name in FORECASTERS:
         scores = result.scores[name]
         assert isinstance(scores, Scores) and scores.n_origins == 12
-        assert len(scores.crps) == len(scores.brier_upside) == SMALL.horizon
-        assert set(scores.coverage) == {"50", "80", "95"} and len(scores.coverage["80"]) == SMALL.horizon
+        assert len(scores.crps) == len(scores.brier_upside) == SMALL.forecast.horizon
+        assert set(scores.coverage) == {"50", "80", "95"} and len(scores.coverage["80"]) == SMALL.forecast.horizon
     assert set(result.skill) == FORECASTERS - {"random_walk"}
     assert result.best_baseline in ("random_walk", "bootstrap", "ewma", "garch")
     assert set(result.skill_best) == FORECASTERS - {result.best_baseline}
@@ -53,10 +56,10 @@ def test_scores_name_every_forecaster_per_hour_and_the_json_round_trips(forecast
     assert list(result.pooled_origins) == [9] * 4  # the pool learns from the same known outcomes
     assert set(result.weights) == {"model_calibrated", "random_walk", "ewma", "garch"}
     np.testing.assert_allclose(sum(result.weights.values()), 1)
-    overlapping = run_backtest(forecaster, frame, BacktestSettings(**{**SMALL.__dict__, "every": 2}))
+    overlapping = run_backtest(forecaster, frame, dataclasses.replace(SMALL, every=2))
     assert list(overlapping.calibrated_origins) == [9, 9, 8, 8]  # hour h waits for ceil(h / 2) origins more
     answer = result.to_dict()
-    assert answer["origins"] == 12 and answer["baseline_window"] == SMALL.lookback - 1
+    assert answer["origins"] == 12 and answer["baseline_window"] == SMALL.forecast.lookback - 1
     assert answer["origin_times"][0] == frame["timestamps"].iloc[61].isoformat()
     assert answer["scores"]["ewma"]["crps"] == pytest.approx(list(result.scores["ewma"].crps))
     assert json.loads(json.dumps(answer)) == answer
@@ -80,9 +83,9 @@ def test_a_longer_run_reuses_stored_origins_and_gives_the_same_paths(forecaster,
     assert first.reused == 0
     again = run_backtest(forecaster, frame, SMALL, store=store)
     assert again.reused == 12 and again.to_dict()["scores"] == first.to_dict()["scores"]
-    longer = run_backtest(forecaster, frame, BacktestSettings(**{**SMALL.__dict__, "origins": 14}), store=store)
+    longer = run_backtest(forecaster, frame, dataclasses.replace(SMALL, origins=14), store=store)
     assert longer.reused == 12
-    fresh = run_backtest(forecaster, frame, BacktestSettings(**{**SMALL.__dict__, "origins": 14}))
+    fresh = run_backtest(forecaster, frame, dataclasses.replace(SMALL, origins=14))
     assert fresh.to_dict()["scores"] == longer.to_dict()["scores"]
 
 
@@ -91,7 +94,7 @@ def test_latest_forecasts_after_the_last_row_raw_calibrated_and_combined(forecas
     result = run_backtest(forecaster, frame, SMALL, latest=True)
     latest = result.latest
     assert latest.after == frame["timestamps"].iloc[-1]
-    assert len(latest.upside_raw) == len(latest.upside_calibrated) == len(latest.upside_combined) == SMALL.horizon
+    assert len(latest.upside_raw) == len(latest.upside_calibrated) == len(latest.upside_combined) == SAMPLING.horizon
     assert latest.calibrated.all() and latest.pooled.all() and set(latest.bands_combined) == {"50", "80", "95"}
     for bands in (latest.bands_calibrated, latest.bands_combined):
         lo, hi = bands["80"]
@@ -102,7 +105,7 @@ def test_latest_forecasts_after_the_last_row_raw_calibrated_and_combined(forecas
 
 
 def test_a_live_forecast_stands_in_for_the_latest(forecaster, frame):
-    live = forecaster.forecast(frame.iloc[-SMALL.lookback:], seed=5, **SMALL.sampling())
+    live = forecaster.forecast(frame.iloc[-SMALL.forecast.lookback:], seed=5, **SMALL.sampling())
     result = run_backtest(forecaster, frame, SMALL, live=live)
     np.testing.assert_allclose(result.latest.upside_raw, live.upside_probability())
     with pytest.raises(InvalidInputError, match="needs 6 x 4"):
@@ -110,10 +113,42 @@ def test_a_live_forecast_stands_in_for_the_latest(forecaster, frame):
 
 
 def test_bad_settings_name_the_problem():
-    with pytest.raises(InvalidInputError, match="origins must be between 1 and 2000"):
-        BacktestSettings(origins=0)
+    with pytest.raises(InvalidInputError, match=f"origins must be between 1 and {ORIGIN_LIMITS.engine}"):
+        BacktestSettings(origins=ORIGIN_LIMITS.engine + 1)
     with pytest.raises(InvalidInputError, match="every must be at least 1"):
         BacktestSettings(every=0)
+    with pytest.raises(InvalidInputError) as refused:
+        BacktestSettings(ForecastSettings(horizon=40, lookback=40, hour_idx=3), origins=0, min_count=0)
+    assert [problem.split()[:3] for problem in refused.value.problems] == [
+        ["a", "backtest", "scores"], ["origins", "must", "be"], ["min_count", "must", "be"],
+        ["a", "backtest's", "horizon"]]
+    assert "horizon (40) must be shorter than its lookback (40)" in refused.value.problems[-1]
+
+
+def test_the_settings_json_is_flat_as_before():
+    assert SMALL.describe() == {"origins": 12, "every": 5, "horizon": 4, "samples": 6, "lookback": 40,
+                                "temperature": 1.0, "top_p": 0.95, "top_k": 0, "seed": 42, "min_count": 3}
+    assert BacktestSettings().forecast == ForecastSettings()
+
+
+class Weights:
+    """What the store's keys read of a forecaster."""
+
+    fingerprint, max_context = "0123456789abcdef", 512
+
+
+def test_store_keys_are_those_of_earlier_versions(frame):
+    """Stored origins are reused only while an origin's key stays the same: these were computed before
+    BacktestSettings held a ForecastSettings (when it listed the sampling fields itself)."""
+    assert origin_keys(Weights(), frame, [61, 116], SMALL) == [
+        "4b7d7aee3432abbc68a5703e906eda81deac97e54fb99020f794592e16a7579a",
+        "11811e2c24458269fc10f3b21a9878228b7a37742379c16f34916dc0862413a2"]
+    other = BacktestSettings(ForecastSettings(horizon=4, lookback=40, temperature=0.7, top_p=0.9, top_k=5, seed=7),
+                             origins=100, every=7, min_count=9)
+    assert origin_keys(Weights(), frame, [61], other) == [
+        "c54670ae4bd78a81f6a5b4da5f1026f17a1a3bd60b7f82e53753070686fd0f1d"]
+    assert origin_keys(Weights(), frame, [61], dataclasses.replace(other, origins=3, every=1, min_count=1)) == \
+        origin_keys(Weights(), frame, [61], other)  # where the origins fall is not what their paths depend on
 
 
 def test_progress_runs_to_the_end_across_the_stored_parts(forecaster, frame, tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 WAIT_MS = 180_000  # generous: the first forecast loads the model on two busy cores
+LINK = "/?seed=42&samples=10&horizon=12"  # a calibration (200 origins x 10 paths x 12 h) of seconds, not minutes
 # The traces of the first Plotly chart on the page whose legend names `name`, as JSON (or null).
 TRACE = """name => { for (const plot of document.querySelectorAll('.js-plotly-plot')) {
     const found = (plot.data || []).find(t => t.name === name);
@@ -72,15 +73,19 @@ def slider_redraw_seconds(page, label: str) -> float:
 
 def test_the_dashboard_in_a_browser(page, tmp_path):
     shots = ROOT / os.environ["KRONOS_SCREENSHOTS"] if os.environ.get("KRONOS_SCREENSHOTS") else tmp_path
-    page.goto(page.server.url + "/?seed=42")
+    page.goto(page.server.url + LINK)
     page.wait_for_function(f"() => ({TRACE})('median') !== null")
-    settled(page)
     assert page.get_by_text("Live data from binance").count() == 1
+    page.get_by_text("Over the last 200 forecasts of BTC/USDT 1h").wait_for()  # calibrated in the background
+    page.wait_for_function(f"() => ({TRACE})('Kronos alone: median') !== null")
+    settled(page)
+    assert page.get_by_text("not calibrated yet").count() == 0 and page.get_by_text("Kronos alone ").count() >= 2
     page.screenshot(path=shots / "live.png")
 
     times = [slider_redraw_seconds(page, "Temperature") for _ in range(3)]
     print(f"\nslider change -> fan chart redrawn: {', '.join(f'{t:.2f}' for t in times)} s "
-          f"(median {statistics.median(times):.2f} s; mini shapes, 383 rows, 24 h, 30 paths)")
+          f"(median {statistics.median(times):.2f} s; mini shapes, lookback 512, 12 h, 10 paths; each change "
+          "also starts a calibration in the background)")
     page.wait_for_function("() => location.search.includes('temperature=1.15')")
     settled(page)
 
@@ -88,11 +93,12 @@ def test_the_dashboard_in_a_browser(page, tmp_path):
     page.locator("input[type=file]").set_input_files(PARITY_CSV)
     page.get_by_text("Custom CSV data 'input.csv'").wait_for()
     page.wait_for_function(f"() => ({TRACE})('median') !== null")
+    page.get_by_text("Not calibrated: calibration needs about").wait_for()  # 200 rows are too few
     settled(page)
     page.screenshot(path=shots / "custom_data.png")
 
     page.get_by_role("link", name="Sample paths").click()
-    page.wait_for_function(f"() => ({TRACE})('path 30') !== null")
+    page.wait_for_function(f"() => ({TRACE})('path 10') !== null")
     settled(page)
     assert "temperature=1.15" in page.url and "seed=42" in page.url  # the settings followed to the other page
     page.screenshot(path=shots / "sample_paths.png")

@@ -3,6 +3,8 @@ unavailable, the reuse of stored origins by a later forecast, and the record's s
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from kronos.data.store import CandleStore
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.evaluation.combined import combined_forecast, record_sentence
 from kronos.schemas.calibrated import Calibrated, Unavailable
+from kronos.settings import ForecastSettings
 
 SAMPLING = {"horizon": 4, "samples": 6, "lookback": 40}
 OPTIONS = {"origins": 12, "every": 6, "min_count": 5}
@@ -66,14 +69,14 @@ def test_a_later_forecast_only_forecasts_the_new_origins(forecaster, frames, tmp
 
 
 def test_the_sentence_names_the_best_baseline_and_the_model_weight(forecaster, frames):
-    settings = BacktestSettings(origins=12, every=6, min_count=5, **SAMPLING)
+    settings = BacktestSettings(ForecastSettings(**SAMPLING), origins=12, every=6, min_count=5)
     result = run_backtest(forecaster, frames.iloc[:150], settings, latest=True)
     said = record_sentence(result, "BTC/USDT 1h")
     gap = 1 - result.scores["model_calibrated"].crps[-1] / min(result.scores[name].crps[-1]
                                                                  for name in ("random_walk", "bootstrap", "ewma", "garch"))
     assert f"{abs(gap):.0%} {'better' if gap >= 0 else 'worse'} than the " in said
     assert said.endswith(f"gives it {result.latest.weights['model_calibrated'][-1]:.0%} weight.")
-    early = run_backtest(forecaster, frames.iloc[:150], BacktestSettings(**{**settings.__dict__, "min_count": 30}),
+    early = run_backtest(forecaster, frames.iloc[:150], dataclasses.replace(settings, min_count=30),
                          latest=True)
     assert record_sentence(early, "x").endswith("until 30 outcomes are known the forecast below is the EWMA baseline "
                                                 "alone.")

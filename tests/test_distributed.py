@@ -100,7 +100,7 @@ def test_a_scan_on_ray_equals_the_local_scan(remote, forecaster, stored):
 
 
 def test_a_backtest_on_ray_equals_the_local_one(remote, forecaster, parity_input, tmp_path):
-    settings = BacktestSettings(origins=6, every=8, horizon=4, samples=4, lookback=40, min_count=2)
+    settings = BacktestSettings(ForecastSettings(horizon=4, samples=4, lookback=40), origins=6, every=8, min_count=2)
     far = run_backtest(remote, parity_input, settings, store=CandleStore(tmp_path / "far.sqlite")).to_dict()
     near = run_backtest(forecaster, parity_input, settings, store=CandleStore(tmp_path / "near.sqlite")).to_dict()
     assert far == near and far["origins"] == 6

@@ -1,22 +1,20 @@
 """A scan's combined forecasts: stored calibrations inline, first-sight backtests within the call (the command's
---calibrate, GET /scan's calibrate=true within the request's budget) or in the background (the Markets page).
+--calibrate, GET /scan's calibrate=true within the request's budget) or in the background (the Markets page:
+tests/test_markets_page.py).
 
-Stored synthetic markets (300 hourly candles: a first sight of 38 origins with these settings, the last aligned to the clock), the parity
-checkpoint."""
+Stored synthetic markets (300 hourly candles: a first sight of 38 origins with these settings, the last aligned to
+the clock), the parity checkpoint."""
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import pytest
 from conftest import PARITY
 
-from kronos.calibrations import Background, NotStored, ScanCalibration, StoredOnly, market_combined
+from kronos.calibrations import NotStored, ScanCalibration, StoredOnly, market_combined
 from kronos.cli import main
 from kronos.data.watchlist import fetch_watchlist, given
-from kronos.errors import DataUnavailableError
-from kronos.evaluation.combined import first_sight, history_rows
+from kronos.evaluation.combined import calibration_rows, first_sight
 from kronos.flows import calibrated, forecast_candles
 from kronos.markets import AGAIN, WAITING_HERE, scan_answer, with_combined
 from kronos.schemas.markets import Combined, Scan, ScanQuery
@@ -77,7 +75,7 @@ def test_first_sight_runs_when_asked_then_later_scans_combine_from_the_store(mar
 def test_a_rows_combined_figures_are_its_markets_calibrated_block_at_the_hour(markets, forecaster):
     row = rows(scan_answer(ScanQuery(**QUERY, calibrate=True), forecaster, markets, remote=False))["AAA/USDT"]
     query = ScanQuery(**QUERY)
-    (found,) = fetch_watchlist(given(["AAA/USDT"], "binance", "1h"), history_rows(64, 8), markets, live=False)
+    (found,) = fetch_watchlist(given(["AAA/USDT"], "binance", "1h"), calibration_rows(64, 8), markets, live=False)
     forecast = forecast_candles(forecaster, found.candles, query.settings())
     block = calibrated(forecaster, found.candles, forecast, markets, 4)
     close = forecast.last_close
@@ -89,11 +87,12 @@ def test_a_rows_combined_figures_are_its_markets_calibrated_block_at_the_hour(ma
     assert row.volatility_amplification_probability == block.volatility_amplification_probability
     assert row.model_weight == block.weights["model_calibrated"][3] and 0 <= row.model_weight <= 1
     backtest = first_sight(forecaster, found.candles.frame, forecast, markets)
-    assert row.crps_skill == backtest.skill_best["model_calibrated"]["crps"][3] and backtest.reused == len(backtest.origin_times) == 38
+    assert row.crps_skill == backtest.skill_best["model_calibrated"]["crps"][3]
+    assert backtest.reused == len(backtest.origin_times) == 38
 
 
 def test_a_backtest_that_would_forecast_stops_on_a_stored_only_forecaster(markets, forecaster):
-    (found,) = fetch_watchlist(given(["AAA/USDT"], "binance", "1h"), history_rows(64, 8), markets, live=False)
+    (found,) = fetch_watchlist(given(["AAA/USDT"], "binance", "1h"), calibration_rows(64, 8), markets, live=False)
     forecast = forecast_candles(forecaster, found.candles, ScanQuery(**QUERY).settings())
     with pytest.raises(NotStored):
         market_combined(StoredOnly(forecaster), found.candles, forecast, markets, 4)
@@ -150,39 +149,6 @@ def test_the_command_calibrates_market_by_market_with_progress_on_stderr(markets
     assert told.index("calibrating AAA/USDT: backtest 100%") < told.index("calibrating BBB/USDT: backtest 0%")
     result = Scan.model_validate_json(out)
     assert same(result, scan_answer(ScanQuery(**QUERY), forecaster, markets, remote=False))
-
-
-def test_the_background_runs_jobs_one_at_a_time_once_each_and_survives_failures():
-    background, ran, gate = Background(), [], threading.Event()
-    figures = Combined(upside_probability=0.6, expected_return=0.01, return_low=-0.02, return_high=0.03,
-                       volatility_amplification_probability=0.4, crps_skill=-0.1, model_weight=0.2)
-
-    def job(name, outcome):
-        def run(progress):
-            gate.wait(10)
-            ran.append(name)
-            progress(1, 2)
-            if isinstance(outcome, Exception):
-                raise outcome
-            return outcome
-        return run
-
-    background.submit(("a",), job("a", figures))
-    background.submit(("a",), job("a again", figures))  # queued or running: not twice
-    background.submit(("b",), job("b", DataUnavailableError("too few candles")))
-    background.submit(("c",), job("c", RuntimeError("bug")))
-    background.submit(("d",), job("d", "no combined forecast: why"))
-    running, _, queued = background.state([("a",), ("b",), ("c",), ("d",)])
-    assert running in ((("a",)), None) and queued >= 3 and background.result(("a",)) is None
-    gate.set()
-    assert background.wait(30)
-    assert ran == ["a", "b", "c", "d"] and background.result(("a",)) == figures
-    assert background.result(("b",)) == "no combined forecast: too few candles"
-    assert background.result(("c",)) == "no combined forecast: its backtest failed (see the server's log)"
-    assert background.result(("d",)) == "no combined forecast: why"
-    background.submit(("a",), job("a later", figures))  # done: kept, not run again
-    background.submit(("e",), job("e", figures))  # the thread ended: a new one starts
-    assert background.wait(30) and ran[4:] == ["e"]
 
 
 def test_filling_in_a_scans_rows(markets, forecaster):

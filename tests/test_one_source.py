@@ -10,15 +10,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kronos.api import create_app
-from kronos.cli import build_parser, main, serve
+from kronos.api.requests import BacktestBody
+from kronos.cli import backtest, build_parser, main, serve
 from kronos.data.store import CandleStore
 from kronos.errors import InvalidInputError
+from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings
 from kronos.service import ForecastService, MarketData
-from kronos.settings import (FORECAST_DEFAULTS, RANGES, SERVER_DEFAULTS, ForecastSettings, MarketChoice,
-                             ServerSettings, help_texts)
+from kronos.settings import (FORECAST_DEFAULTS, ORIGIN_LIMITS, RANGES, SERVER_DEFAULTS, ForecastSettings,
+                             MarketChoice, OriginLimits, ServerSettings, help_texts)
+from kronos.training.evaluate import evaluation_settings
 
 SETTING_HELP, MARKET_HELP, SERVER_HELP = (help_texts(ForecastSettings), help_texts(MarketChoice),
                                           help_texts(ServerSettings))
+BACKTEST_HELP = help_texts(BacktestSettings)
+ORIGIN_FIELDS = ("origins", "every", "min_count")  # a backtest's own fields; its sampling ones are ForecastSettings'
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,8 +44,30 @@ def document(tmp_path) -> dict:
 
 
 def test_every_settings_field_has_a_help_text():
-    for settings in (ForecastSettings, MarketChoice, ServerSettings):
+    for settings in (ForecastSettings, MarketChoice, ServerSettings, OriginLimits):
         assert set(help_texts(settings)) == {field.name for field in dataclasses.fields(settings)}
+    assert set(BACKTEST_HELP) == set(ORIGIN_FIELDS)
+    assert [field.type for field in dataclasses.fields(BacktestSettings) if field.name not in ORIGIN_FIELDS] == \
+        ["ForecastSettings"]  # the sampling settings are held, not listed again
+
+
+def test_no_caller_may_ask_for_more_origins_than_the_engine_holds():
+    assert max(ORIGIN_LIMITS.api, ORIGIN_LIMITS.page, ORIGIN_LIMITS.training) <= ORIGIN_LIMITS.engine
+    with pytest.raises(InvalidInputError, match=f"between 1 and {ORIGIN_LIMITS.engine}"):
+        BacktestSettings(origins=ORIGIN_LIMITS.engine + 1)
+    assert evaluation_settings(383, 24, 10 * ORIGIN_LIMITS.training).origins == ORIGIN_LIMITS.training
+
+
+def test_the_cli_backtest_options_are_the_backtest_settings():
+    found = options("backtest")
+    for name in ORIGIN_FIELDS:
+        default = getattr(BACKTEST_DEFAULTS, name)
+        assert found[name].default == default and found[name].help == cli_help(BACKTEST_HELP[name], default)
+    assert "hour_idx" not in found  # a backtest scores every hour
+    args = build_parser().parse_args(["backtest", "--origins", "7", "--every", "3", "--min-count", "2",
+                                      "--samples", "5"])
+    assert backtest.backtest_settings_from(args) == BacktestSettings(ForecastSettings(samples=5), origins=7, every=3,
+                                                           min_count=2)
 
 
 @pytest.mark.parametrize("command", ["forecast", "backtest"])
@@ -84,6 +111,33 @@ def test_the_api_body_fields_are_the_settings(document):
         assert fields[name]["description"] == SETTING_HELP[name]
         assert (fields[name]["default"], fields[name]["minimum"], fields[name]["maximum"]) == \
             (getattr(FORECAST_DEFAULTS, name), *RANGES[name])
+
+
+def test_the_api_backtest_fields_are_the_backtest_settings(document):
+    fields = document["components"]["schemas"]["BacktestBody"]["properties"]
+    for name in ORIGIN_FIELDS:
+        assert fields[name]["default"] == getattr(BACKTEST_DEFAULTS, name)
+        assert fields[name]["description"].startswith(BACKTEST_HELP[name])
+    assert fields["origins"]["maximum"] == ORIGIN_LIMITS.api
+    assert fields["horizon"]["description"] == SETTING_HELP["horizon"]
+
+
+def test_the_api_backtest_body_becomes_the_backtest_settings():
+    body = BacktestBody.model_construct(origins=9, every=4, min_count=2, samples=5, hour_idx=3)  # candles unread
+    assert body.backtest_settings() == BacktestSettings(ForecastSettings(samples=5), origins=9, every=4, min_count=2)
+
+
+def test_the_track_record_origins_are_the_backtest_settings(filled):
+    app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/track_record.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    origins, every = app.number_input(key="track.origins"), app.number_input(key="track.every")
+    assert (origins.value, origins.max, every.value) == (BACKTEST_DEFAULTS.origins, ORIGIN_LIMITS.page,
+                                                         BACKTEST_DEFAULTS.every)
+    assert origins.help == BACKTEST_HELP["origins"][0].upper() + BACKTEST_HELP["origins"][1:]
+    assert every.help == BACKTEST_HELP["every"][0].upper() + BACKTEST_HELP["every"][1:]
 
 
 def test_a_help_text_reads_the_same_in_the_cli_and_the_api(document):

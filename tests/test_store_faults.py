@@ -235,15 +235,17 @@ def test_api_starts_on_a_faulty_store_forecasts_custom_data_and_answers_503_for_
 
 def test_the_dashboard_shows_a_store_fault_and_still_forecasts_live_candles(store, monkeypatch, tmp_path):
     from app_server import RecordedBinance
-    from test_app import run
+    from test_app import calibrated, run
 
     monkeypatch.setenv("KRONOS_STORE", str(faulty("not SQLite", tmp_path)))
     monkeypatch.setattr(market, "make_exchange", RecordedBinance().exchange)
     app = run()
-    assert app.success[0].value.startswith("Live data from binance: 512 BTC/USDT 1h candles")
+    assert app.success[0].value.startswith("Live data from binance: ") and "BTC/USDT 1h candles" in app.success[0].value
     assert app.metric  # the forecast's headline figures
     assert app.warning[0].value.startswith("Live forecasts are not logged: the local store ")
     assert "is not an SQLite database" in app.warning[0].value
+    app = calibrated(app)  # its calibration runs without keeping the origins
+    assert app.success[1].value.startswith("Over the last 200 forecasts of BTC/USDT 1h")
 
 
 def test_the_dashboard_says_what_is_wrong_with_the_store_when_no_exchange_answers(store, monkeypatch, tmp_path):

@@ -49,8 +49,8 @@ def test_a_backtest_of_the_stored_market_shows_charts_table_and_downloads_and_is
     assert "Press **Run backtest**" in app.info[0].value and not charts(app) and not backtests
     press(app, 10, 5)
     (result,) = backtests
-    assert len(result.origin_times) == 10 and result.settings.lookback == 40
-    assert result.settings.horizon == 4 and result.settings.samples == 6
+    assert len(result.origin_times) == 10 and result.settings.forecast.lookback == 40
+    assert result.settings.forecast.horizon == 4 and result.settings.forecast.samples == 6
     crps, weights, coverage, reliability, pit = charts(app)
     assert [t["name"] for t in crps] == NAMES
     np.testing.assert_allclose(values(crps[2]), result.scores["random_walk"].crps)

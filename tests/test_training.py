@@ -220,6 +220,16 @@ def test_bad_arguments_give_one_clear_line(args, message, tmp_path):
     assert message in _error(tmp_path, [*args, "--out", str(tmp_path / "out")])
 
 
+@pytest.mark.parametrize("window, message", [
+    (["--lookback", "16", "--horizon", "8"], "lookback must be between 32 and 2048, got 16"),
+    (["--lookback", "64", "--horizon", "60"], "horizon must be between 1 and 48, got 60"),
+    (["--lookback", "32", "--horizon", "40"], "horizon (40) must be shorter than its lookback (32)")])
+def test_an_evaluation_a_backtest_cannot_take_is_refused_before_training(window, message, tmp_path):
+    args = ["--scratch", "tiny", *window, "--batch-size", "4", "--max-steps", "1", "--evaluate"]
+    assert message in _error(tmp_path, [*args, "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()  # no training started
+
+
 def test_a_stored_market_trains_through_the_cli(tmp_path, capsys):
     store = tmp_path / "candles.sqlite"
     CandleStore(store).merge(candle_frame(240), "binance", "BTC/USDT", "1h")

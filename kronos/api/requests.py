@@ -18,18 +18,25 @@ from kronos.data.candles import Candles, custom_candles
 from kronos.data.reading import read_json_text
 from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
 from kronos.errors import InvalidInputError
-from kronos.evaluation.backtest import BacktestSettings
-from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, RANGES, SYMBOL_PATTERN, ForecastSettings,
-                             MarketChoice, help_texts)
+from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings
+from kronos.evaluation.combined import EVERY, ORIGINS
+from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, ORIGIN_LIMITS, RANGES, SYMBOL_PATTERN,
+                             ForecastSettings, MarketChoice, help_texts)
 from kronos.timeframes import TIMEFRAMES
 
 MAX_CUSTOM_ROWS = 20_000  # candles one request may send (all of them are validated)
-MAX_API_ORIGINS = 500  # a backtest's origins; the work budget usually binds first
 LATEST_EPOCH_MS = 4_102_444_800_000  # 2100-01-01 in milliseconds: epoch numbers above it are no candle times
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ForecastSettings))
 SETTING_HELP, MARKET_HELP = help_texts(ForecastSettings), help_texts(MarketChoice)
+BACKTEST_HELP = help_texts(BacktestSettings)
 BUDGET = (f"at most {MAX_REQUEST_WORK:,} generated candle steps per request (origins x samples x horizon), so that "
           "it finishes within the request timeout; more is answered 422 before any work")
+CALIBRATE = (f"true: add `calibrated`, the combined forecast (Kronos calibrated and pooled with volatility baselines, "
+             f"its weights, bands and record), from a backtest of the data's recent history within the call "
+             f"({ORIGINS} origins every {EVERY} candles, this request's settings). A first call may take tens of "
+             "seconds; its origins are kept in the server's store, so later calls on the same data reuse them and "
+             f"forecast only the new origins. The work counts {ORIGINS} origins + the forecast against the budget, "
+             f"{BUDGET}. With too little history `calibrated` is `{{unavailable: why}}`, naming the rows it would need")
 
 
 def _ranged(name: str) -> Any:
@@ -69,6 +76,18 @@ class SamplingQuery(BaseModel):
         return ForecastSettings(**values)
 
 
+class Calibrating(SamplingQuery):
+    """Sampling settings and `calibrate`: the forecast routes' query or body."""
+
+    calibrate: bool = Field(False, description=CALIBRATE)
+
+    def forecast_settings(self) -> ForecastSettings:
+        """The checked settings, within the work budget counting the calibration's origins when asked."""
+        if self.calibrate:
+            check_work(ORIGINS + 1, self.samples, self.horizon)
+        return super().forecast_settings()
+
+
 class MarketOnly(BaseModel):
     """A market: exchange, symbol and timeframe."""
 
@@ -85,7 +104,7 @@ class MarketOnly(BaseModel):
         return MarketChoice(self.exchange, self.symbol, self.timeframe)
 
 
-class MarketQuery(SamplingQuery, MarketOnly):
+class MarketQuery(Calibrating, MarketOnly):
     """A forecast of a live market's latest candles."""
 
     align_to_hour: bool = Field(True, description="true: only closed candles; false: include the still-open one")
@@ -99,12 +118,8 @@ Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Stamp = datetime | Annotated[float, Field(ge=0, le=LATEST_EPOCH_MS, allow_inf_nan=False)]
 
 
-class CustomBody(SamplingQuery):
-    """Your own candles in the original custom format (at most 20,000), plus the settings.
-
-    The lists must have equal lengths, one value per candle; timestamps must differ and high must not be
-    below low: rules across lists that the schema cannot state, answered with 422 and what to fix.
-    """
+class CustomCandles(SamplingQuery):
+    """Your own candles in the original custom format (at most 20,000) and the sampling settings (see CustomBody)."""
 
     timestamps: list[Stamp] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS,
                                     description="ISO 8601 times (UTC unless zoned) or epoch seconds/milliseconds")
@@ -121,19 +136,25 @@ class CustomBody(SamplingQuery):
         return custom_candles(read_json_text(json.dumps(columns)), "request body", "json")
 
 
-class BacktestBody(CustomBody):
+class CustomBody(CustomCandles, Calibrating):
+    """Your own candles in the original custom format (at most 20,000), the settings and `calibrate`.
+
+    The lists must have equal lengths, one value per candle; timestamps must differ and high must not be
+    below low: rules across lists that the schema cannot state, answered with 422 and what to fix.
+    """
+
+
+class BacktestBody(CustomCandles):
     """Your own candles (as for /predict_custom), the sampling settings, and where the backtest's origins fall."""
 
-    origins: int = Field(BacktestSettings.origins, ge=1, le=MAX_API_ORIGINS,
-                         description="forecast origins, the latest ones that leave the lookback before and the horizon "
-                                     f"after them; {BUDGET}")
-    every: int = Field(BacktestSettings.every, ge=1, le=1000, description="rows between origins")
-    min_count: int = Field(BacktestSettings.min_count, ge=1, le=1000,
-                           description="known outcomes before an origin is calibrated")
+    origins: int = Field(BACKTEST_DEFAULTS.origins, ge=1, le=ORIGIN_LIMITS.api,
+                         description=f"{BACKTEST_HELP['origins']}; {BUDGET}")
+    every: int = Field(BACKTEST_DEFAULTS.every, ge=1, le=1000, description=BACKTEST_HELP["every"])
+    min_count: int = Field(BACKTEST_DEFAULTS.min_count, ge=1, le=1000, description=BACKTEST_HELP["min_count"])
     calibrate: bool = Field(False, description="also forecast after the last candle, calibrated on the record")
 
     def backtest_settings(self) -> BacktestSettings:
         """The backtest's settings, within the work budget."""
         check_work(self.origins, self.samples, self.horizon)
-        sampling = self.forecast_settings().engine_arguments()
-        return BacktestSettings(origins=self.origins, every=self.every, min_count=self.min_count, **sampling)
+        sampling = dataclasses.replace(self.forecast_settings(), hour_idx=None)  # a backtest scores every hour
+        return BacktestSettings(sampling, origins=self.origins, every=self.every, min_count=self.min_count)

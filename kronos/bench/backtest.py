@@ -26,6 +26,7 @@ import pandas as pd
 from kronos.data.reading import read_file
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, origin_rows, origin_seed, rows_needed
+from kronos.settings import ForecastSettings
 from kronos.synthetic import random_checkpoint, random_walk
 
 TARGET_S, TARGET_SPEEDUP = 40.0, 1.5
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--origins", type=int, default=200)
     parser.add_argument("--whole-only", action="store_true", help="skip the single-against-batched comparison")
     args = parser.parse_args(argv)
-    settings = BacktestSettings(origins=args.origins, every=24, horizon=24, samples=30, lookback=383)
+    settings = BacktestSettings(ForecastSettings(horizon=24, samples=30, lookback=383), origins=args.origins, every=24)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         env = random_checkpoint(folder / "weights")
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(command, check=True, capture_output=True)
         rerun = time.perf_counter() - started - whole
         single, batched, same = (float("nan"), float("nan"), None) if args.whole_only else _engine(env, frame, settings)
-    print(f"{settings.origins} origins x {settings.samples} paths x {settings.horizon} h, lookback "
-          f"{settings.lookback}, mini shapes, {'candles of ' + args.csv if args.csv else 'synthetic candles'}")
+    print(f"{settings.origins} origins x {settings.forecast.samples} paths x {settings.forecast.horizon} h, lookback "
+          f"{settings.forecast.lookback}, mini shapes, {'candles of ' + args.csv if args.csv else 'synthetic candles'}")
     print("| whole command (s) | target (s) | rerun from the store (s) | single forecasts (s) | batched (s) | speed-up "
           "| target | same paths |")
     print("|---|---|---|---|---|---|---|---|")
@@ -78,8 +79,8 @@ def _engine(env: dict[str, str], frame: pd.DataFrame, settings: BacktestSettings
 
     forecaster = fresh()
     origins = origin_rows(len(frame), settings)
-    windows = [frame.iloc[o - settings.lookback:o] for o in origins]
-    seeds = [origin_seed(settings.seed, w["timestamps"].iloc[-1]) for w in windows]
+    windows = [frame.iloc[o - settings.forecast.lookback:o] for o in origins]
+    seeds = [origin_seed(settings.forecast.seed, w["timestamps"].iloc[-1]) for w in windows]
     forecaster.forecast(windows[0], horizon=2, samples=2)  # warm-up
     started = time.perf_counter()
     alone = [forecaster.forecast(w, seed=s, **settings.sampling()) for w, s in zip(windows, seeds)]

@@ -31,6 +31,7 @@ from kronos.data.store import CandleStore
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.evaluation.combined import combined_forecast
 from kronos.evaluation.probability import MAPS
+from kronos.settings import ForecastSettings
 from kronos.synthetic import random_forecaster, random_walk
 
 HOURS = (1, 6, 12, 24)
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     frame = _candles(args.csv)
     lookback, horizon = 256, 24
     origins = (args.rows - horizon) // args.every + 1
-    settings = BacktestSettings(origins=origins, every=args.every, horizon=horizon, samples=30, lookback=lookback)
+    settings = BacktestSettings(ForecastSettings(horizon=horizon, samples=30, lookback=lookback), origins=origins,
+                                every=args.every)
     frame = frame.iloc[-(args.rows + lookback):].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as folder:
         store = CandleStore(args.store or Path(folder) / "store.sqlite")

@@ -36,7 +36,7 @@ from kronos.calibrations import ScanCalibration
 from kronos.data.store import CandleStore
 from kronos.data.watchlist import fetch_watchlist, given
 from kronos.engine import Forecaster
-from kronos.evaluation.combined import EVERY, ORIGINS, history_rows
+from kronos.evaluation.combined import EVERY, ORIGINS, calibration_rows
 from kronos.markets import forecast_markets, scan
 from kronos.schemas.markets import Scan
 from kronos.settings import ForecastSettings, ModelChoice
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markets", type=int, default=20)
     parser.add_argument("--first-sight", action="store_true", help="time first-sight backtests within the scan")
     parser.add_argument("--origins", type=int, default=ORIGINS, help="first sight: origins per market")
-    parser.add_argument("--ray", metavar="ADDRESS", help="first sight: also on this Ray cluster (auto, local, HOST:PORT)")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="first sight: also on this Ray cluster (auto, local, HOST:PORT)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of a local Ray (default 2)")
     args = parser.parse_args(argv)
     symbols = [f"M{i:03d}/USDT" for i in range(args.markets)]
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.first_sight:
             return _first_sight(args, Path(folder), env, forecaster, symbols)
         store = CandleStore(Path(folder) / "store.sqlite")
-        for symbol, frame in zip(symbols, _sharing(len(symbols))):
+        for symbol, frame in zip(symbols, _sharing(len(symbols)), strict=True):
             store.merge(frame, "binance", symbol, "1h")
         started = time.perf_counter()
         _scan(forecaster, symbols[:1], store, ScanCalibration(forecaster, store, run=True))
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _sharing(markets: int) -> list[pd.DataFrame]:
     """The markets' candles: one random walk, each market with its own last `horizon` candles (joined to it)."""
-    base = random_walk(history_rows(SETTINGS.lookback, SETTINGS.horizon), seed=0)
+    base = random_walk(calibration_rows(SETTINGS.lookback, SETTINGS.horizon), seed=0)
     tail, frames = SETTINGS.horizon, []
     for i in range(markets):
         own = random_walk(tail + 1, seed=1000 + i)
@@ -141,7 +142,7 @@ def _loops(forecaster: Forecaster, store: CandleStore, symbols: list[str]) -> tu
 def _first_sight(args: argparse.Namespace, folder: Path, env: dict[str, str], forecaster: Forecaster,
                  symbols: list[str]) -> None:
     """Time the scan with every market's first sight, here and on Ray; print the table."""
-    rows = history_rows(SETTINGS.lookback, SETTINGS.horizon, args.origins)
+    rows = calibration_rows(SETTINGS.lookback, SETTINGS.horizon, args.origins)
 
     def stored(name: str) -> CandleStore:
         store = CandleStore(folder / f"{name}.sqlite")
@@ -156,7 +157,8 @@ def _first_sight(args: argparse.Namespace, folder: Path, env: dict[str, str], fo
     scoring = _timed(lambda: _scan(forecaster, symbols, near_store, ScanCalibration(forecaster, near_store,
                                                                                     origins=args.origins)))
     print(f"first sight of {args.markets} markets ({args.origins} origins every {EVERY} candles each), "
-          f"{SETTINGS.samples} paths x {SETTINGS.horizon} h, lookback {SETTINGS.lookback}, mini shapes (random weights)")
+          f"{SETTINGS.samples} paths x {SETTINGS.horizon} h, lookback {SETTINGS.lookback}, mini shapes "
+          "(random weights)")
     print("| where | workers | scan with first sights (s) | per market (s) | rows equal to local |")
     print("|---|---|---|---|---|")
     print(f"| this machine | 1 | {local:.1f} | {local / args.markets:.1f} | |")

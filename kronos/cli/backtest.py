@@ -6,34 +6,33 @@ import argparse
 import json
 import sys
 
-from kronos.cli.options import (add_model_options, add_settings_options, add_source_options, candles_from, model_from,
-                                progress_bar, store_from)
+from kronos.cli.options import (add_dataclass_options, add_model_options, add_settings_options, add_source_options,
+                                candles_from, model_from, progress_bar, settings_from, store_from)
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, rows_needed, run_backtest
 
-BACKTEST_DEFAULTS = BacktestSettings()
+SAMPLING_OPTIONS = ("horizon", "samples", "temperature", "top_p", "top_k", "lookback", "seed")  # no hour_idx: all hours
+ORIGIN_OPTIONS = ("origins", "every", "min_count")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The candles' source, the model, the sampling settings, the origins and `--calibrate`."""
     add_source_options(parser)
     add_model_options(parser)
-    add_settings_options(parser, ("horizon", "samples", "temperature", "top_p", "top_k", "lookback", "seed"))
-    parser.add_argument("--origins", type=int, default=BACKTEST_DEFAULTS.origins,
-                        help=f"forecast origins, the latest ones (default {BACKTEST_DEFAULTS.origins})")
-    parser.add_argument("--every", type=int, default=BACKTEST_DEFAULTS.every,
-                        help=f"rows between origins (default {BACKTEST_DEFAULTS.every})")
-    parser.add_argument("--min-count", type=int, default=BACKTEST_DEFAULTS.min_count,
-                        help=f"known outcomes before an origin is calibrated (default {BACKTEST_DEFAULTS.min_count})")
+    add_settings_options(parser, SAMPLING_OPTIONS)
+    add_dataclass_options(parser, BacktestSettings, ORIGIN_OPTIONS)
     parser.add_argument("--calibrate", action="store_true",
                         help="also forecast after the last candle, calibrated on the whole record (`latest`)")
 
 
+def backtest_settings_from(args: argparse.Namespace) -> BacktestSettings:
+    """The checked settings; InvalidInputError naming each value out of range."""
+    return BacktestSettings(settings_from(args), **{name: getattr(args, name) for name in ORIGIN_OPTIONS})
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the backtest's JSON (settings, origins, scores per forecaster, skill) plus `data` on stdout."""
-    settings = BacktestSettings(origins=args.origins, every=args.every, horizon=args.horizon, samples=args.samples,
-                                lookback=args.lookback, temperature=args.temperature, top_p=args.top_p,
-                                top_k=args.top_k, seed=args.seed, min_count=args.min_count)
+    settings = backtest_settings_from(args)
     candles = candles_from(args, rows_needed(settings))
     choice = model_from(args)
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,

@@ -6,26 +6,35 @@ import argparse
 import sys
 
 from kronos.cli.options import (add_model_options, add_settings_options, add_source_options, candles_from, model_from,
-                                settings_from, store_from)
+                                progress_bar, settings_from, store_from)
 from kronos.engine import Forecaster
-from kronos.flows import answer, forecast_candles
+from kronos.evaluation.combined import ORIGINS, calibration_rows
+from kronos.flows import answer, calibrated, forecast_candles
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The candles' source, the model, the sampling settings and `--all-samples`."""
+    """The candles' source, the model, the sampling settings, `--all-samples` and `--calibrate`."""
     add_source_options(parser)
     add_model_options(parser)
     add_settings_options(parser)
     parser.add_argument("--all-samples", action="store_true", help="include every path (all_samples)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help=f"add `calibrated`: the combined forecast, from a backtest of the data's recent history "
+                             f"({ORIGINS} origins, these settings; its origins kept in --store, so a first call may "
+                             "take tens of seconds and later ones reuse them)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the forecast's JSON, with where its data came from, on stdout."""
+    """Print the forecast's JSON, with where its data came from (and its calibration with --calibrate), on stdout."""
     settings = settings_from(args)
-    candles = candles_from(args, settings.lookback)
+    rows = calibration_rows(settings.lookback, settings.horizon) if args.calibrate else settings.lookback
+    candles = candles_from(args, rows)
     choice = model_from(args)
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
                                             max_context=args.max_context)
-    forecast = forecast_candles(forecaster, candles, settings, log=store_from(args))
-    sys.stdout.write(answer(forecast, candles, settings.hour_idx, args.all_samples).model_dump_json() + "\n")
+    store = store_from(args)
+    forecast = forecast_candles(forecaster, candles, settings, log=store)
+    block = calibrated(forecaster, candles, forecast, store, settings.hour_idx,
+                       progress_bar("calibration")) if args.calibrate else None
+    sys.stdout.write(answer(forecast, candles, settings.hour_idx, args.all_samples, block).model_dump_json() + "\n")
     return 0

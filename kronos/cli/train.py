@@ -19,7 +19,7 @@ from kronos.cli.options import add_market_options, add_store_option, market_from
 from kronos.training.data import read_csv_series, read_store_series
 from kronos.training.loop import Progress
 from kronos.training.models import SHAPES, Init
-from kronos.training.evaluate import evaluate_on_validation
+from kronos.training.evaluate import evaluate_on_validation, evaluation_settings
 from kronos.training.run import SAVE_MINUTES, STAGE_DEFAULTS, STAGES, TrainSettings, train
 
 TRAIN_DEFAULTS = TrainSettings()
@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
                              val_from=args.val_from, val_fraction=args.val_fraction, val_every=args.val_every,
                              val_windows=args.val_windows, patience=args.patience, seed=args.seed)
+    if args.evaluate:
+        evaluation_settings(settings.lookback, settings.horizon)  # refused before training rather than after it
     if args.csv:
         series, warnings = read_csv_series(args.csv)
         for warning in warnings:

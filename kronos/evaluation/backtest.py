@@ -39,47 +39,52 @@ from kronos.evaluation.probability import DEFAULT_MAP
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
 from kronos.forecast import Forecast, volatility_amplified
 from kronos.schemas import backtest as schema
-from kronos.settings import FORECAST_DEFAULTS as DEFAULTS
-from kronos.settings import SEED_RANGE
+from kronos.settings import FORECAST_DEFAULTS, ORIGIN_LIMITS, SEED_RANGE, ForecastSettings
 
-MAX_ORIGINS = 2000
 KEPT_EVERY = 4 * HISTORIES_PER_BATCH  # origins forecast between two writes to the store
 
 
 @dataclass(frozen=True)
 class BacktestSettings:
-    """Where the origins fall and how each one is forecast (sampling defaults: the live demo's)."""
+    """How each origin is forecast (`forecast`: its sampling settings, checked there; hour_idx unset, a backtest
+    scores every hour) and where the origins fall; the help texts are read by the CLI and the API."""
 
-    origins: int = 200
-    every: int = 24
-    horizon: int = DEFAULTS.horizon
-    samples: int = DEFAULTS.samples
-    lookback: int = DEFAULTS.lookback
-    temperature: float = DEFAULTS.temperature
-    top_p: float = DEFAULTS.top_p
-    top_k: int = DEFAULTS.top_k
-    seed: int = DEFAULTS.seed
-    min_count: int = MIN_COUNT  # known outcomes needed before an origin is calibrated
+    forecast: ForecastSettings = FORECAST_DEFAULTS
+    origins: int = dataclasses.field(default=200, metadata={
+        "help": "forecast origins, the latest ones that leave the lookback before and the horizon after them"})
+    every: int = dataclasses.field(default=24, metadata={"help": "rows between origins"})
+    min_count: int = dataclasses.field(default=MIN_COUNT, metadata={
+        "help": "known outcomes before an origin is calibrated"})
 
     def __post_init__(self):
         problems = []
-        if not 1 <= self.origins <= MAX_ORIGINS:
-            problems.append(f"origins must be between 1 and {MAX_ORIGINS}, got {self.origins}")
+        if self.forecast.hour_idx is not None:
+            problems.append(f"a backtest scores every hour: its settings take no hour_idx, got "
+                            f"{self.forecast.hour_idx}")
+        if not 1 <= self.origins <= ORIGIN_LIMITS.engine:
+            problems.append(f"origins must be between 1 and {ORIGIN_LIMITS.engine}, got {self.origins}")
         if self.every < 1:
             problems.append(f"every must be at least 1 row, got {self.every}")
-        if self.lookback < 32:
-            problems.append(f"lookback must be at least 32 rows, got {self.lookback}")
         if self.min_count < 1:
             problems.append(f"min_count must be at least 1, got {self.min_count}")
-        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
-            problems.append(f"seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]}, got {self.seed}")
+        if self.forecast.horizon >= self.forecast.lookback:  # the trailing-frequency baseline's h-hour moves
+            problems.append(f"a backtest's horizon ({self.forecast.horizon}) must be shorter than its lookback "
+                            f"({self.forecast.lookback}): the trailing-frequency baseline counts moves of up to "
+                            "horizon hours within the lookback's closes")
         if problems:
             raise InvalidInputError(problems)
 
     def sampling(self) -> dict:
-        """The engine's keyword arguments shared by every origin."""
-        return dict(horizon=self.horizon, samples=self.samples, temperature=self.temperature, top_p=self.top_p,
-                    top_k=self.top_k, lookback=self.lookback)
+        """The engine's keyword arguments shared by every origin (each origin has its own seed, `origin_seed`)."""
+        return {k: v for k, v in self.forecast.engine_arguments().items() if k != "seed"}
+
+    def describe(self) -> dict[str, int | float]:
+        """Every setting in one flat mapping, as the backtest's JSON has them."""
+        return {"origins": self.origins, "every": self.every, **self.forecast.engine_arguments(),
+                "min_count": self.min_count}
+
+
+BACKTEST_DEFAULTS = BacktestSettings()
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,9 +134,9 @@ class Backtest:
     def to_schema(self) -> schema.BacktestResult:
         """The typed JSON shape (kronos.schemas.backtest)."""
         return schema.BacktestResult(
-            settings=dataclasses.asdict(self.settings), model=self.model, origins=len(self.origin_times),
+            settings=self.settings.describe(), model=self.model, origins=len(self.origin_times),
             origin_times=[t.isoformat() for t in self.origin_times], reused=self.reused,
-            baseline_window=self.settings.lookback - 1, calibrated_origins=self.calibrated_origins.tolist(),
+            baseline_window=self.settings.forecast.lookback - 1, calibrated_origins=self.calibrated_origins.tolist(),
             pooled_origins=self.pooled_origins.tolist(), best_baseline=self.best_baseline,
             scores={name: scores.to_dict() for name, scores in self.scores.items()}, skill=plain(self.skill),
             skill_best=plain(self.skill_best), weights=plain(self.weights),
@@ -144,28 +149,23 @@ class Backtest:
 
 def rows_needed(settings: BacktestSettings) -> int:
     """How many of the latest candles a backtest with these settings can use."""
-    return settings.lookback + settings.horizon + (settings.origins - 1) * settings.every
+    return settings.forecast.lookback + settings.forecast.horizon + (settings.origins - 1) * settings.every
 
 
 def origin_rows(rows: int, settings: BacktestSettings) -> np.ndarray:
     """The origins' row indices, oldest first: every `every` rows back from the last one with `horizon` rows after
     it, the last `origins` of those with `lookback` rows before them."""
-    last = rows - settings.horizon
-    found = np.arange(last, settings.lookback - 1, -settings.every)[:settings.origins][::-1]
+    lookback, horizon = settings.forecast.lookback, settings.forecast.horizon
+    found = np.arange(rows - horizon, lookback - 1, -settings.every)[:settings.origins][::-1]
     if len(found) == 0:
         raise InvalidInputError(f"{rows} rows leave no origin: a backtest needs at least lookback + horizon = "
-                                f"{settings.lookback + settings.horizon} rows")
+                                f"{lookback + horizon} rows")
     return found
 
 
 def check_backtest(settings: BacktestSettings, rows: int) -> None:
-    """InvalidInputError, before any forecast, when `rows` candles cannot hold a backtest with these settings: the
-    trailing-frequency baseline counts h-hour moves within the lookback (horizon < lookback), and an origin needs
-    lookback rows before it and horizon rows after it."""
-    if settings.horizon >= settings.lookback:
-        raise InvalidInputError(f"a backtest's horizon ({settings.horizon}) must be shorter than its lookback "
-                                f"({settings.lookback}): the trailing-frequency baseline counts moves of up to "
-                                "horizon hours within the lookback's closes")
+    """InvalidInputError, before any forecast, when `rows` candles cannot hold a backtest with these settings: an
+    origin needs lookback rows before it and horizon rows after it."""
     origin_rows(rows, settings)
 
 
@@ -181,8 +181,8 @@ def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: Back
     as if the frame ended at that row (the latest forecast stays after the last row)."""
     frame = check_history(frame)
     check_backtest(settings, len(frame))
-    forecaster.check_arguments(settings.horizon, settings.samples, settings.temperature, settings.top_p,
-                               settings.top_k)
+    chosen = settings.forecast
+    forecaster.check_arguments(chosen.horizon, chosen.samples, chosen.temperature, chosen.top_p, chosen.top_k)
     origins = origin_rows(len(frame) if end is None else min(end, len(frame)), settings)
     close = frame["close"].to_numpy()
     stamps = pd.DatetimeIndex(frame["timestamps"])
@@ -193,17 +193,17 @@ def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: Back
     if live is not None:
         paths, vol_prob = _with_live(paths, vol_prob, live, settings)
     samples = np.log(paths / close[runs - 1][:, None, None])  # (N', S, H) log returns
-    n, horizon = len(origins), settings.horizon
+    n, horizon = len(origins), chosen.horizon
     observed = np.log(close[origins[:, None] + np.arange(horizon)] / close[origins - 1, None])  # (N, H)
     issued = issue(samples, vol_prob, close, runs, np.vstack([observed, np.zeros((len(runs) - n, horizon))]),
-                   settings.lookback - 1, settings.min_count, settings.seed, upside_map, _phase(stamps))
-    past = baselines.trailing_closes(close, origins, settings.lookback - 1)
+                   chosen.lookback - 1, settings.min_count, chosen.seed, upside_map, _phase(stamps))
+    past = baselines.trailing_closes(close, origins, chosen.lookback - 1)
     vol_outcome = np.array([volatility_amplified(observed[i], past[i]) for i in range(n)]) if horizon >= 3 else None
     scores = {name: score(f.samples[:n], observed, None if f.upside is None else f.upside[:n],
-                          None if vol_outcome is None else f.vol[:n], vol_outcome, seed=settings.seed,
+                          None if vol_outcome is None else f.vol[:n], vol_outcome, seed=chosen.seed,
                           bands=None if f.bands is None else {k: (lo[:n], hi[:n]) for k, (lo, hi) in f.bands.items()})
               for name, f in issued.forecasters.items()}
-    scores["trailing_frequency"] = upside_scores(baselines.up_frequency(past, horizon), observed, settings.samples)
+    scores["trailing_frequency"] = upside_scores(baselines.up_frequency(past, horizon), observed, chosen.samples)
     best = min(BASELINES, key=lambda name: float(np.mean(scores[name].crps)))
     pooled = issued.pool.pooled[:n]
     weights = {name: np.where(pooled.any(0), (issued.pool.weights[:n, k] * pooled).sum(0) / np.maximum(
@@ -230,9 +230,9 @@ def _with_live(paths: np.ndarray, vol: np.ndarray, live: Forecast, settings: Bac
                ) -> tuple[np.ndarray, np.ndarray]:
     """The origins' paths and volatility probabilities with the live forecast's appended as the latest run."""
     closes = live.column("close")  # (S, H)
-    if closes.shape != (settings.samples, settings.horizon):
+    if closes.shape != (settings.forecast.samples, settings.forecast.horizon):
         raise InvalidInputError(f"the forecast has {closes.shape[0]} paths x {closes.shape[1]} hours; its "
-                                f"calibration needs {settings.samples} x {settings.horizon}")
+                                f"calibration needs {settings.forecast.samples} x {settings.forecast.horizon}")
     amplified = live.volatility_amplification_probability()
     return np.concatenate([paths, closes[None]]), np.append(vol, np.nan if amplified is None else amplified)
 
@@ -243,14 +243,13 @@ def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: lis
     """Closes (N, S, H) of every origin's paths and their volatility amplification probabilities (N,), reusing
     the store's; and how many were reused."""
     stamps = frame["timestamps"]
-    windows = [frame.iloc[o - settings.lookback:o] for o in runs]
-    rows = pd.util.hash_pandas_object(frame[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()  # per row
-    keys = [_key(forecaster, settings, stamps.iloc[o - 1], rows[o - settings.lookback:o]) for o in runs]
+    windows = [frame.iloc[o - settings.forecast.lookback:o] for o in runs]
+    keys = origin_keys(forecaster, frame, runs, settings)
     found = store.backtest_paths(keys) if store is not None else {}
     missing = [i for i, key in enumerate(keys) if key not in found]
     for start in range(0, len(missing), KEPT_EVERY):  # kept as they come: an interrupted run loses little
         part = missing[start:start + KEPT_EVERY]
-        seeds = [origin_seed(settings.seed, stamps.iloc[runs[i] - 1]) for i in part]
+        seeds = [origin_seed(settings.forecast.seed, stamps.iloc[runs[i] - 1]) for i in part]
         steps = _offset(progress, start, len(part), len(missing))
         made = forecaster.forecast_many([windows[i] for i in part], seeds=seeds, progress=steps, **settings.sampling())
         new = {keys[i]: (f.column("close"), f.volatility_amplification_probability()) for i, f in zip(part, made)}
@@ -275,12 +274,20 @@ def origin_seed(seed: int, last_time: pd.Timestamp) -> int:
     return int(np.random.SeedSequence([seed, int(last_time.value // 10**9)]).generate_state(1)[0] % (SEED_RANGE[1] + 1))
 
 
-def _key(forecaster: ForecastSource, settings: BacktestSettings, last_time: pd.Timestamp, rows: np.ndarray) -> str:
-    """What one origin's paths depend on: the weights, the sampling settings, the seed rule and the rows seen (their
-    hashes, `rows`: pandas' per-row hash of the window's timestamps and features)."""
-    described = json.dumps({"weights": forecaster.fingerprint, "context": forecaster.max_context,
-                            "seed": origin_seed(settings.seed, last_time), **settings.sampling()}, sort_keys=True)
-    return hashlib.sha256(described.encode() + rows.tobytes()).hexdigest()
+def origin_keys(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings
+                ) -> list[str]:
+    """The store's key of each origin's paths (rows `runs` of `frame`): what they depend on, the weights, the sampling
+    settings, the seed rule and the rows seen (pandas' per-row hash of the window's timestamps and features). Keys
+    must not change for the same inputs, or stored origins are forecast again (tests/test_backtest.py holds some)."""
+    stamps, lookback = frame["timestamps"], settings.forecast.lookback
+    rows = pd.util.hash_pandas_object(frame[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()
+    keys = []
+    for o in runs:
+        seed = origin_seed(settings.forecast.seed, stamps.iloc[o - 1])
+        described = json.dumps({"weights": forecaster.fingerprint, "context": forecaster.max_context, "seed": seed,
+                                **settings.sampling()}, sort_keys=True)
+        keys.append(hashlib.sha256(described.encode() + rows[o - lookback:o].tobytes()).hexdigest())
+    return keys
 
 
 def _latest(frame: pd.DataFrame, settings: BacktestSettings, samples: np.ndarray, issued: Issue,
@@ -288,10 +295,10 @@ def _latest(frame: pd.DataFrame, settings: BacktestSettings, samples: np.ndarray
     """The forecast after the last row (the last run), raw, calibrated and combined."""
     step = stamps[-1] - stamps[-2]
     model, combined = issued.forecasters["model_calibrated"], issued.forecasters["combined"]
-    vol = combined.vol[-1] if settings.horizon >= 3 and np.isfinite(combined.vol[-1]) else None
+    vol = combined.vol[-1] if settings.forecast.horizon >= 3 and np.isfinite(combined.vol[-1]) else None
     return Latest(
         after=stamps[-1], last_close=float(frame["close"].iloc[-1]),
-        timestamps=pd.DatetimeIndex([stamps[-1] + step * (h + 1) for h in range(settings.horizon)]),
+        timestamps=pd.DatetimeIndex([stamps[-1] + step * (h + 1) for h in range(settings.forecast.horizon)]),
         calibrated=issued.calibrated.calibrated[-1], pooled=issued.pool.pooled[-1],
         upside_raw=(samples > 0).mean(0), upside_calibrated=model.upside[-1],
         bands_calibrated={k: (lo[-1], hi[-1]) for k, (lo, hi) in model.bands.items()},

@@ -31,7 +31,7 @@ from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.record import scored
 from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Band, Calibrated, Record, Unavailable
-from kronos.settings import FORECAST_DEFAULTS as DEFAULTS
+from kronos.settings import FORECAST_DEFAULTS, ForecastSettings
 
 ORIGINS, EVERY = 200, 6
 LABELS = {"random_walk": "random walk", "bootstrap": "bootstrap", "ewma": "EWMA", "garch": "GARCH(1,1)"}
@@ -42,15 +42,16 @@ def minimum_origins(horizon: int, every: int, min_count: int) -> int:
     return min_count + math.ceil(horizon / every)
 
 
-def history_rows(lookback: int, horizon: int, origins: int = ORIGINS, every: int = EVERY) -> int:
-    """The most rows of a frame `first_sight` reads (more are cut): its origins' windows and outcomes, up to one step
-    of clock alignment, and the GARCH fits' windows before the first origin."""
+def calibration_rows(lookback: int, horizon: int, origins: int = ORIGINS, every: int = EVERY) -> int:
+    """The most candles a forecast's calibration reads (its backtest's origins, one step of clock alignment, the
+    GARCH fit window before them): what a front end loads to calibrate; fewer rows give fewer origins."""
     return lookback + horizon + origins * every + FIT_WINDOW + FIRST_ROWS
 
 
-def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast, store: CandleStore | None = None,
-                      progress: Callable[[int, int], None] | None = None, *, market: tuple[str, str, str] | None = None,
-                      hour_idx: int | None = None, origins: int = ORIGINS, every: int = EVERY,
+def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast,
+                      store: CandleStore | None = None, progress: Callable[[int, int], None] | None = None, *,
+                      market: tuple[str, str, str] | None = None, hour_idx: int | None = None,
+                      origins: int = ORIGINS, every: int = EVERY,
                       min_count: int = MIN_COUNT) -> Calibrated | Unavailable:
     """The `calibrated` block of `forecast` (made by `forecaster` after the last row of `frame`): the combined
     forecast from a backtest of the frame's recent history (stored origins reused), or why it is unavailable.
@@ -80,9 +81,10 @@ def first_sight(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forec
         needed = lookback + horizon + (fewest - 1) * every + every
         return Unavailable(unavailable=f"calibration needs about {needed} rows of history ({fewest} backtest origins "
                                        f"every {every} rows with a lookback of {lookback}); there are {len(frame)}")
-    settings = BacktestSettings(origins=min(origins, available), every=every, horizon=horizon,
-                                samples=forecast.samples, lookback=lookback, temperature=used["temperature"],
-                                top_p=used["top_p"], top_k=used["top_k"], seed=DEFAULTS.seed, min_count=min_count)
+    sampling = ForecastSettings(horizon=horizon, samples=forecast.samples, lookback=lookback,
+                                temperature=used["temperature"], top_p=used["top_p"], top_k=used["top_k"],
+                                seed=FORECAST_DEFAULTS.seed)
+    settings = BacktestSettings(sampling, origins=min(origins, available), every=every, min_count=min_count)
     keep = rows_needed(settings) + len(frame) - end + FIT_WINDOW + FIRST_ROWS  # all that the backtest reads
     cut = max(0, len(frame) - keep)
     return run_backtest(forecaster, frame.iloc[cut:].reset_index(drop=True), settings, store=store, live=forecast,
@@ -124,7 +126,7 @@ def calibrated_block(result: Backtest, hour: int, live: int, label: str) -> Cali
 def record_sentence(result: Backtest, label: str, hour: int | None = None) -> str:
     """One plain sentence of the record at `hour` (default: the horizon): how the model's calibrated distribution
     scored against the best baseline over the backtest's origins, and the weight the latest forecast gives it."""
-    hour = hour or result.settings.horizon
+    hour = hour or result.settings.forecast.horizon
     best = min(BASELINES, key=lambda name: result.scores[name].crps[hour - 1])
     gap = 1 - result.scores["model_calibrated"].crps[hour - 1] / result.scores[best].crps[hour - 1]
     than = f"{abs(gap):.0%} {'better' if gap >= 0 else 'worse'} than the {LABELS[best]} baseline"

@@ -40,6 +40,22 @@ class ForecasterScores(UpsideScores):
     brier_vol_amp: float | None
 
 
+class BacktestScores(BaseModel):
+    """Each forecaster's scores over the same origins: the model raw and calibrated, the baselines, the combined
+    forecast (the pool of the calibrated model and the baselines), and the trailing frequency of up moves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ForecasterScores
+    model_calibrated: ForecasterScores
+    random_walk: ForecasterScores
+    bootstrap: ForecasterScores
+    ewma: ForecasterScores  # RiskMetrics-style exponentially weighted volatility random walk
+    garch: ForecasterScores  # GARCH(1,1)
+    combined: ForecasterScores
+    trailing_frequency: UpsideScores
+
+
 class Latest(BaseModel):
     """The forecast after the last row: per hour its raw, calibrated and combined upside probability and bands
     (log returns from `last_close`), and the pool's weights."""
@@ -73,7 +89,7 @@ class BacktestResult(BaseModel):
     calibrated_origins: list[int]  # per hour: origins the model's calibration reached
     pooled_origins: list[int]  # per hour: origins whose pool weights were learnt
     best_baseline: str  # the baseline of lowest mean CRPS over the hours
-    scores: dict[str, ForecasterScores | UpsideScores]
+    scores: BacktestScores
     skill: dict[str, dict[str, Hourly]]  # forecaster -> crps / brier_upside -> per hour, against the random walk
     skill_best: dict[str, dict[str, Hourly]]  # the same against the best baseline
     weights: dict[str, Hourly]  # the pool's mean weight per component and hour over the pooled origins

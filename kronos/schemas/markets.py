@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema, field_validator
 
 from kronos.errors import InvalidInputError
-from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, RANGES, SCAN_MAX_MARKETS, SCAN_MAX_PATHS,
-                             SCAN_QUOTE, SCAN_TOP, SYMBOL_PATTERN, ForecastSettings, MarketChoice)
+from kronos.settings import (
+    FORECAST_DEFAULTS,
+    MAX_REQUEST_WORK,
+    RANGES,
+    SCAN_MAX_MARKETS,
+    SCAN_MAX_PATHS,
+    SCAN_QUOTE,
+    SCAN_TOP,
+    SYMBOL_PATTERN,
+    ForecastSettings,
+    MarketChoice,
+)
 
 CALIBRATE = (f"run the first-sight backtests of markets not calibrated yet (tens of seconds each the first time; "
              f"a request's within {MAX_REQUEST_WORK:,} generated candle steps, each market counted as the origins "
@@ -24,6 +34,12 @@ CALIBRATE = (f"run the first-sight backtests of markets not calibrated yet (tens
 SORT_COLUMNS = ("upside_probability", "expected_return", "band_width", "volatility_amplification_probability",
                 "change_1d", "crps_skill", "model_weight", "last_price", "age_s", "symbol")
 SortColumn = Literal[SORT_COLUMNS]  # type: ignore[valid-type]
+
+
+# Times are naive UTC inside the project (as pandas holds candle times); in JSON they are ISO 8601 strings without an
+# offset, like every other answer's times, so their schema says string, not RFC 3339 "date-time".
+UtcTime = Annotated[datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str),
+                    WithJsonSchema({"type": "string", "description": "ISO 8601 time, UTC, without an offset"})]
 
 
 class Watchlist(BaseModel):
@@ -60,7 +76,7 @@ class MarketRow(BaseModel):
     available: bool
     problem: str | None = None
     source: Literal["exchange", "store"] | None = None
-    newest_candle: datetime | None = None  # open time of the newest candle, UTC
+    newest_candle: UtcTime | None = None  # open time of the newest candle, UTC
     age_s: float | None = None  # seconds since the newest candle opened
     is_stale: bool | None = None
     rows: int | None = None  # candles the model saw
@@ -86,7 +102,7 @@ class Scan(BaseModel):
     model: str
     fingerprint: str  # the weights' identity (Forecaster.fingerprint)
     hour_idx: int
-    made: datetime  # UTC
+    made: UtcTime
     sort: SortColumn = SORT_COLUMNS[0]
     descending: bool = True
     rows: list[MarketRow]

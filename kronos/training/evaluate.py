@@ -15,13 +15,20 @@ from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.evaluation.forecasters import BASELINES
 from kronos.evaluation.scores import Scores, plain
+from kronos.settings import ORIGIN_LIMITS, ForecastSettings
 from kronos.training.data import Series
 from kronos.training.run import EvaluationRequest
 
 EVERY = 24  # rows between origins
 SAMPLES = 30  # paths per origin, as the live forecast
-MAX_ORIGINS = 300  # the latest ones, to bound the time the evaluation takes
 KEPT = ("crps", "brier_upside", "coverage")  # per-hour scores kept in the record
+
+
+def evaluation_settings(lookback: int, horizon: int, origins: int = ORIGIN_LIMITS.training) -> BacktestSettings:
+    """The validation backtest's settings: the run's lookback and horizon, SAMPLES paths, `origins` every EVERY rows
+    (at most ORIGIN_LIMITS.training); InvalidInputError when a backtest cannot take them (checked before training)."""
+    return BacktestSettings(ForecastSettings(horizon=horizon, samples=SAMPLES, lookback=lookback),
+                            origins=min(origins, ORIGIN_LIMITS.training), every=EVERY)
 
 
 def evaluate_on_validation(request: EvaluationRequest) -> dict:
@@ -44,13 +51,12 @@ def _series(series: Series, request: EvaluationRequest, contenders: dict[str, Fo
     origins = (len(frame) - request.horizon - max(first, request.lookback)) // EVERY + 1
     if origins < 1:
         return None
-    settings = BacktestSettings(origins=min(origins, MAX_ORIGINS), every=EVERY, horizon=request.horizon,
-                                samples=SAMPLES, lookback=request.lookback)
+    settings = evaluation_settings(request.lookback, request.horizon, origins)
     scored = {name: run_backtest(forecaster, frame, settings) for name, forecaster in contenders.items()}
     any_run = next(iter(scored.values()))
     result = {"name": series.name, "origins": len(any_run.origin_times),
               "first_origin": any_run.origin_times[0].isoformat(), "last_origin": any_run.origin_times[-1].isoformat(),
-              "baseline_window": settings.lookback - 1, "best_baseline": any_run.best_baseline,
+              "baseline_window": settings.forecast.lookback - 1, "best_baseline": any_run.best_baseline,
               **{name: _kept(any_run.scores[name]) for name in BASELINES}}
     for name, run in scored.items():
         result[name] = _kept(run.scores["model"])

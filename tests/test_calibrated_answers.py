@@ -1,0 +1,163 @@
+"""`forecast --calibrate` and the API's `calibrate=true`: the one `calibrated` block (kronos.flows.calibrated) in both,
+`unavailable` with the rows it needs for short data, stored origins reused, over-budget requests refused before work,
+and the shapes in the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from data_frames import candle_frame
+from fastapi.testclient import TestClient
+from test_api import PARITY, SMALL, custom_body, filled_store, offline_exchange
+
+from kronos import cli
+from kronos.api import create_app
+from kronos.api.routes import forecasts
+from kronos.data import market
+from kronos.data.store import CandleStore
+from kronos.evaluation.calibration import MIN_COUNT
+from kronos.evaluation.combined import EVERY, calibration_rows, minimum_origins
+from kronos.schemas.calibrated import Calibrated, Unavailable
+from kronos.schemas.forecast import ForecastAnswer
+from kronos.settings import MAX_REQUEST_WORK
+
+ROWS = 300  # enough for SMALL's calibration (lookback 64, horizon 4): about 40 origins
+FEWEST = SMALL["lookback"] + SMALL["horizon"] + minimum_origins(SMALL["horizon"], EVERY, MIN_COUNT) * EVERY
+
+
+@pytest.fixture
+def frame():
+    return candle_frame(ROWS, start="2024-03-01", seed=5)
+
+
+@pytest.fixture(name="client")
+def market_client(forecaster, frame, tmp_path, monkeypatch):
+    """The API on the parity checkpoint, its store holding ROWS candles of Binance BTC/USDT 1h, exchanges offline."""
+    monkeypatch.setattr(market, "make_exchange", offline_exchange)
+    with TestClient(create_app(forecaster=forecaster, store=filled_store(tmp_path / "api.sqlite", frame))) as client:
+        yield client
+
+
+@pytest.fixture
+def kept(monkeypatch) -> list[tuple[int, int]]:
+    """Per calibration backtest (in order): (origins found in the store, origins put into it)."""
+    calls: list[list[int]] = []
+    found, put = CandleStore.backtest_paths, CandleStore.put_backtest_paths
+
+    def counted_found(self, keys):
+        result = found(self, keys)
+        calls.append([len(result), 0])
+        return result
+
+    def counted_put(self, paths):
+        calls[-1][1] += len(paths)
+        return put(self, paths)
+
+    monkeypatch.setattr(CandleStore, "backtest_paths", counted_found)
+    monkeypatch.setattr(CandleStore, "put_backtest_paths", counted_put)
+    return calls
+
+
+def cli_calibrated(capsys, csv, store, forecasts: bool = True, **settings) -> dict:
+    """What `forecast --calibrate` prints; with `forecasts` (origins not in the store yet), its progress on stderr."""
+    arguments = [part for name, value in {**SMALL, **settings}.items()
+                 for part in (f"--{name.replace('_', '-')}", str(value))]
+    assert cli.main(["forecast", "--csv", str(csv), "--store", str(store), "--model", str(PARITY / "model"),
+                     "--tokenizer", str(PARITY / "tokenizer"), "--max-context", "128", "--calibrate",
+                     *arguments]) == 0
+    captured = capsys.readouterr()
+    assert ("calibration" in captured.err) == forecasts
+    return json.loads(captured.out)
+
+
+def test_the_cli_and_the_api_carry_the_same_calibrated_block(client, capsys, frame, tmp_path):
+    csv = tmp_path / "candles.csv"
+    frame.to_csv(csv, index=False)
+    printed = cli_calibrated(capsys, csv, tmp_path / "cli.sqlite", hour_idx=2)
+    response = client.post("/predict_custom", json=custom_body(frame, **SMALL, hour_idx=2, calibrate=True))
+    assert response.status_code == 200, response.text
+    answered = response.json()
+    for answer in (printed, answered):  # each serialised through the one model
+        assert ForecastAnswer.model_validate(answer).model_dump(mode="json") == answer
+    assert answered["calibrated"] == printed["calibrated"]
+    assert answered["predictions"] == printed["predictions"]
+    block = Calibrated.model_validate(answered["calibrated"])
+    assert block.upside_probability == block.upside_probability_all_hours[1]  # hour_idx 2
+    assert set(block.bands) == {"50", "80", "95"} and len(block.median) == SMALL["horizon"]
+    every_origin = (ROWS - SMALL["horizon"] - SMALL["lookback"]) // EVERY + 1
+    assert block.record.origins in (every_origin - 1, every_origin)  # the last may fall before the clock's alignment
+    assert {"model_calibrated", "random_walk", "ewma", "garch"} <= set(block.weights)
+
+
+def test_without_calibrate_there_is_no_block(client, frame):
+    answer = client.post("/predict_custom", json=custom_body(frame, **SMALL)).json()
+    assert answer["calibrated"] is None
+
+
+def test_short_custom_data_is_unavailable_naming_the_rows_it_needs(client):
+    short = candle_frame(FEWEST - EVERY - 1, start="2024-03-01")
+    answer = client.post("/predict_custom", json=custom_body(short, **SMALL, calibrate=True)).json()
+    why = Unavailable.model_validate(answer["calibrated"]).unavailable
+    assert f"needs about {FEWEST} rows" in why and f"there are {len(short)}" in why
+    enough = client.post("/predict_custom", json=custom_body(candle_frame(FEWEST, start="2024-03-01"), **SMALL,
+                                                             calibrate=True)).json()
+    assert Calibrated.model_validate(enough["calibrated"]).record.origins >= minimum_origins(
+        SMALL["horizon"], EVERY, MIN_COUNT)  # as many rows as it said are enough
+
+
+@pytest.mark.parametrize("path", ["/predict_api", "/predict_all", "/predict"])
+def test_a_second_market_call_reuses_every_stored_origin(client, kept, path):
+    params = {**SMALL, "calibrate": True}
+    first = client.get(path, params=params)
+    assert first.status_code == 200, first.text
+    again = client.get(path, params=params).json()
+    (found_first, put_first), (found_again, put_again) = kept
+    origins = first.json()["calibrated"]["record"]["origins"]
+    assert (found_first, put_first) == (0, origins)  # a new store: every origin forecast, and kept
+    assert (found_again, put_again) == (origins, 0)  # then every one read back, none forecast again
+    assert again["calibrated"] == first.json()["calibrated"]
+    assert first.json()["data"]["rows"] == ROWS  # the store's candles, up to calibration_rows
+    assert calibration_rows(SMALL["lookback"], SMALL["horizon"]) > ROWS
+
+
+def test_the_cli_reuses_its_store_too(capsys, frame, tmp_path, kept):
+    csv = tmp_path / "candles.csv"
+    frame.to_csv(csv, index=False)
+    first = cli_calibrated(capsys, csv, tmp_path / "cli.sqlite")
+    again = cli_calibrated(capsys, csv, tmp_path / "cli.sqlite", forecasts=False)  # nothing to forecast: no progress
+    origins = first["calibrated"]["record"]["origins"]
+    assert [tuple(call) for call in kept] == [(0, origins), (origins, 0)]
+    assert again["calibrated"] == first["calibrated"]
+
+
+def test_an_over_budget_calibration_is_refused_before_any_work(client, frame, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("no forecast may start")
+
+    monkeypatch.setattr(forecasts, "forecast_candles", no_work)
+    samples = MAX_REQUEST_WORK // (201 * 24) + 1  # 200 origins + the forecast, 24 hours
+    over = {**SMALL, "samples": samples, "horizon": 24, "calibrate": True}
+    refused = [client.get("/predict_api", params=over), client.post("/predict_custom", json=custom_body(frame, **over))]
+    for response in refused:
+        assert response.status_code == 422
+        assert f"{MAX_REQUEST_WORK:,}" in response.json()["error"] and "201 origins" in response.json()["error"]
+
+
+def test_the_openapi_document_describes_calibrate_and_the_backtest_scores(client):
+    document = client.get("/openapi.json").json()
+    for path in ("/predict_api", "/predict_all", "/predict"):
+        described = document["paths"][path]["get"]
+        assert "tens of seconds" in described["description"]
+        calibrate = next(p for p in described["parameters"] if p["name"] == "calibrate")
+        assert calibrate["schema"]["default"] is False and "reuse" in calibrate["description"]
+    custom = document["components"]["schemas"]["CustomBody"]["properties"]["calibrate"]
+    assert "tens of seconds" in custom["description"] and re.search(r"\d[\d,]* generated candle", custom["description"])
+    assert "tens of seconds" in document["paths"]["/predict_custom"]["post"]["description"]
+    scores = document["components"]["schemas"]["BacktestScores"]["properties"]
+    assert {"model", "model_calibrated", "random_walk", "bootstrap", "ewma", "garch", "combined",
+            "trailing_frequency"} == set(scores)
+    assert document["components"]["schemas"]["BacktestAnswer"]["properties"]["scores"]["$ref"].endswith(
+        "/BacktestScores")
+    assert {"Calibrated", "Unavailable"} <= set(document["components"]["schemas"])
