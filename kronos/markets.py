@@ -54,9 +54,9 @@ def scan(forecaster: Forecasts, watchlist: Watchlist, settings: ForecastSettings
          live: bool = True, combine: Combine | None = None, progress: Progress | None = None) -> Scan:
     """Fetch (`live`: from the exchange, else the store only), forecast and rank every market of the watchlist; a
     market without candles is a row saying why. Rows in watchlist order: see `Scan.sorted_by`."""
-    rows = settings.lookback if combine is None else max(settings.lookback, calibration_rows(settings.lookback,
-                                                                                          settings.horizon))
-    fetched = fetch_watchlist(watchlist, rows, store, live=live)  # the combined forecast's backtest reads more
+    limit = settings.lookback if combine is None else max(settings.lookback, calibration_rows(settings.lookback,
+                                                                                           settings.horizon))
+    fetched = fetch_watchlist(watchlist, limit, store, live=live)  # the combined forecast's backtest reads more
     usable = [f for f in fetched if f.candles is not None and len(f.candles.frame) >= MIN_ROWS]
     made = forecast_markets(forecaster, [f.candles for f in usable], settings, progress)
     forecasts = dict(zip((f.symbol for f in usable), made, strict=True))
