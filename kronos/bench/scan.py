@@ -16,7 +16,7 @@ scan's own forecast see), so each market's forecast and record differ while its 
 `--first-sight`: `--markets` markets of their own candles, each backtested at first sight (`--origins` origins every
 6 candles) within the scan, market by market, on this machine; with `--ray`, again on that Ray cluster's actors
 (`local`: a local Ray of `--cpus` CPUs, one actor each), its rows checked equal to the local ones, and what a
-cluster of N workers would take (the origins' forecasts split among them, the scoring on the caller).
+cluster of N machines like this one would take (the origins' forecasts split among them, the scoring on the caller).
 """
 
 from __future__ import annotations
@@ -178,5 +178,5 @@ def _first_sight(args: argparse.Namespace, folder: Path, env: dict[str, str], fo
             [r.model_dump(exclude={"age_s"}) for r in made["near"].rows]
         print(f"| Ray ({args.ray}) | {workers} | {seconds:.1f} | {seconds / args.markets:.1f} | {equal} |")
     print(f"Of the local scan, {scoring:.1f} s is the scan and the scoring (a later scan, origins stored) and "
-          f"{forecasting:.1f} s the origins' forecasts: a cluster of N workers takes about {scoring:.1f} + "
-          f"{forecasting:.1f} / N s for these markets.")
+          f"{forecasting:.1f} s the origins' forecasts: a cluster of N machines like this one takes about "
+          f"{scoring:.1f} + {forecasting:.1f} / N s for these markets.")
