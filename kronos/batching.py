@@ -6,6 +6,8 @@ seed and the sample count run as one `Forecaster.forecast_many` call: requests o
 one generation whose paths are the union of theirs, different histories side by side; each gets exactly
 the paths it would get alone. Only this thread computes, so torch may use every core for each batch
 instead of concurrent forecasts fighting over them. Progress is reported in the caller's own thread.
+A caller whose job is cancelled (kronos.cancellation) stops waiting at once; its batch stops at the next
+step once every request in it is cancelled, and goes on for the others otherwise.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from kronos import cancellation
 from kronos.engine import ForecastSource, Progress
-from kronos.errors import KronosError
+from kronos.errors import KronosError, WorkCancelledError
 from kronos.forecast import Forecast
 from kronos.settings import FORECAST_DEFAULTS
 
@@ -38,6 +41,10 @@ class _Request:
     joinable: bool  # a single forecast, which may share a batch with others
     result: Future = field(default_factory=Future)
     progress: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    token: cancellation.Token | None = field(default_factory=cancellation.current)  # the caller's job's
+
+    def cancelled(self) -> bool:
+        return self.token is not None and self.token.cancelled
 
     def key(self) -> tuple:
         """What requests must share to run together: every setting but the sample count."""
@@ -104,6 +111,8 @@ class Batcher:
         self._queue.put(request)
         while True:
             finished = request.result.done()  # read first: every step reported before the result is then queued
+            if not finished:
+                cancellation.check_current()
             try:
                 step, total = request.progress.get(block=not finished, timeout=0.05)
             except queue.Empty:
@@ -141,17 +150,20 @@ class Batcher:
         def progress(step: int, total: int) -> None:
             for request in group:
                 request.progress.put((step, total))
+            if all(request.cancelled() for request in group):
+                raise WorkCancelledError("every request of the batch was cancelled", 1)
 
         try:
             self.batches += 1
             made = self.forecaster.forecast_many(histories, seeds=[s for r in group for s in r.seeds],
                                                  progress=progress, **settings)
         except KronosError as error:
-            if len(group) > 1:
+            if len(group) > 1 and not isinstance(error, WorkCancelledError):
                 for request in group:
                     self._run([request])
                 return
-            group[0].result.set_exception(error)
+            for request in group:  # one request, or a batch nobody waits for any more
+                request.result.set_exception(error)
             return
         except Exception as error:  # a fault, not an input: every caller hears of it
             for request in group:

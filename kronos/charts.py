@@ -3,7 +3,8 @@ charts. The backtest figures take the typed `Backtest` (kronos.evaluation.backte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -196,7 +197,7 @@ def coverage_chart(result: Backtest, names: tuple[str, ...] = SHOWN) -> go.Figur
     hours, levels = _hours(result), list(result.scores["model"].coverage)
     figure = make_subplots(1, len(levels), shared_yaxes=True, subplot_titles=[f"{level}% band" for level in levels])
     for column, level in enumerate(levels, start=1):
-        for made in _per_forecaster(result, names, lambda scores, label, colour: go.Scatter(
+        for made in _per_forecaster(result, names, lambda scores, label, colour, level=level: go.Scatter(
                 x=hours, y=scores.coverage[level], name=label, mode="lines+markers", line={"color": colour},
                 error_y={"type": "data", "symmetric": False,
                          "array": scores.coverage_high[level] - scores.coverage[level],

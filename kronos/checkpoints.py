@@ -206,7 +206,8 @@ def locate(source: str, revision: str | None = None) -> Path:
                 "and model.safetensors (pickled .bin/.pt weights are not loaded)")
         return path
     if source.count("/") != 1 or source.startswith((".", "/", "~")):
-        raise WeightsUnavailableError(f"{source!r} is neither a checkpoint directory nor a hub id like 'NeoQuasar/Kronos-mini'")
+        raise WeightsUnavailableError(f"{source!r} is neither a checkpoint directory nor a hub id like "
+                                      "'NeoQuasar/Kronos-mini'")
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     revision = revision or PINNED_REVISIONS.get(source)
@@ -220,7 +221,8 @@ def locate(source: str, revision: str | None = None) -> Path:
         files = [hf_hub_download(source, f, revision=revision, etag_timeout=HUB_TIMEOUT_S) for f in FILES]
     except Exception as exc:  # the hub raises many kinds: offline, not found, HTTP, connection
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        where = "the local Hugging Face cache (offline mode is on)" if offline else "the Hugging Face hub and its local cache"
+        where = ("the local Hugging Face cache (offline mode is on)" if offline
+                 else "the Hugging Face hub and its local cache")
         raise WeightsUnavailableError(
             f"could not get {source}@{revision or 'main'} from {where}: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0].rstrip('.') if str(exc) else ''}. Download it where the hub is reachable "

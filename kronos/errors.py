@@ -70,3 +70,7 @@ class ServiceBusyError(RetryLaterError):
 
 class ServiceTimeoutError(RetryLaterError):
     """The work did not finish within the stated deadline."""
+
+
+class WorkCancelledError(ServiceTimeoutError):
+    """The work was stopped: every caller waiting for it timed out or went away (kronos.cancellation)."""

@@ -11,8 +11,15 @@ import pandas as pd
 
 from kronos.data.validation import FEATURE_COLUMNS
 from kronos.errors import InvalidInputError
-from kronos.schemas.forecast import (DataBlock, ForecastAnswer, ForecastWithPaths, HourProbability, HourSummary, Row,
-                                     UsedSettings)
+from kronos.schemas.forecast import (
+    DataBlock,
+    ForecastAnswer,
+    ForecastWithPaths,
+    HourProbability,
+    HourSummary,
+    Row,
+    UsedSettings,
+)
 
 DEFAULT_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 

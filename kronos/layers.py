@@ -114,14 +114,14 @@ class KVCache:
         self.suffix_v = like.new_empty(paths, heads, capacity, head_dim)
         self.length = 0
 
-    def fork(self, paths: int, capacity: int) -> "KVCache":
+    def fork(self, paths: int, capacity: int) -> KVCache:
         """A cache sharing this one's prefix (read-only) with an empty suffix for `paths` paths."""
         heads, dim = self.suffix_v.shape[1], self.suffix_v.shape[3]
         forked = KVCache(paths, heads, dim, capacity, self.suffix_v)
         forked.prefix_kt, forked.prefix_v = self.prefix_kt, self.prefix_v
         return forked
 
-    def history(self, g: int) -> "KVCache":
+    def history(self, g: int) -> KVCache:
         """A cache holding only history g's prefix (a view of this one's), with no suffix."""
         single = self.fork(0, 0)
         single.prefix_kt, single.prefix_v = self.prefix_kt[g:g + 1], self.prefix_v[g:g + 1]
@@ -239,7 +239,8 @@ class Attention(nn.Module):
         return self.merge(cache.attend(q, causal=True))
 
     def remember(self, h: torch.Tensor, cache: KVCache, prefill: bool) -> None:
-        """Cross-attention: project h (B, T, D) to keys/values and add them to the cache (as its prefix with `prefill`)."""
+        """Cross-attention: project h (B, T, D) to keys/values and add them to the cache (as its prefix with
+        `prefill`)."""
         k, v = (self.k_proj(h), self.v_proj(h)) if self.training else self.kv(h)
         k, v = self.split(k), self.split(v)
         if prefill:

@@ -54,7 +54,7 @@ class TokenizerConfig:
     zeta: float = 0.05
 
     @classmethod
-    def from_dict(cls, config: dict) -> "TokenizerConfig":
+    def from_dict(cls, config: dict) -> TokenizerConfig:
         return _from_config(cls, config)
 
 
@@ -75,7 +75,7 @@ class PredictorConfig:
     token_dropout_p: float = 0.0
 
     @classmethod
-    def from_dict(cls, config: dict) -> "PredictorConfig":
+    def from_dict(cls, config: dict) -> PredictorConfig:
         return _from_config(cls, config)
 
 
@@ -273,13 +273,13 @@ class Kronos(nn.Module):
         fine = F.cross_entropy(s2_logits.flatten(0, 1), s2[:, 1:].flatten())
         return {"loss": (coarse + fine) / 2, "coarse": coarse, "fine": fine}
 
-    def new_cache(self, paths: int, capacity: int, like: torch.Tensor) -> "PredictorCache":
+    def new_cache(self, paths: int, capacity: int, like: torch.Tensor) -> PredictorCache:
         """Empty caches (every layer's keys/values and the dependency layer's) for `paths` paths, `capacity` steps."""
         attn = self.dep_layer.cross_attn
         return PredictorCache(new_caches(self.transformer, paths, capacity, like),
                               KVCache(paths, attn.heads, attn.head_dim, capacity, like))
 
-    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, cache: "PredictorCache") -> torch.Tensor:
+    def prefill(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, cache: PredictorCache) -> torch.Tensor:
         """Run the histories' windows (G, P) from position 0 into the cache's shared prefixes -> last hidden (G, D)."""
         h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, self.time_emb(stamp)), 0, cache.layers,
                                  prefill=True))
@@ -287,7 +287,7 @@ class Kronos(nn.Module):
         return h[:, -1]
 
     def step(self, s1: torch.Tensor, s2: torch.Tensor, time: torch.Tensor, start: int,
-             cache: "PredictorCache") -> torch.Tensor:
+             cache: PredictorCache) -> torch.Tensor:
         """Append every path's new token pairs (G*S, T), with their time embeddings (G, T, D) (`time_emb` of their
         stamps, made once per forecast), at window positions start.. -> the last hidden state of each path (G*S, D)."""
         h = self.norm(run_blocks(self.transformer, self._inputs(s1, s2, time), start, cache.layers))
@@ -298,7 +298,7 @@ class Kronos(nn.Module):
         """Hidden states (..., D) -> coarse logits (..., 2^s1)."""
         return self.head.proj_s1(h)
 
-    def fine_logits(self, h_last: torch.Tensor, s1: torch.Tensor, cache: "PredictorCache") -> torch.Tensor:
+    def fine_logits(self, h_last: torch.Tensor, s1: torch.Tensor, cache: PredictorCache) -> torch.Tensor:
         """Fine logits (G*S, 2^s2) given the last hidden states (G*S or 1, D), the chosen coarse ids (G*S,) and the
         window's context in the cache."""
         attn = self.dep_layer.cross_attn.cross(self.embedding.emb_s1(s1)[:, None, :], cache.context)  # (G*S, 1, D)
@@ -318,10 +318,10 @@ class PredictorCache(NamedTuple):
     layers: list[KVCache]
     context: KVCache
 
-    def fork(self, paths: int, capacity: int) -> "PredictorCache":
+    def fork(self, paths: int, capacity: int) -> PredictorCache:
         """Caches sharing this one's prefixes, with empty suffixes for `paths` paths and `capacity` steps."""
         return PredictorCache([c.fork(paths, capacity) for c in self.layers], self.context.fork(paths, capacity))
 
-    def history(self, g: int) -> "PredictorCache":
+    def history(self, g: int) -> PredictorCache:
         """The caches of history g alone (views of these)."""
         return PredictorCache([c.history(g) for c in self.layers], self.context.history(g))

@@ -3,7 +3,10 @@
 No web framework here: the HTTP API (kronos.api) maps these errors to status codes, and any other
 front end can use the same pool. Identical requests that arrive while one is being computed wait for
 that one computation ("single flight"); requests beyond the pool and its queue are refused at once
-with an estimate of when to retry, rather than piling up.
+with an estimate of when to retry, rather than piling up. A job whose every caller stopped waiting (its
+deadline passed, or `cancel` was set because the client went away) is cancelled (kronos.cancellation): it
+stops at its next generation step, writes nothing more and frees its worker. Memory freed by big jobs goes
+back to the system (kronos.process): a server's resident memory returns to about where it was after them.
 """
 
 from __future__ import annotations
@@ -11,17 +14,31 @@ from __future__ import annotations
 import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable, Hashable, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
+from kronos.cancellation import Token, running
 from kronos.data.candles import Candles
 from kronos.data.market import fetch_candles, load_stored
 from kronos.data.store import CandleStore
-from kronos.errors import DataUnavailableError, ServiceBusyError, ServiceTimeoutError
+from kronos.errors import DataUnavailableError, ServiceBusyError, ServiceTimeoutError, WorkCancelledError
+from kronos.process import release_memory
 from kronos.settings import SERVER_DEFAULTS, MarketChoice, ServerSettings
 
 T = TypeVar("T")
+POLL_S = 0.05  # how often a caller given `cancel` looks at it
+RELEASE_AFTER_S = 1.0  # a job that ran this long gives the freed memory back to the system when it ends
+
+
+@dataclass
+class _Job:
+    """An unfinished job's cancellation token, and how many callers wait for it."""
+
+    token: Token
+    waiters: int = 0
 
 
 class ForecastService:
@@ -38,6 +55,7 @@ class ForecastService:
         self._pool = _Threads(workers, "forecast")
         self._lock = threading.Lock()
         self._running: dict[Hashable, Future] = {}
+        self._jobs: dict[Future, _Job] = {}  # unfinished jobs' tokens and waiters
         self._seconds_per_job = 1.0  # running average of how long a job takes, for Retry-After
 
     @property
@@ -46,45 +64,87 @@ class ForecastService:
         with self._lock:
             return len(self._running)
 
-    def submit(self, key: Hashable, job: Callable[[], T]) -> Future:
-        """The future of the job under `key`: the one already running, else a new one; ServiceBusyError when full."""
+    def submit(self, key: Hashable, job: Callable[[], T], waiting: bool = False) -> Future:
+        """The future of the job under `key`: the one already running, else a new one; ServiceBusyError when full.
+
+        `waiting`: the caller waits for it (`run`), and the job is cancelled once no caller waits any more."""
         with self._lock:
-            if key in self._running:
-                return self._running[key]
-            if len(self._running) >= self.capacity:
-                wait = math.ceil(self._seconds_per_job * len(self._running) / self.workers)
-                raise ServiceBusyError(f"the server is busy ({len(self._running)} forecasts running or queued); "
-                                       f"retry in about {wait} s", max(1, wait))
-            future = self._pool.submit(self._timed, job)
-            self._running[key] = future
+            future = self._running.get(key)
+            if future is None:
+                if len(self._running) >= self.capacity:
+                    wait_s = math.ceil(self._seconds_per_job * len(self._running) / self.workers)
+                    raise ServiceBusyError(f"the server is busy ({len(self._running)} forecasts running or queued); "
+                                           f"retry in about {wait_s} s", max(1, wait_s))
+                token = Token()
+                future = self._running[key] = self._pool.submit(self._timed, job, token)
+                self._jobs[future] = _Job(token)
+            if waiting and future in self._jobs:
+                self._jobs[future].waiters += 1
         future.add_done_callback(lambda _: self._forget(key, future))
         return future
 
-    def run(self, key: Hashable, job: Callable[[], T]) -> T:
-        """Submit (or join) the job under `key` and wait for its result, at most `timeout` seconds."""
-        future = self.submit(key, job)
+    def run(self, key: Hashable, job: Callable[[], T], cancel: threading.Event | None = None) -> T:
+        """Submit (or join) the job under `key` and wait for its result, at most `timeout` seconds.
+
+        ServiceTimeoutError after the timeout, WorkCancelledError once `cancel` is set (the caller went away);
+        either way the job is cancelled when no other caller waits for it."""
+        future = self.submit(key, job, True)
         try:
-            return future.result(timeout=self.timeout)
+            return self._wait(future, cancel)
+        finally:
+            self._leave(key, future)
+
+    def _wait(self, future: Future, cancel: threading.Event | None) -> T:
+        """The future's result within the timeout, watching `cancel` meanwhile."""
+        deadline = time.monotonic() + self.timeout
+        while cancel is not None and not future.done() and time.monotonic() < deadline:
+            if cancel.is_set():
+                raise WorkCancelledError("the request was cancelled: its client went away", 1)
+            wait([future], timeout=min(POLL_S, max(0.0, deadline - time.monotonic())))
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             raise ServiceTimeoutError(f"the forecast did not finish within {self.timeout:g} s; the server is "
                                       "overloaded, try again later or ask for fewer samples",
                                       math.ceil(self.timeout)) from None
 
+    def _leave(self, key: Hashable, future: Future) -> None:
+        """This caller stopped waiting: the last one to leave an unfinished job cancels it."""
+        with self._lock:
+            entry = self._jobs.get(future)
+            if entry is None:  # done
+                return
+            entry.waiters -= 1
+            if entry.waiters > 0:
+                return
+            entry.token.cancel()
+            if self._running.get(key) is future:
+                del self._running[key]  # a new caller with this key starts afresh
+        future.cancel()  # a job still queued never starts
+
     def close(self) -> None:
-        """Stop taking jobs; drop the queued ones (running ones finish in the background)."""
+        """Stop taking jobs; drop the queued ones and cancel the running ones (they stop at their next step)."""
+        with self._lock:
+            for entry in self._jobs.values():
+                entry.token.cancel()
         self._pool.close()
 
-    def _timed(self, job: Callable[[], T]) -> T:
+    def _timed(self, job: Callable[[], T], token: Token) -> T:
         start = time.perf_counter()
         try:
-            return job()
+            with running(token):
+                token.check()
+                return job()
         finally:
             elapsed = time.perf_counter() - start
             with self._lock:
                 self._seconds_per_job = 0.8 * self._seconds_per_job + 0.2 * elapsed
+            if elapsed >= RELEASE_AFTER_S:
+                release_memory()
 
     def _forget(self, key: Hashable, future: Future) -> None:
         with self._lock:
+            self._jobs.pop(future, None)
             if self._running.get(key) is future:
                 del self._running[key]
 

@@ -12,9 +12,10 @@ import dataclasses
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from kronos.errors import InvalidInputError
 from kronos.timeframes import timeframe_delta
@@ -98,7 +99,7 @@ class ForecastSettings:
         return {k: str(v) for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
-    def from_query(cls, params: Mapping[str, str]) -> "ForecastSettings":
+    def from_query(cls, params: Mapping[str, str]) -> ForecastSettings:
         """Settings from URL query parameters; unknown keys are ignored, bad values raise InvalidInputError."""
         values = {}
         for field in dataclasses.fields(cls):
@@ -211,18 +212,21 @@ class Environment:
     allow_any_model: bool = False
     api_token: str | None = None  # KRONOS_API_TOKEN: when set, the HTTP API wants `Authorization: Bearer <it>`
     ray_address: str | None = None  # KRONOS_RAY_ADDRESS: the Ray cluster of scans (kronos.distributed)
+    store_paths_mb: int = 300  # KRONOS_STORE_PATHS_MB: MB of backtest paths the store keeps (oldest evicted first)
 
     @classmethod
-    def read(cls, environ: Mapping[str, str] = os.environ) -> "Environment":
+    def read(cls, environ: Mapping[str, str] = os.environ) -> Environment:
         """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
-        KRONOS_ALLOW_ANY_MODEL, KRONOS_API_TOKEN, KRONOS_RAY_ADDRESS."""
+        KRONOS_ALLOW_ANY_MODEL, KRONOS_API_TOKEN, KRONOS_RAY_ADDRESS, KRONOS_STORE_PATHS_MB."""
         threads = environ.get("KRONOS_TORCH_THREADS", "")
+        paths_mb = environ.get("KRONOS_STORE_PATHS_MB", "")
         return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
                    _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
                    int(threads) if threads.isdigit() and int(threads) > 0 else None,
                    _flag(environ.get("KRONOS_COMPILE")), allow_any_model=_flag(environ.get("KRONOS_ALLOW_ANY_MODEL")),
                    api_token=environ.get("KRONOS_API_TOKEN") or None,
-                   ray_address=environ.get("KRONOS_RAY_ADDRESS") or None)
+                   ray_address=environ.get("KRONOS_RAY_ADDRESS") or None,
+                   store_paths_mb=int(paths_mb) if paths_mb.isdigit() else cls.store_paths_mb)
 
 
 def _flag(value: str | None) -> bool:

@@ -25,7 +25,7 @@ def random_walk(rows: int, seed: int = 0) -> pd.DataFrame:
         "close": close, "volume": volume, "amount": volume * close})
 
 
-def random_forecaster(model: str = "mini", seed: int = 0) -> "Forecaster":
+def random_forecaster(model: str = "mini", seed: int = 0) -> Forecaster:
     """A Forecaster with random weights of a published model's shapes (a preset name), for benchmarks and tests."""
     import torch
 

@@ -6,16 +6,23 @@ every run writes the current settings back, so the address bar is always a link 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import streamlit as st
 
-import dataclasses
-
 from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, Trained, TrainedRuns, allowed, select, trained_checkpoints
 from kronos.errors import KronosError
-from kronos.settings import (EXCHANGES, MODES, RANGES, Environment, ForecastSettings, MarketChoice, ModelChoice,
-                             help_texts)
+from kronos.settings import (
+    EXCHANGES,
+    MODES,
+    RANGES,
+    Environment,
+    ForecastSettings,
+    MarketChoice,
+    ModelChoice,
+    help_texts,
+)
 from kronos.timeframes import TIMEFRAMES
 
 OTHER = "directory or hub id"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from collections import OrderedDict
-from typing import Callable, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import streamlit as st
 
@@ -77,7 +78,8 @@ def _under_status(label: str, load: Callable[[], T], done: Callable[[T], str]) -
 
 def model(choice: ModelChoice) -> ForecastSource:
     """The chosen model, loaded once for all sessions."""
-    return _under_status(f"Loading model {choice.model or '?'}", lambda: load_forecaster(choice.model, choice.tokenizer),
+    return _under_status(f"Loading model {choice.model or '?'}",
+                         lambda: load_forecaster(choice.model, choice.tokenizer),
                          _model_label)
 
 

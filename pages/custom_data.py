@@ -3,8 +3,8 @@
 import streamlit as st
 
 from kronos.charts import candles_chart
-from kronos.summary import template_csv
 from kronos.data.reading import read_csv_bytes, read_json_text
+from kronos.summary import template_csv
 from pages import _controls, _loading, _show
 
 st.title("Custom data")
@@ -17,7 +17,7 @@ with _show.reported():
     if kind == "Upload CSV":
         upload = st.file_uploader("CSV file (.csv or .csv.gz)", type=["csv", "gz", "txt"], key="custom.file")
         if upload is not None:
-            _show.custom_input(f"csv:{upload.file_id}", lambda: read_csv_bytes(upload.getvalue()), upload.name, "csv")
+            _show.custom_input(f"csv:{upload.file_id}", lambda: read_csv_bytes(upload.getbuffer()), upload.name, "csv")
     else:
         text = st.text_area("JSON", height=200, key="custom.json",
                             placeholder='{"timestamps": [...], "open": [...], "high": [...], "low": [...], '

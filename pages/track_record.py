@@ -100,5 +100,6 @@ with _show.reported():
     left, right = st.columns(2)
     left.download_button("Download scores per hour (CSV)", lambda: score_table(result).to_csv(index=False),
                          file_name="kronos_backtest_scores.csv", mime="text/csv", icon=":material/download:")
-    right.download_button("Download backtest (JSON)", lambda: json.dumps(result.to_dict()), file_name="kronos_backtest.json",
+    right.download_button("Download backtest (JSON)", lambda: json.dumps(result.to_dict()),
+                          file_name="kronos_backtest.json",
                           mime="application/json", icon=":material/download:")

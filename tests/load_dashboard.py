@@ -75,7 +75,8 @@ async def main(sessions: int, rounds: int) -> int:
                 now, peak = memory_mb(pid)
                 print(f"round {number}: {len(times)}/{sessions} sessions completed in {wall:.1f} s "
                       f"(each {min(times, default=0):.1f} / {statistics.median(times or [0]):.1f} / "
-                      f"{max(times, default=0):.1f} s min/median/max; server CPU {cpu:.1f} s); server memory {now:.0f} MiB, "
+                      f"{max(times, default=0):.1f} s min/median/max; server CPU {cpu:.1f} s); "
+                      f"server memory {now:.0f} MiB, "
                       f"peak so far {peak:.0f} MiB")
                 for error in errors:
                     print(f"  failed: {type(error).__name__}: {str(error)[:300]}")

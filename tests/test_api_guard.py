@@ -10,8 +10,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from test_api import (PARITY, SMALL, api_client, api_store, custom_body, filled_store,  # noqa: F401 (fixtures)
-                      offline_exchange)
+from test_api import PARITY, SMALL, api_client, api_store, custom_body, filled_store, offline_exchange  # noqa: F401 (fixtures)
 
 from kronos.api import create_app
 from kronos.data import market

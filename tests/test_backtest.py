@@ -1,4 +1,5 @@
-"""The walk-forward backtest on the parity checkpoint: origins, every forecaster, no look-ahead, reuse from the store,\nthe latest and live forecasts, the typed JSON."""
+"""The walk-forward backtest on the parity checkpoint: origins, every forecaster, no look-ahead, reuse from the store,
+the latest and live forecasts, the typed JSON."""
 
 from __future__ import annotations
 

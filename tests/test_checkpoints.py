@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import PARITY
+from data_frames import candle_frame
 
-from kronos import Forecaster, InvalidInputError, WeightsUnavailableError
-from kronos import checkpoints
+from kronos import Forecaster, InvalidInputError, WeightsUnavailableError, checkpoints
 from kronos.cli import main
 from kronos.model import PredictorConfig
 from kronos.settings import Environment, ModelChoice
-
-from conftest import PARITY
-from data_frames import candle_frame
 
 
 @pytest.mark.parametrize("name,model,tokenizer,context", [

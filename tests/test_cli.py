@@ -8,7 +8,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import PARITY
 
 MODEL = ["--model", str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer")]

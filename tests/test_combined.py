@@ -72,8 +72,8 @@ def test_the_sentence_names_the_best_baseline_and_the_model_weight(forecaster, f
     settings = BacktestSettings(ForecastSettings(**SAMPLING), origins=12, every=6, min_count=5)
     result = run_backtest(forecaster, frames.iloc[:150], settings, latest=True)
     said = record_sentence(result, "BTC/USDT 1h")
-    gap = 1 - result.scores["model_calibrated"].crps[-1] / min(result.scores[name].crps[-1]
-                                                                 for name in ("random_walk", "bootstrap", "ewma", "garch"))
+    best = min(result.scores[name].crps[-1] for name in ("random_walk", "bootstrap", "ewma", "garch"))
+    gap = 1 - result.scores["model_calibrated"].crps[-1] / best
     assert f"{abs(gap):.0%} {'better' if gap >= 0 else 'worse'} than the " in said
     assert said.endswith(f"gives it {result.latest.weights['model_calibrated'][-1]:.0%} weight.")
     early = run_backtest(forecaster, frames.iloc[:150], dataclasses.replace(settings, min_count=30),

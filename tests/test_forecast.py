@@ -25,7 +25,8 @@ def _forecast(closes: np.ndarray, history_closes: np.ndarray) -> Forecast:
         history[c] = history_closes
     paths = np.repeat(closes[:, :, None], 6, axis=2)
     future = pd.date_range(history["timestamps"].iloc[-1] + pd.Timedelta(hours=1), periods=horizon, freq="h")
-    settings = dict(horizon=horizon, samples=samples, temperature=1.0, top_p=1.0, top_k=0, lookback=rows, max_context=512)
+    settings = dict(horizon=horizon, samples=samples, temperature=1.0, top_p=1.0, top_k=0, lookback=rows,
+                    max_context=512)
     return Forecast(paths, future, history, seed=3, model="test", settings=settings)
 
 

@@ -62,7 +62,7 @@ def fake_exchange(name: str, venue: Venue, timeout: float) -> ccxt.Exchange:
         return [[ts, *map(str, price(ts)[:5]), ts + HOUR_MS - 1, str(price(ts)[5]), 42, "1", "2", "0"]
                 for ts in venue.candles(params["startTime"], params["endTime"], params["limit"])]
 
-    def fetch_ohlcv(symbol, timeframe="1m", since=None, limit=None, params={}):  # ccxt's unified OHLCV rows
+    def fetch_ohlcv(symbol, timeframe="1m", since=None, limit=None, params=None):  # ccxt's unified OHLCV rows
         return [[ts, *price(ts)[:5]] for ts in venue.candles(since, params["until"], limit)]
 
     exchange.publicGetKlines = public_get_klines

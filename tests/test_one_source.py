@@ -16,8 +16,17 @@ from kronos.data.store import CandleStore
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings
 from kronos.service import ForecastService, MarketData
-from kronos.settings import (FORECAST_DEFAULTS, ORIGIN_LIMITS, RANGES, SERVER_DEFAULTS, ForecastSettings,
-                             MarketChoice, OriginLimits, ServerSettings, help_texts)
+from kronos.settings import (
+    FORECAST_DEFAULTS,
+    ORIGIN_LIMITS,
+    RANGES,
+    SERVER_DEFAULTS,
+    ForecastSettings,
+    MarketChoice,
+    OriginLimits,
+    ServerSettings,
+    help_texts,
+)
 from kronos.training.evaluate import evaluation_settings
 
 SETTING_HELP, MARKET_HELP, SERVER_HELP = (help_texts(ForecastSettings), help_texts(MarketChoice),

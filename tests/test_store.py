@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from data_frames import REAL_DATA, candle_frame, csv_bytes, json_text, needs_real_data
 
-from kronos.errors import InvalidInputError
 from kronos.cli import main
 from kronos.data.store import CandleStore, default_path
+from kronos.errors import InvalidInputError
 from kronos.timeframes import format_duration, median_step, timeframe_delta
 
 KEY = ("binance", "BTC/USDT", "1h")

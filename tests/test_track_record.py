@@ -1,4 +1,5 @@
-"""The Track record page through Streamlit's AppTest: a small backtest on the parity checkpoint (baselines, the\ncombined forecast and its weights), kept and reused."""
+"""The Track record page through Streamlit's AppTest: a small backtest on the parity checkpoint (baselines, the
+combined forecast and its weights), kept and reused."""
 
 from __future__ import annotations
 

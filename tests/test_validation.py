@@ -12,9 +12,9 @@ from data_frames import REAL_DATA, candle_frame, csv_bytes, json_text, needs_rea
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kronos.errors import InvalidInputError
 from kronos.data.reading import read_csv_bytes, read_json_text
 from kronos.data.validation import check_forecast_span, check_history, validate_frame
+from kronos.errors import InvalidInputError
 
 BASE = candle_frame()
 GOOD = csv_bytes(BASE)

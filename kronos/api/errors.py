@@ -15,8 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from kronos.errors import (DataUnavailableError, InvalidInputError, KronosError, ServiceBusyError, ServiceTimeoutError,
-                           UnknownMarketError, WeightsUnavailableError)
+from kronos.errors import (
+    DataUnavailableError,
+    InvalidInputError,
+    KronosError,
+    ServiceBusyError,
+    ServiceTimeoutError,
+    UnknownMarketError,
+    WeightsUnavailableError,
+)
 from kronos.schemas.service import ErrorBody
 
 MAX_BODY_BYTES = 4 * 2**20

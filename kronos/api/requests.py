@@ -20,8 +20,16 @@ from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings
 from kronos.evaluation.combined import EVERY, ORIGINS
-from kronos.settings import (FORECAST_DEFAULTS, MAX_REQUEST_WORK, ORIGIN_LIMITS, RANGES, SYMBOL_PATTERN,
-                             ForecastSettings, MarketChoice, help_texts)
+from kronos.settings import (
+    FORECAST_DEFAULTS,
+    MAX_REQUEST_WORK,
+    ORIGIN_LIMITS,
+    RANGES,
+    SYMBOL_PATTERN,
+    ForecastSettings,
+    MarketChoice,
+    help_texts,
+)
 from kronos.timeframes import TIMEFRAMES
 
 MAX_CUSTOM_ROWS = 20_000  # candles one request may send (all of them are validated)

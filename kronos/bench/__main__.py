@@ -1,4 +1,4 @@
-"""`python -m kronos.bench [engine|backtest|training|api|hub|scan] [options]`: see kronos.bench."""
+"""`python -m kronos.bench [engine|backtest|combined|training|api|hub|scan|memory] [options]`: see kronos.bench."""
 
 import importlib
 import sys
@@ -6,7 +6,7 @@ import sys
 from kronos.process import prepare
 
 prepare()  # before torch loads
-BENCHMARKS = ("engine", "backtest", "combined", "training", "api", "hub", "scan")
+BENCHMARKS = ("engine", "backtest", "combined", "training", "api", "hub", "scan", "memory")
 arguments = sys.argv[1:]
 name = arguments.pop(0) if arguments and arguments[0] in BENCHMARKS else "engine"
 importlib.import_module(f"kronos.bench.{name}").main(arguments)

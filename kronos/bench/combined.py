@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{name} " + "/".join(f"{w[h - 1]:.2f}" for h in HOURS) for name, w in result.weights.items()))
     combined, walk = result.scores["combined"], result.scores["random_walk"]
     ratio = combined.crps[[h - 1 for h in HOURS]] / walk.crps[[h - 1 for h in HOURS]]
-    print(f"targets: CRPS / random walk at {HOURS}: {np.round(ratio, 4).tolist()} (<= 1.02: {bool((ratio <= 1.02).all())}); "
+    within = bool((ratio <= 1.02).all())
+    print(f"targets: CRPS / random walk at {HOURS}: {np.round(ratio, 4).tolist()} (<= 1.02: {within}); "
           f"upside Brier max {combined.brier_upside.max():.3f} (<= 0.26: {bool(combined.brier_upside.max() <= 0.26)}); "
           f"80% coverage {combined.coverage['80'].min():.0%}-{combined.coverage['80'].max():.0%} (75-85%)")
     print("| map | combined upside Brier h1 | h6 | h12 | h24 | mean | vol. amplification Brier |")

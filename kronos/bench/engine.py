@@ -87,7 +87,7 @@ def ops_per_step(model: str = "mini", rows: int = 383, samples: int = 30) -> tup
         seconds = time.perf_counter() - started
         return sum(e.cpu_parent is None and e.name.startswith("aten::") for e in profiled.events()), seconds
 
-    (short_ops, short_s), (long_ops, long_s) = measure(2), measure(12)
+    (short_ops, _), (long_ops, _) = measure(2), measure(12)
     plain = timed(lambda: forecaster.forecast(history, horizon=12, samples=samples, seed=0), 5) - \
         timed(lambda: forecaster.forecast(history, horizon=2, samples=samples, seed=0), 5)
     return (long_ops - short_ops) / 10, 1000 * plain / 10
@@ -96,7 +96,8 @@ def ops_per_step(model: str = "mini", rows: int = 383, samples: int = 30) -> tup
 def serving_peak_mb() -> float:
     """Peak resident memory (MB) of a fresh process that loads Kronos-mini's shapes and serves the demo forecast."""
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
-    code = ("from kronos.process import prepare; prepare(); from kronos.synthetic import random_forecaster, random_walk;"
+    code = ("from kronos.process import prepare; prepare(); "
+            "from kronos.synthetic import random_forecaster, random_walk;"
             "f = random_forecaster('mini'); f.forecast(random_walk(383), horizon=24, samples=30, top_p=0.9, seed=1);"
             "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

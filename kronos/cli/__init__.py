@@ -1,4 +1,5 @@
-"""`python -m kronos`: forecast, backtest, scan, fetch, import, serve and train from the command line; one small module per sub-command.
+"""`python -m kronos`: forecast, backtest, scan, fetch, import, serve and train from the command line; one small
+module per sub-command.
 
 Every sub-command module has `add_arguments(parser)` and `run(args) -> int`. Bad input or missing weights
 give one line on stderr and exit status 2.

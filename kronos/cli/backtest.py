@@ -6,8 +6,17 @@ import argparse
 import json
 import sys
 
-from kronos.cli.options import (add_dataclass_options, add_model_options, add_settings_options, add_source_options,
-                                candles_from, model_from, progress_bar, settings_from, store_from)
+from kronos.cli.options import (
+    add_dataclass_options,
+    add_model_options,
+    add_settings_options,
+    add_source_options,
+    candles_from,
+    model_from,
+    progress_bar,
+    settings_from,
+    store_from,
+)
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, rows_needed, run_backtest
 

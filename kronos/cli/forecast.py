@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kronos.cli.options import (add_model_options, add_settings_options, add_source_options, candles_from, model_from,
-                                progress_bar, settings_from, store_from)
+from kronos.cli.options import (
+    add_model_options,
+    add_settings_options,
+    add_source_options,
+    candles_from,
+    model_from,
+    progress_bar,
+    settings_from,
+    store_from,
+)
 from kronos.engine import Forecaster
 from kronos.evaluation.combined import ORIGINS, calibration_rows
 from kronos.flows import answer, calibrated, forecast_candles

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 import typing
-from typing import Callable
+from collections.abc import Callable
 
 from kronos.data.candles import Candles
 from kronos.data.market import SOURCES, load_candles

@@ -10,16 +10,16 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from tqdm import tqdm
 
 from kronos.cli.options import add_market_options, add_store_option, market_from, store_from
 from kronos.training.data import read_csv_series, read_store_series
+from kronos.training.evaluate import evaluate_on_validation, evaluation_settings
 from kronos.training.loop import Progress
 from kronos.training.models import SHAPES, Init
-from kronos.training.evaluate import evaluate_on_validation, evaluation_settings
 from kronos.training.run import SAVE_MINUTES, STAGE_DEFAULTS, STAGES, TrainSettings, train
 
 TRAIN_DEFAULTS = TrainSettings()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ccxt
 import pandas as pd
@@ -17,8 +18,14 @@ from kronos.data.candles import Candles, custom_candles
 from kronos.data.reading import read_file
 from kronos.data.store import CandleStore, empty_store_message
 from kronos.data.validation import validate_frame
-from kronos.errors import DataUnavailableError, EmptyStoreError, ExchangeUnreachableError, InvalidInputError, \
-    StoreUnavailableError, UnknownMarketError
+from kronos.errors import (
+    DataUnavailableError,
+    EmptyStoreError,
+    ExchangeUnreachableError,
+    InvalidInputError,
+    StoreUnavailableError,
+    UnknownMarketError,
+)
 from kronos.settings import EXCHANGES, MarketChoice
 from kronos.timeframes import timeframe_delta
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kronos.cancellation import check_current
 from kronos.data.reading import read_file
 from kronos.data.storefile import StoreFile
 from kronos.data.validation import FEATURE_COLUMNS, Validation
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS candles (
     PRIMARY KEY (exchange, symbol, timeframe, ts)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS backtest_paths (
-    key TEXT PRIMARY KEY, closes BLOB NOT NULL, samples INTEGER NOT NULL, vol_prob REAL
+    key TEXT PRIMARY KEY, closes BLOB NOT NULL, samples INTEGER NOT NULL, vol_prob REAL, used INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS forecast_log (
     id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
@@ -70,7 +71,7 @@ class CandleStore:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else default_path()
-        self._file = StoreFile(self.path, SCHEMA)
+        self._file = StoreFile(self.path, SCHEMA, migrate=_add_used_column)
         self._connect = self._file.connect
 
     def check(self) -> None:
@@ -141,7 +142,8 @@ class CandleStore:
         return frame
 
     def backtest_paths(self, keys: list[str]) -> dict[str, tuple[np.ndarray, float | None]]:
-        """The stored backtest origins among `keys`: key -> (closes (S, H), volatility amplification probability)."""
+        """The stored backtest origins among `keys`: key -> (closes (S, H), volatility amplification probability);
+        the ones found count as just used (they are evicted last)."""
         found = {}
         with self._connect() as db:
             for start in range(0, len(keys), 500):  # SQLite binds at most 999 parameters
@@ -149,14 +151,40 @@ class CandleStore:
                 found.update({key: (np.frombuffer(closes, np.float64).reshape(samples, -1), vol) for key, closes, samples, vol
                               in db.execute(f"SELECT key, closes, samples, vol_prob FROM backtest_paths WHERE key IN "
                                             f"({', '.join('?' * len(chunk))})", chunk)})
+        if found:
+            self._touch_paths(list(found))
         return found
 
-    def put_backtest_paths(self, paths: dict[str, tuple[np.ndarray, float | None]]) -> None:
-        """Keep backtest origins: key -> (closes (S, H), volatility amplification probability or None)."""
+    def put_backtest_paths(self, paths: dict[str, tuple[np.ndarray, float | None]], *,
+                           limit_bytes: int | None = None) -> None:
+        """Keep backtest origins: key -> (closes (S, H), volatility amplification probability or None).
+
+        The kept paths stay within `limit_bytes` (default: KRONOS_STORE_PATHS_MB, 300 MB): the least recently
+        used origins are deleted first. Nothing is written once the calling job is cancelled (kronos.cancellation).
+        """
+        check_current()
+        limit = Environment.read().store_paths_mb * 10**6 if limit_bytes is None else limit_bytes
         rows = [(key, np.ascontiguousarray(closes, np.float64).tobytes(), len(closes), vol)
                 for key, (closes, vol) in paths.items()]
         with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO backtest_paths VALUES (?, ?, ?, ?)", rows)
+            db.execute("BEGIN IMMEDIATE")
+            used = db.execute("SELECT COALESCE(MAX(used), 0) + 1 FROM backtest_paths").fetchone()[0]
+            db.executemany("INSERT OR REPLACE INTO backtest_paths (key, closes, samples, vol_prob, used) "
+                           "VALUES (?, ?, ?, ?, ?)", [(*row, used) for row in rows])
+            _evict_paths(db, limit)
+
+    def _touch_paths(self, keys: list[str]) -> None:
+        """Mark stored origins as just used; best effort (a read-only store is still read)."""
+        try:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                used = db.execute("SELECT COALESCE(MAX(used), 0) + 1 FROM backtest_paths").fetchone()[0]
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start:start + 500]
+                    db.execute(f"UPDATE backtest_paths SET used = ? WHERE key IN ({', '.join('?' * len(chunk))})",
+                               [used, *chunk])
+        except StoreUnavailableError:  # e.g. read-only: the paths were read all the same
+            pass
 
     def log_forecast(self, exchange: str, symbol: str, timeframe: str, model: str, origin: pd.Timestamp,
                      forecast: dict) -> None:
@@ -193,6 +221,26 @@ class CandleStore:
 def usable(store: CandleStore) -> CandleStore | None:
     """The store when it can be read and written now, else None: for work that only keeps a cache in it."""
     return store if store.health() is None else None
+
+
+def _add_used_column(db: sqlite3.Connection) -> None:
+    """Stores made before the backtest paths' cap lack their `used` column: add it (old paths count as oldest)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(backtest_paths)")}
+    if "used" not in columns:
+        db.execute("ALTER TABLE backtest_paths ADD COLUMN used INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX IF NOT EXISTS backtest_paths_used ON backtest_paths (used)")
+
+
+def _evict_paths(db: sqlite3.Connection, limit: int) -> None:
+    """Delete the least recently used backtest origins until their paths take at most `limit` bytes."""
+    excess = db.execute("SELECT COALESCE(SUM(LENGTH(closes)), 0) FROM backtest_paths").fetchone()[0] - limit
+    doomed = []
+    for key, size in db.execute("SELECT key, LENGTH(closes) FROM backtest_paths ORDER BY used"):
+        if excess <= 0:
+            break
+        doomed.append((key,))
+        excess -= size
+    db.executemany("DELETE FROM backtest_paths WHERE key = ?", doomed)
 
 
 def _ms(moment: pd.Timestamp) -> int:

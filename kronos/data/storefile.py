@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -35,8 +35,8 @@ _CHECKED: dict[tuple[int, int] | None, float] = {}  # (device, inode) of a file 
 class StoreFile:
     """One SQLite file with the store's schema: cheap to make, set up and checked when first used."""
 
-    def __init__(self, path: Path, schema: str):
-        self.path, self.schema = path, schema
+    def __init__(self, path: Path, schema: str, migrate: Callable[[sqlite3.Connection], None] | None = None):
+        self.path, self.schema, self.migrate = path, schema, migrate  # migrate: brings older files' tables up to date
 
     @contextmanager
     def connect(self, timeout: float = 30) -> Iterator[sqlite3.Connection]:
@@ -100,6 +100,8 @@ class StoreFile:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
             db.executescript(self.schema)
+            if self.migrate is not None:
+                self.migrate(db)
         except sqlite3.OperationalError as error:
             if _code(error) != sqlite3.SQLITE_READONLY:
                 raise  # read-only: reading may still work, writing says why not

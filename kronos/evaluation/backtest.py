@@ -1,4 +1,5 @@
-"""Walk-forward backtest: the engine over many origins of one candle frame, scored against baselines, raw and calibrated.
+"""Walk-forward backtest: the engine over many origins of one candle frame, scored against baselines, raw and
+calibrated.
 
 Origins are rows of the frame, every `every` rows: the last `origins` of them that leave `horizon` realised rows
 after them and `lookback` rows before them. At origin o the engine sees rows o - lookback .. o - 1 only, and
@@ -21,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

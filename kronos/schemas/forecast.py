@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from kronos.schemas.calibrated import Calibrated, Unavailable
 from pydantic import BaseModel, Field
+
+from kronos.schemas.calibrated import Calibrated, Unavailable
 
 
 class HourProbability(BaseModel):

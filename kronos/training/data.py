@@ -32,7 +32,7 @@ class Series:
     features: np.ndarray  # (N, 5) int64 time features
 
     @classmethod
-    def from_frame(cls, name: str, source: str, frame: pd.DataFrame) -> "Series":
+    def from_frame(cls, name: str, source: str, frame: pd.DataFrame) -> Series:
         """A series from a frame in the engine's format (timestamps + the six feature columns)."""
         stamps = pd.DatetimeIndex(frame["timestamps"])
         # column-major like the engine's `frame.to_numpy()`: float32 sums depend on the layout, and a window must be
@@ -125,7 +125,7 @@ class Windows:
             stamps.append(series.features[first:first + width])
         return np.stack(rows), np.stack(stamps)
 
-    def subset(self, count: int) -> "Windows":
+    def subset(self, count: int) -> Windows:
         """At most `count` windows spread evenly over these (all of them when there are fewer)."""
         if len(self) <= count:
             return self

@@ -37,7 +37,8 @@ def evaluate_on_validation(request: EvaluationRequest) -> dict:
     contenders = {"trained": trained}
     if request.base is not None:
         base = request.base
-        contenders["base"] = Forecaster(checkpoints.load_tokenizer(base.tokenizer), checkpoints.load_predictor(base.model),
+        contenders["base"] = Forecaster(checkpoints.load_tokenizer(base.tokenizer),
+                                        checkpoints.load_predictor(base.model),
                                         max_context=base.max_context, name=base.model)
     results = [_series(series, request, contenders) for series in request.series]
     return {"every": EVERY, "samples": SAMPLES, "series": [r for r in results if r is not None]}

@@ -1,0 +1,82 @@
+"""The HTTP API's resident memory across big backtests: before them, after each, and the peak.
+
+It builds the app in this process (kronos.api.create_app, a scratch store), warms it up with a small forecast
+and a small backtest (lazy imports, first allocations), then posts `--runs` backtests of synthetic candles, each
+with a new seed (so none reuses stored paths), and prints the process's resident memory (VmRSS) before and after
+each one; the issue's probe was 500 origins, 100 paths, 48 h. The model: `--model/--tokenizer` checkpoint
+directories, else a preset's shapes with random weights (`--preset`, default mini).
+
+    python -m kronos.bench memory [--runs 3] [--origins 500] [--samples 100] [--horizon 48] [--lookback 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from kronos.synthetic import random_forecaster, random_walk
+
+MIB = 2**20
+
+
+def resident() -> dict[str, float]:
+    """This process's resident memory now and its peak, in MiB (Linux: /proc/self/status)."""
+    found = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) * 1024 / MIB
+    return {"rss_mib": round(found["VmRSS"], 1), "peak_mib": round(found["VmHWM"], 1)}
+
+
+def backtest_body(origins: int, samples: int, horizon: int, lookback: int, seed: int) -> dict:
+    """A /backtest body: just enough synthetic hourly candles for `origins` origins one row apart."""
+    frame = random_walk(lookback + horizon + origins - 1, seed=seed)
+    return {"timestamps": frame["timestamps"].astype(str).tolist(),
+            **{c: frame[c].tolist() for c in ("open", "high", "low", "close", "volume", "amount")},
+            "origins": origins, "every": 1, "samples": samples, "horizon": horizon, "lookback": lookback,
+            "seed": seed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the backtests and print one JSON line per measurement, then the growth."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--origins", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--horizon", type=int, default=48)
+    parser.add_argument("--lookback", type=int, default=64)
+    parser.add_argument("--model", help="checkpoint directory (default: random weights of --preset)")
+    parser.add_argument("--tokenizer", help="tokenizer checkpoint directory, with --model")
+    parser.add_argument("--preset", default="mini")
+    args = parser.parse_args(argv)
+    from fastapi.testclient import TestClient
+
+    from kronos.api import create_app
+    from kronos.data.store import CandleStore
+    from kronos.engine import Forecaster
+    from kronos.service import ForecastService
+
+    service = ForecastService(timeout=24 * 3600)  # the backtests finish however slow the machine
+    forecaster = (Forecaster.from_pretrained(args.model, args.tokenizer) if args.model
+                  else random_forecaster(args.preset))
+    store = CandleStore(Path(tempfile.mkdtemp()) / "candles.sqlite")
+    with TestClient(create_app(forecaster=forecaster, store=store, service=service)) as client:
+        small = backtest_body(8, 4, 4, args.lookback, seed=0)
+        for path in ("/predict_custom", "/backtest"):
+            client.post(path, json=small).raise_for_status()
+        before = resident()
+        print(json.dumps({"after": "warm-up", **before}), flush=True)
+        for run in range(1, args.runs + 1):
+            started = time.perf_counter()
+            answer = client.post("/backtest", json=backtest_body(args.origins, args.samples, args.horizon,
+                                                                 args.lookback, seed=run))
+            print(json.dumps({"after": f"backtest {run}", "status": answer.status_code,
+                              "seconds": round(time.perf_counter() - started, 1), **resident()}), flush=True)
+        after = resident()
+    print(f"resident memory: {before['rss_mib']:.0f} MiB before, {after['rss_mib']:.0f} MiB after {args.runs} "
+          f"backtests ({args.origins} origins, {args.samples} paths, {args.horizon} h): "
+          f"{after['rss_mib'] - before['rss_mib']:+.0f} MiB; peak {after['peak_mib']:.0f} MiB")
