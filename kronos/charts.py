@@ -58,10 +58,10 @@ def _add_bands(figure: go.Figure, forecast: Forecast) -> None:
         figure.add_trace(_band_trace(x, low, high, width, colour))
 
 
-def fan_chart(forecast: Forecast, history_rows: int = 120, calibrated: Calibrated | None = None) -> go.Figure:
+def fan_chart(forecast: Forecast, calibration_rows: int = 120, calibrated: Calibrated | None = None) -> go.Figure:
     """Candles of the recent history, then the forecast's median, mean and 50/80/95% bands of the close; with
     `calibrated`, the bands and the median are the combined forecast's, Kronos alone's median and 80% band beside."""
-    figure = go.Figure(candles_trace(forecast.history.iloc[-history_rows:]))
+    figure = go.Figure(candles_trace(forecast.history.iloc[-calibration_rows:]))
     x, raw_median = list(forecast.timestamps), forecast.quantile(0.5)["close"]
     if calibrated is None:
         _add_bands(figure, forecast)
@@ -103,9 +103,9 @@ def upside_chart(forecast: Forecast, hour_idx: int | None = None, calibrated: Ca
     return figure
 
 
-def volume_chart(forecast: Forecast, history_rows: int = 48) -> go.Figure:
+def volume_chart(forecast: Forecast, calibration_rows: int = 48) -> go.Figure:
     """Recent volume, then the forecast's median volume per hour with its 10-90% range as error bars."""
-    past = forecast.history.iloc[-history_rows:]
+    past = forecast.history.iloc[-calibration_rows:]
     median, low, high = (forecast.quantile(q)["volume"] for q in (0.5, 0.1, 0.9))
     figure = go.Figure(go.Bar(x=past["timestamps"], y=past["volume"], name="history", marker_color=GREY))
     figure.add_trace(go.Bar(x=forecast.timestamps, y=median, name="forecast median", marker_color=BLUE,
@@ -114,9 +114,9 @@ def volume_chart(forecast: Forecast, history_rows: int = 48) -> go.Figure:
     return figure
 
 
-def paths_chart(forecast: Forecast, show_paths: bool = True, history_rows: int = 48) -> go.Figure:
+def paths_chart(forecast: Forecast, show_paths: bool = True, calibration_rows: int = 48) -> go.Figure:
     """The recent close, every sampled path (optional) and the quantile fan of the close."""
-    past = forecast.history.iloc[-history_rows:]
+    past = forecast.history.iloc[-calibration_rows:]
     figure = go.Figure(go.Scatter(x=past["timestamps"], y=past["close"], name="history", line={"color": "black"}))
     if show_paths:
         closes = forecast.column("close")
@@ -141,12 +141,12 @@ def final_close_histogram(forecast: Forecast) -> go.Figure:
     return figure
 
 
-def path_candles(forecast: Forecast, path: int, history_rows: int = 48) -> go.Figure:
+def path_candles(forecast: Forecast, path: int, calibration_rows: int = 48) -> go.Figure:
     """One sampled path (1-based) as OHLC candles after the recent history."""
     if not 1 <= path <= forecast.samples:
         raise InvalidInputError(f"path must be between 1 and {forecast.samples}, got {path}")
     sampled = forecast.paths[path - 1]
-    figure = go.Figure(candles_trace(forecast.history.iloc[-history_rows:]))
+    figure = go.Figure(candles_trace(forecast.history.iloc[-calibration_rows:]))
     figure.add_trace(go.Ohlc(x=forecast.timestamps, open=sampled[:, 0], high=sampled[:, 1], low=sampled[:, 2],
                              close=sampled[:, 3], name=f"path {path}", increasing_line_color=BLUE,
                              decreasing_line_color=ORANGE))

@@ -4,13 +4,14 @@ that each load the weights once.
     ray start --head                                  # on the head machine
     ray start --address HEAD:6379                     # on each worker machine
     python -m kronos scan --top 200 --ray auto        # on any machine of the cluster
+    python -m kronos scan --top 200 --ray auto --calibrate   # and every market's first-sight backtest there
 
 `RayForecaster` stands in for a Forecaster wherever only `forecast_many` (and the weights' identity) is used, as in
-`kronos.markets.scan` and `kronos.evaluation.backtest.run_backtest`: the histories are split among the actors in
-order, and each actor runs its part through its own Forecaster. Every forecast equals the one a local Forecaster
-gives for the same history, settings and seed, to the bit, however the histories are split (see kronos.engine).
-The results come back to the caller, which writes them to its store. The weights must be loadable on every machine:
-a hub id (downloaded there once) or a directory each machine has.
+`kronos.markets.scan` and `kronos.evaluation.backtest.run_backtest` (a scan's first sights, kronos.calibrations): the
+histories are split among the actors in order, and each actor runs its part through its own Forecaster. Every
+forecast equals the one a local Forecaster gives for the same history, settings and seed, to the bit, however the
+histories are split (see kronos.engine). The results come back to the caller, which writes them to its store. The
+weights must be loadable on every machine: a hub id (downloaded there once) or a directory each machine has.
 
 Ray is optional: `pip install -r requirements-ray.txt`.
 """
@@ -124,7 +125,7 @@ class RayForecaster:
         parts = [range(start, min(n, start + size)) for start in range(0, n, size)]
         futures = [actor.forecast_many.remote([histories[i] for i in part], {
             **arguments, "samples": [counts[i] for i in part], "seeds": [seeds[i] for i in part]})
-            for actor, part in zip(self._actors, parts)]
+            for actor, part in zip(self._actors, parts, strict=False)]
         return [forecast for made in self._get(futures, progress, [len(p) for p in parts]) for forecast in made]
 
     def _get(self, futures: list, progress: Progress | None = None, sizes: list[int] | None = None) -> list:

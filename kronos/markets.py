@@ -3,8 +3,9 @@
 The candles of all the markets are fetched together (kronos.data.watchlist); the markets with enough of them are
 forecast by `forecast_many`, every one with the scan's seed, so that each forecast equals the one the live page makes
 of that market with the same settings (its row links there). Each row then takes its figures at the scan's hour from
-the market's combined forecast when the caller supplies one (`combine`, the hook of issue 17's combined forecast),
-else from the model's raw paths, labelled "raw". The forecasts are logged to the store's forecast log, to be scored.
+the market's combined forecast (`combine`: kronos.calibrations.ScanCalibration, from the market's first-sight
+backtest, stored or run now), else from the model's raw paths, labelled "raw" with a note why. The forecasts are
+logged to the store's forecast log, to be scored.
 """
 
 from __future__ import annotations
@@ -14,24 +15,30 @@ from typing import Protocol
 
 import pandas as pd
 
+from kronos.calibrations import ScanCalibration
 from kronos.data import market
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.data.watchlist import Fetched, fetch_watchlist, given, top_markets
 from kronos.engine import Progress
 from kronos.errors import InvalidInputError, KronosError
+from kronos.evaluation.combined import calibration_rows
 from kronos.evaluation.record import log_forecast
 from kronos.forecast import Forecast
 from kronos.schemas.markets import Combined, MarketRow, Scan, ScanQuery, Watchlist
-from kronos.settings import RANGES, SCAN_MAX_MARKETS_CLI, ForecastSettings
+from kronos.settings import MAX_REQUEST_WORK, RANGES, SCAN_MAX_MARKETS_CLI, ForecastSettings
 from kronos.summary import headline
 from kronos.timeframes import timeframe_delta
 
 MIN_ROWS = RANGES["lookback"][0]  # candles a market needs to be forecast
 DAY = pd.Timedelta(days=1)
-# The hook for the combined forecast: (the market's candles, its raw forecast, the hour) -> its combined figures, or
-# None where it has none yet (the row then shows the raw figures, labelled "raw").
-Combine = Callable[[Candles, Forecast, int], "Combined | None"]
+WAITING_HERE = "not calibrated yet: ask with calibrate (the command's --calibrate) to run its first-sight backtest"
+AGAIN = ("not calibrated yet: its first-sight backtest is beyond this request's budget; ask again (calibrated "
+         "markets are reused from the store)")
+# The hook for the combined forecast (kronos.calibrations.ScanCalibration): (the market's candles, its raw forecast,
+# the hour) -> its combined figures, or why it has none yet (a note), or None; the row then shows the raw figures,
+# labelled "raw".
+Combine = Callable[[Candles, Forecast, int], "Combined | str | None"]
 
 
 class Forecasts(Protocol):
@@ -47,10 +54,12 @@ def scan(forecaster: Forecasts, watchlist: Watchlist, settings: ForecastSettings
          live: bool = True, combine: Combine | None = None, progress: Progress | None = None) -> Scan:
     """Fetch (`live`: from the exchange, else the store only), forecast and rank every market of the watchlist; a
     market without candles is a row saying why. Rows in watchlist order: see `Scan.sorted_by`."""
-    fetched = fetch_watchlist(watchlist, settings.lookback, store, live=live)
+    limit = settings.lookback if combine is None else max(settings.lookback, calibration_rows(settings.lookback,
+                                                                                           settings.horizon))
+    fetched = fetch_watchlist(watchlist, limit, store, live=live)  # the combined forecast's backtest reads more
     usable = [f for f in fetched if f.candles is not None and len(f.candles.frame) >= MIN_ROWS]
-    forecasts = dict(zip((f.symbol for f in usable), forecast_markets(forecaster, [f.candles for f in usable],
-                                                                      settings, progress)))
+    made = forecast_markets(forecaster, [f.candles for f in usable], settings, progress)
+    forecasts = dict(zip((f.symbol for f in usable), made, strict=True))
     hour = settings.hour_idx or settings.horizon
     now = market.utc_now().floor("us")
     rows = []
@@ -61,7 +70,7 @@ def scan(forecaster: Forecasts, watchlist: Watchlist, settings: ForecastSettings
         combined, problem = _combined(combine, found.candles, forecast, hour)
         rows.append(market_row(found, watchlist.exchange, forecast, hour, now, combined))
         if problem:
-            rows[-1].notes.append(f"no combined forecast: {problem}")
+            rows[-1].notes.append(problem)
     return Scan(watchlist=watchlist, settings=settings, model=forecaster.name, fingerprint=forecaster.fingerprint,
                 hour_idx=hour, made=now.to_pydatetime(), rows=rows)
 
@@ -72,9 +81,10 @@ def _combined(combine: Combine | None, candles: Candles | None, forecast: Foreca
     if combine is None or forecast is None:
         return None, None
     try:
-        return combine(candles, forecast, hour), None
+        combined = combine(candles, forecast, hour)
     except KronosError as error:
-        return None, error.public()
+        return None, f"no combined forecast: {error.public()}"
+    return (None, combined) if isinstance(combined, str) else (combined, None)
 
 
 def forecast_markets(forecaster: Forecasts, candles: list[Candles], settings: ForecastSettings,
@@ -92,7 +102,7 @@ def forecast_markets(forecaster: Forecasts, candles: list[Candles], settings: Fo
 
         made = forecaster.forecast_many([candles[i].frame for i in members], lookback=length,
                                         seeds=[settings.seed] * len(members), progress=step, **arguments)
-        for i, forecast in zip(members, made):
+        for i, forecast in zip(members, made, strict=True):
             results[i] = forecast
     return results
 
@@ -136,6 +146,23 @@ def day_change(history: pd.DataFrame, timeframe: str) -> float | None:
     return float(closes[-1] / closes[-1 - back] - 1)
 
 
+def with_combined(result: Scan, found: dict[str, Combined | str], waiting: str) -> Scan:
+    """The scan with these markets' rows (by symbol) filled in: their combined figures, or the note of why they have
+    none, in place of the `waiting` note (the background's results, kronos.calibrations)."""
+    rows = []
+    for row in result.rows:
+        figures = found.get(row.symbol) if row.available else None
+        if figures is not None:
+            notes = [n for n in row.notes if n != waiting]
+            if isinstance(figures, str):
+                row = row.model_copy(update={"notes": notes + [figures]})
+            else:
+                row = row.model_copy(update={**figures.model_dump(), "notes": notes, "basis": "combined",
+                                             "band_width": figures.return_high - figures.return_low})
+        rows.append(row)
+    return result.model_copy(update={"rows": rows})
+
+
 def watchlist_of(query: ScanQuery, store: CandleStore) -> Watchlist:
     """The query's watchlist: its symbols, or the exchange's top markets (the stored ones with `source` "store")."""
     if query.symbols:
@@ -145,16 +172,22 @@ def watchlist_of(query: ScanQuery, store: CandleStore) -> Watchlist:
 
 
 def scan_answer(query: ScanQuery, forecaster: Forecasts, store: CandleStore, *, remote: bool = True,
-                combine: Combine | None = None, progress: Progress | None = None) -> Scan:
+                calibration: ScanCalibration | None = None, progress: Progress | None = None) -> Scan:
     """The one flow of GET /scan, the Markets page and `python -m kronos scan`: the query's watchlist scanned and
-    sorted; InvalidInputError beyond the budget of one request (`remote`) or the command line's limit."""
+    sorted, each market combined where its calibration is stored (`query.calibrate`: its first-sight backtest run
+    now, a request's within MAX_REQUEST_WORK steps); InvalidInputError beyond the budget of one request (`remote`)
+    or the command line's limit. `calibration` replaces the default hook (and lists the markets left pending)."""
     problems = query.over_budget() if remote else \
         query.over_budget(SCAN_MAX_MARKETS_CLI, SCAN_MAX_MARKETS_CLI * RANGES["samples"][1])
     if problems:
         raise InvalidInputError(problems)
     settings = query.settings()
+    if calibration is None:
+        budget = MAX_REQUEST_WORK - query.markets() * query.samples * query.horizon if remote else None
+        calibration = ScanCalibration(forecaster, store, run=query.calibrate, budget=budget,
+                                      waiting=AGAIN if query.calibrate else WAITING_HERE)
     result = scan(forecaster, watchlist_of(query, store), settings, store, live=query.source == "exchange",
-                  combine=combine, progress=progress)
+                  combine=calibration, progress=progress)
     return result.sorted_by(query.sort, query.descending)
 
 

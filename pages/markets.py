@@ -2,19 +2,28 @@
 market's live page with the same settings."""
 
 import dataclasses
+import functools
+import logging
 from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 
+from kronos.calibrations import ScanCalibration, market_combined
 from kronos.data.store import CandleStore
-from kronos.markets import scan_answer, upside_risk_chart
-from kronos.schemas.markets import SORT_COLUMNS, Scan, ScanQuery
+from kronos.engine import ForecastSource
+from kronos.errors import KronosError
+from kronos.jobs import Job, Yielding
+from kronos.markets import scan_answer, upside_risk_chart, with_combined
+from kronos.schemas.markets import SORT_COLUMNS, Combined, Scan, ScanQuery
 from kronos.settings import SCAN_MAX_MARKETS, SCAN_QUOTE, SCAN_TOP
 from kronos.timeframes import describe_age
 from pages import _controls, _loading, _show
 
-RESULT = "markets.result"  # (query, scan) of the latest scan
+RESULT = "markets.result"  # (query, scan, background jobs by symbol) of the latest scan
+QUEUED = "not calibrated yet: its first-sight backtest runs in the background"
+POLL_S = 2.0  # seconds between looks at the background's progress
+log = logging.getLogger("kronos.dashboard")
 KEPT = "markets.kept"  # this page's inputs: Streamlit forgets a widget's value while another page shows
 POPULAR = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT", "DOGE/USDT")
 CHOICES = {"top": "Top markets by 24 h volume", "symbols": "My symbols"}
@@ -38,7 +47,7 @@ def ranking(result: Scan, controls: _controls.Controls) -> None:
     table = table[table["available"]].copy()
     table["age"] = table["age_s"].map(lambda seconds: describe_age(pd.Timedelta(seconds=seconds)))
     table["live"] = [live_link(controls, s, e, result.watchlist.timeframe)
-                     for s, e in zip(table["symbol"], table["exchange"])]
+                     for s, e in zip(table["symbol"], table["exchange"], strict=True)]
     config = {name: st.column_config.NumberColumn(label, format="percent") for name, label in PERCENT.items()}
     config |= {"symbol": "Market", "last_price": st.column_config.NumberColumn("Last price", format="%.6g"),
                "basis": st.column_config.TextColumn("Figures", help="raw: the model's own paths; combined: pooled "
@@ -52,11 +61,66 @@ def ranking(result: Scan, controls: _controls.Controls) -> None:
             st.warning(f"**{row.symbol}** is not ranked: {row.problem}.")
 
 
+def queued(calibration: ScanCalibration, forecaster: ForecastSource, store: CandleStore) -> dict[str, Job]:
+    """The first-sight backtests of the scan's markets not calibrated yet, queued (or joined) in the dashboard's
+    background registry, shared with every session and the other pages' calibrations; by symbol."""
+    jobs = {}
+    for pending in calibration.pending:
+        work = functools.partial(market_combined, Yielding(forecaster), pending.candles, pending.forecast, store,
+                                 pending.hour)
+        key = ("markets", *pending.key(forecaster.fingerprint), str(store.path))
+        jobs[pending.candles.symbol] = _loading.calibrations().start(key, work)
+    return jobs
+
+
+def finished(job: Job) -> Combined | str | None:
+    """A background backtest's row figures, or why there are none; None while it runs."""
+    if not job.done:
+        return None
+    try:
+        return job.result()
+    except KronosError as error:
+        return f"no combined forecast: {error.public()}"
+    except Exception:  # one market's failure leaves its raw figures, not the page
+        log.exception("first-sight backtest failed")
+        return "no combined forecast: its backtest failed (see the server's log)"
+
+
+def results(result: Scan, jobs: dict[str, Job], controls: _controls.Controls, waited: bool) -> None:
+    """The ranking with the background's finished markets filled in, the progress of the others, the chart and the
+    downloads; rerun every POLL_S seconds while markets wait (a fragment), the whole page once they are all in."""
+    found = {symbol: figures for symbol, job in jobs.items() if (figures := finished(job)) is not None}
+    result = with_combined(result, found, QUEUED)
+    waiting = [job for symbol, job in jobs.items() if symbol not in found]
+    if waited and not waiting:
+        st.rerun()
+    if waiting:
+        doing = max(job.fraction for job in waiting)
+        st.progress(1 - len(waiting) / len(jobs), text=f"Calibrating at first sight, market by market: "
+                    f"{len(waiting)} of {len(jobs)} markets to go, the current one {doing:.0%} through its backtest "
+                    "(rows marked raw fill in when theirs is done; later scans reuse it)")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    column = left.selectbox("Sort by", SORT_COLUMNS, format_func=lambda c: LABELS.get(c, c.replace("_", " ")),
+                            key="markets.sort")
+    descending = right.toggle("Largest first", value=True, key="markets.descending")
+    result = result.sorted_by(column, descending)
+    st.subheader(f"{len(result.available)} of {len(result.rows)} markets, hour {result.hour_idx} ahead")
+    ranking(result, controls)
+    st.plotly_chart(upside_risk_chart(result), key="markets.chart")
+    left, right = st.columns(2)
+    left.download_button("Download ranking (CSV)", result.to_csv, file_name="kronos_scan.csv", mime="text/csv",
+                         icon=":material/download:")
+    right.download_button("Download scan (JSON)", result.model_dump_json,
+                          file_name="kronos_scan.json", mime="application/json", icon=":material/download:")
+
+
 st.title("Markets")
 st.markdown("Which of these markets look most likely to rise, or to move, by the chosen hour? Every market is "
             "forecast with the sidebar's model and settings (the same seed for each, so each row equals that "
-            "market's live forecast), then ranked. **Figures are the model's raw paths** until a market's combined "
-            "forecast, pooled with baselines by its own record, is available.")
+            "market's live forecast), then ranked by its **combined forecast**: the model pooled with volatility "
+            "baselines by its record on that market. A market seen for the first time is backtested in the "
+            "background, one market at a time (tens of seconds each); its row shows the model's raw figures, "
+            "marked raw, until then, and later scans reuse its backtest.")
 state = st.session_state
 for key, value in state.setdefault(KEPT, {"markets.choice": "top", "markets.top": SCAN_TOP, "markets.quote": SCAN_QUOTE,
                                           "markets.stored": False, "markets.symbols": [POPULAR[0]]}).items():
@@ -88,31 +152,22 @@ with _show.reported():
                               source="store" if state["markets.stored"] else "exchange",
                               **dataclasses.asdict(controls.settings))
     if st.button("Scan", type="primary", icon=":material/travel_explore:", key="markets.run"):
-        forecaster = _loading.model(controls.model)
+        forecaster, store = _loading.model(controls.model), CandleStore()
+        calibration = ScanCalibration(forecaster, store, waiting=QUEUED)
         bar = st.progress(0.0, text="Fetching candles and forecasting")
         try:
-            state[RESULT] = (query, scan_answer(query, forecaster, CandleStore(), progress=lambda done, total:
-                                                bar.progress(done / total, text=f"Forecasting: {done / total:.0%}")))
+            made = scan_answer(query, forecaster, store, calibration=calibration, progress=lambda done, total:
+                               bar.progress(done / total, text=f"Forecasting: {done / total:.0%}"))
         finally:
             bar.empty()
+        state[RESULT] = (query, made, queued(calibration, forecaster, store))
     if RESULT not in state:
         st.info("Press **Scan** to fetch and forecast the markets (seconds for twenty markets).")
         st.stop()
-    asked, result = state[RESULT]
+    asked, result, jobs = state[RESULT]
     if asked != query:
         st.caption("The watchlist or the settings changed since this scan: press **Scan** to see them.")
     for note in result.watchlist.notes:
         st.info(f"Note: {note}.")
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
-    column = left.selectbox("Sort by", SORT_COLUMNS, format_func=lambda c: LABELS.get(c, c.replace("_", " ")),
-                            key="markets.sort")
-    descending = right.toggle("Largest first", value=True, key="markets.descending")
-    result = result.sorted_by(column, descending)
-    st.subheader(f"{len(result.available)} of {len(result.rows)} markets, hour {result.hour_idx} ahead")
-    ranking(result, controls)
-    st.plotly_chart(upside_risk_chart(result), key="markets.chart")
-    left, right = st.columns(2)
-    left.download_button("Download ranking (CSV)", result.to_csv, file_name="kronos_scan.csv", mime="text/csv",
-                         icon=":material/download:")
-    right.download_button("Download scan (JSON)", result.model_dump_json,
-                          file_name="kronos_scan.json", mime="application/json", icon=":material/download:")
+    waiting = any(not job.done for job in jobs.values())
+    st.fragment(run_every=POLL_S if waiting else None)(results)(result, jobs, controls, waiting)

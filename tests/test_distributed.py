@@ -3,6 +3,7 @@ bit."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 
 import numpy as np
@@ -103,3 +104,29 @@ def test_a_backtest_on_ray_equals_the_local_one(remote, forecaster, parity_input
     far = run_backtest(remote, parity_input, settings, store=CandleStore(tmp_path / "far.sqlite")).to_dict()
     near = run_backtest(forecaster, parity_input, settings, store=CandleStore(tmp_path / "near.sqlite")).to_dict()
     assert far == near and far["origins"] == 6
+
+
+def test_first_sight_backtests_on_ray_equal_local_ones(remote, forecaster, tmp_path):
+    """Two markets' first sights on Ray (origins on the actors, paths written to the caller's store) against the
+    same on this machine: the same rows and the same stored paths, to the bit."""
+    from kronos.calibrations import ScanCalibration
+    from kronos.markets import scan_answer
+    from kronos.schemas.markets import ScanQuery
+    from kronos.synthetic import random_walk
+
+    stores = {name: CandleStore(tmp_path / f"{name}.sqlite") for name in ("far", "near")}
+    symbols = ["AAA/USDT", "BBB/USDT"]
+    for store in stores.values():
+        for i, symbol in enumerate(symbols):
+            store.merge(random_walk(300, seed=i), "binance", symbol, "1h")
+    query = ScanQuery(symbols=symbols, source="store", horizon=6, samples=5, lookback=48, seed=3, calibrate=True)
+    made = {}
+    for name, source in (("far", remote), ("near", forecaster)):
+        calibration = ScanCalibration(source, stores[name], run=True, origins=40)
+        made[name] = scan_answer(query, source, stores[name], remote=False, calibration=calibration)
+    far, near = made["far"], made["near"]
+    assert [r.basis for r in far.rows] == ["combined"] * 2
+    assert [r.model_dump(exclude={"age_s"}) for r in far.rows] == [r.model_dump(exclude={"age_s"}) for r in near.rows]
+    paths = "SELECT key, closes, samples, vol_prob FROM backtest_paths ORDER BY key"
+    far_paths, near_paths = (sqlite3.connect(stores[name].path).execute(paths).fetchall() for name in ("far", "near"))
+    assert far_paths == near_paths and len(far_paths) == 2 * 40

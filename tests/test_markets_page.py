@@ -82,3 +82,35 @@ def test_my_symbols_with_one_the_exchange_cannot_answer(recorded):
     table = scanned(app)
     assert table["symbol"].tolist() == ["ETH/USDT"]
     assert any("**BNB/USDT** is not ranked" in w.value for w in app.warning)
+
+
+def test_markets_seen_first_are_backtested_in_the_background_and_fill_in(store):
+    from conftest import PARITY
+
+    from kronos.engine import Forecaster
+    from kronos.markets import scan_answer
+    from kronos.schemas.markets import ScanQuery
+    from kronos.synthetic import random_walk
+    from pages._loading import calibrations
+
+    symbols = ["AAA/USDT", "BBB/USDT"]
+    for i, symbol in enumerate(symbols):
+        store.merge(random_walk(300, seed=i), "binance", symbol, "1h")
+    app = run()
+    app.radio(key="markets.choice").set_value("symbols")
+    app.toggle(key="markets.stored").set_value(True)
+    run(app)
+    app.multiselect(key="markets.symbols").set_value(symbols)
+    table = scanned(app)
+    assert set(table["basis"]) == {"raw"} and sorted(table["symbol"]) == symbols
+    (progress,) = app.get("progress")
+    assert "Calibrating at first sight" in progress.proto.text and "2 of 2 markets to go" in progress.proto.text
+    assert calibrations().wait(120)
+    table = run(app).dataframe[0].value
+    assert set(table["basis"]) == {"combined"} and not app.get("progress")
+    query = ScanQuery(symbols=symbols, source="store", **{key: int(value) for key, value in LINK.items()})
+    forecaster = Forecaster.from_pretrained(str(PARITY / "model"), str(PARITY / "tokenizer"))  # the page's model
+    later = {r.symbol: r for r in scan_answer(query, forecaster, store).rows}  # combined from the stored backtests
+    assert [later[s].basis for s in symbols] == ["combined"] * 2, [later[s].notes for s in symbols]
+    assert {s: later[s].upside_probability for s in symbols} == dict(zip(table["symbol"], table["upside_probability"],
+                                                                                     strict=True))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import pandas as pd
 
+from kronos.calibrations import ScanCalibration
 from kronos.cli.options import add_model_options, add_settings_options, add_store_option, model_from, store_from
 from kronos.engine import Forecaster
-from kronos.markets import scan_answer
+from kronos.markets import WAITING_HERE, scan_answer
 from kronos.schemas.markets import SORT_COLUMNS, Scan, ScanQuery
 from kronos.settings import SCAN_QUOTE, SCAN_TOP, Environment, MarketChoice
 from kronos.timeframes import describe_age
@@ -48,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"column to rank by (default {SORT_COLUMNS[0]})")
     parser.add_argument("--ascending", action="store_true", help="smallest first")
     parser.add_argument("--json", action="store_true", help="print the scan as JSON (GET /scan's answer)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="run the first-sight backtest of every market not calibrated yet, market by market "
+                             "(tens of seconds each the first time, progress on stderr; on Ray with --ray); "
+                             "without it, only markets calibrated before are combined, the others shown raw")
     parser.add_argument("--ray", metavar="ADDRESS", default=None,
                         help="forecast on a Ray cluster: auto, local (start one here), or HOST:PORT / ray://HOST:PORT "
                              "(default: env KRONOS_RAY_ADDRESS, else on this machine)")
@@ -60,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     query = ScanQuery.checked(symbols=symbols, top=args.top, quote=args.quote, exchange=args.exchange,
                       timeframe=args.timeframe, source=args.source, horizon=args.horizon, samples=args.samples,
                       temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, lookback=args.lookback,
-                      seed=args.seed, hour_idx=args.hour, sort=args.sort, descending=not args.ascending)
+                      seed=args.seed, hour_idx=args.hour, sort=args.sort, descending=not args.ascending,
+                      calibrate=args.calibrate)
     address = args.ray or Environment.read().ray_address
     forecaster = _forecaster(args, address)
     try:
-        result = scan_answer(query, forecaster, store_from(args), remote=False)
+        store = store_from(args)
+        calibration = ScanCalibration(forecaster, store, run=args.calibrate, tell=_told(), waiting=WAITING_HERE)
+        result = scan_answer(query, forecaster, store, remote=False, calibration=calibration)
     finally:
         if address:
             forecaster.close()
@@ -72,6 +81,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(result.model_dump_json() if args.json else table(result))
     return 0 if result.available else 1
+
+
+def _told() -> Callable[[str, int, int], None]:
+    """Progress of the first-sight backtests on stderr: a line per market and per tenth of it."""
+    shown: dict[str, int] = {}
+
+    def tell(symbol: str, done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if shown.get(symbol) != tenth:
+            shown[symbol] = tenth
+            print(f"calibrating {symbol}: backtest {10 * tenth}%", file=sys.stderr, flush=True)
+    return tell
 
 
 def _forecaster(args: argparse.Namespace, address: str | None):

@@ -48,13 +48,28 @@ def calibration_rows(lookback: int, horizon: int, origins: int = ORIGINS, every:
     return lookback + horizon + origins * every + FIT_WINDOW + FIRST_ROWS
 
 
-def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast, store: CandleStore | None = None,
-                      progress: Callable[[int, int], None] | None = None, *, market: tuple[str, str, str] | None = None,
-                      hour_idx: int | None = None, origins: int = ORIGINS, every: int = EVERY,
+def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast,
+                      store: CandleStore | None = None, progress: Callable[[int, int], None] | None = None, *,
+                      market: tuple[str, str, str] | None = None, hour_idx: int | None = None,
+                      origins: int = ORIGINS, every: int = EVERY,
                       min_count: int = MIN_COUNT) -> Calibrated | Unavailable:
     """The `calibrated` block of `forecast` (made by `forecaster` after the last row of `frame`): the combined
     forecast from a backtest of the frame's recent history (stored origins reused), or why it is unavailable.
     `market` (exchange, symbol, timeframe) names the market in the record and counts its scored live forecasts."""
+    result = first_sight(forecaster, frame, forecast, store, progress, origins=origins, every=every,
+                         min_count=min_count)
+    if isinstance(result, Unavailable):
+        return result
+    live = 0 if market is None or store is None else len(scored(store, *market, forecaster.fingerprint))
+    label = "this data" if market is None else f"{market[1]} {market[2]}"
+    return calibrated_block(result, forecast.hour_index(hour_idx), live, label)
+
+
+def first_sight(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast, store: CandleStore | None = None,
+                progress: Callable[[int, int], None] | None = None, *, origins: int = ORIGINS, every: int = EVERY,
+                min_count: int = MIN_COUNT) -> Backtest | Unavailable:
+    """The backtest behind `forecast`'s combined forecast (its latest run is `forecast`), stored origins reused, or
+    why there can be none."""
     if forecast.last_timestamp != frame["timestamps"].iloc[-1]:
         raise InvalidInputError("the forecast must start after the frame's last row")
     used = forecast.settings
@@ -72,11 +87,8 @@ def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast:
     settings = BacktestSettings(sampling, origins=min(origins, available), every=every, min_count=min_count)
     keep = rows_needed(settings) + len(frame) - end + FIT_WINDOW + FIRST_ROWS  # all that the backtest reads
     cut = max(0, len(frame) - keep)
-    result = run_backtest(forecaster, frame.iloc[cut:].reset_index(drop=True), settings, store=store, live=forecast,
-                          end=end - cut, progress=progress)
-    live = 0 if market is None or store is None else len(scored(store, *market, forecaster.fingerprint))
-    label = "this data" if market is None else f"{market[1]} {market[2]}"
-    return calibrated_block(result, forecast.hour_index(hour_idx), live, label)
+    return run_backtest(forecaster, frame.iloc[cut:].reset_index(drop=True), settings, store=store, live=forecast,
+                        end=end - cut, progress=progress)
 
 
 def _aligned_end(stamps: pd.DatetimeIndex, horizon: int, every: int) -> int | None:

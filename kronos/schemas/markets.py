@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationEr
 from kronos.errors import InvalidInputError
 from kronos.settings import (
     FORECAST_DEFAULTS,
+    MAX_REQUEST_WORK,
     RANGES,
     SCAN_MAX_MARKETS,
     SCAN_MAX_PATHS,
@@ -23,6 +24,11 @@ from kronos.settings import (
     ForecastSettings,
     MarketChoice,
 )
+
+CALIBRATE = (f"run the first-sight backtests of markets not calibrated yet (tens of seconds each the first time; "
+             f"a request's within {MAX_REQUEST_WORK:,} generated candle steps, each market counted as the origins "
+             "it lacks (at most 200) x samples x horizon, the others left raw and noted); calibrated markets are "
+             "always combined from the store")
 
 # The ranking's columns, each sortable; the first is the default.
 SORT_COLUMNS = ("upside_probability", "expected_return", "band_width", "volatility_amplification_probability",
@@ -156,6 +162,7 @@ class ScanQuery(BaseModel):
     hour_idx: int | None = Field(None, ge=1, description="the hour ahead the figures describe (default: the horizon)")
     sort: SortColumn = SORT_COLUMNS[0]
     descending: bool = True
+    calibrate: bool = Field(False, description=CALIBRATE)
 
     @field_validator("symbols", mode="before")
     @classmethod
