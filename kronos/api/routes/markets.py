@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from kronos.api.deps import ForecasterDep, RuntimeDep
+from kronos.api.deps import ForecasterDep, GoneDep, RuntimeDep
 from kronos.api.errors import responses
 from kronos.errors import InvalidInputError
 from kronos.markets import scan_answer
@@ -28,8 +28,9 @@ router = APIRouter()
                         "horizon: one market's first sight at the defaults, tens of seconds); the others stay raw, "
                         "noted, and a later request goes on from the stored origins.",
             responses=responses(404, 422, 429, 503))
-def get_scan(query: Annotated[ScanQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep) -> Scan:
+def get_scan(query: Annotated[ScanQuery, Query()], runtime: RuntimeDep, forecaster: ForecasterDep,
+             gone: GoneDep) -> Scan:
     if problems := query.over_budget():  # checked before the work is queued
         raise InvalidInputError(problems)
     key = ("scan", query.model_dump_json())
-    return runtime.service.run(key, lambda: scan_answer(query, forecaster, runtime.market.store))
+    return runtime.service.run(key, lambda: scan_answer(query, forecaster, runtime.market.store), cancel=gone)
