@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
 
 from kronos.errors import WorkCancelledError
 

@@ -23,3 +23,7 @@ def test_the_projects_dependencies_are_requirements_in():
         _requirements(ROOT / "requirements-ray.in")
     assert project["requires-python"] == ">=3.11"
 
+
+def test_ruff_is_pinned_in_the_test_lock_and_run_before_pytest():
+    assert any(line.startswith("ruff==") for line in (ROOT / "tests" / "requirements.txt").read_text().splitlines())
+    assert "ruff check" in (ROOT / "tests" / "run").read_text()

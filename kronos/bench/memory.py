@@ -3,10 +3,12 @@
 It builds the app in this process (kronos.api.create_app, a scratch store), warms it up with a small forecast
 and a small backtest (lazy imports, first allocations), then posts `--runs` backtests of synthetic candles, each
 with a new seed (so none reuses stored paths), and prints the process's resident memory (VmRSS) before and after
-each one; the issue's probe was 500 origins, 100 paths, 48 h. The model: `--model/--tokenizer` checkpoint
+each one. The issue's probe was 500 origins, 100 paths, 48 h; the API's work budget (kronos.settings.MAX_REQUEST_WORK)
+now refuses that with 422 before any work, so the default is the biggest 500-origin, 48 h backtest it accepts: 12
+paths (288,000 generated candle steps). The model: `--model/--tokenizer` checkpoint
 directories, else a preset's shapes with random weights (`--preset`, default mini).
 
-    python -m kronos.bench memory [--runs 3] [--origins 500] [--samples 100] [--horizon 48] [--lookback 64]
+    python -m kronos.bench memory [--runs 3] [--origins 500] [--samples 12] [--horizon 48] [--lookback 64]
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--origins", type=int, default=500)
-    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=12)
     parser.add_argument("--horizon", type=int, default=48)
     parser.add_argument("--lookback", type=int, default=64)
     parser.add_argument("--model", help="checkpoint directory (default: random weights of --preset)")

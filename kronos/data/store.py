@@ -91,15 +91,11 @@ class CandleStore:
         updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            before = self._count(db, exchange, symbol, timeframe)
+            before = _count(db, exchange, symbol, timeframe)
             db.executemany(f"INSERT INTO candles (exchange, symbol, timeframe, {', '.join(COLUMNS)}) "
                            f"VALUES ({', '.join('?' * (len(COLUMNS) + 3))}) "
                            f"ON CONFLICT (exchange, symbol, timeframe, ts) DO UPDATE SET {updates}", rows)
-            return self._count(db, exchange, symbol, timeframe) - before
-
-    @staticmethod
-    def _count(db: sqlite3.Connection, *key: str) -> int:
-        return db.execute(f"SELECT COUNT(*) FROM candles WHERE {KEY}", key).fetchone()[0]
+            return _count(db, exchange, symbol, timeframe) - before
 
     def load(self, exchange: str, symbol: str, timeframe: str, limit: int | None = None) -> pd.DataFrame:
         """The latest `limit` candles (all when None), oldest first, in the engine's format."""
@@ -148,9 +144,10 @@ class CandleStore:
         with self._connect() as db:
             for start in range(0, len(keys), 500):  # SQLite binds at most 999 parameters
                 chunk = keys[start:start + 500]
-                found.update({key: (np.frombuffer(closes, np.float64).reshape(samples, -1), vol) for key, closes, samples, vol
-                              in db.execute(f"SELECT key, closes, samples, vol_prob FROM backtest_paths WHERE key IN "
-                                            f"({', '.join('?' * len(chunk))})", chunk)})
+                rows = db.execute(f"SELECT key, closes, samples, vol_prob FROM backtest_paths WHERE key IN "
+                                  f"({', '.join('?' * len(chunk))})", chunk)
+                found.update({key: (np.frombuffer(closes, np.float64).reshape(samples, -1), vol)
+                              for key, closes, samples, vol in rows})
         if found:
             self._touch_paths(list(found))
         return found
@@ -190,8 +187,8 @@ class CandleStore:
                      forecast: dict) -> None:
         """Record a live forecast (its summary, JSON-ready) once per market, model, origin and content."""
         with self._connect() as db:
-            db.execute("INSERT OR IGNORE INTO forecast_log (exchange, symbol, timeframe, model, origin, made, forecast) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (exchange, symbol, timeframe, model, _ms(origin),
+            db.execute("INSERT OR IGNORE INTO forecast_log (exchange, symbol, timeframe, model, origin, made, "
+                       "forecast) VALUES (?, ?, ?, ?, ?, ?, ?)", (exchange, symbol, timeframe, model, _ms(origin),
                                                         _ms(pd.Timestamp.now("UTC").tz_localize(None)),
                                                         json.dumps(forecast, sort_keys=True)))
 
@@ -241,6 +238,10 @@ def _evict_paths(db: sqlite3.Connection, limit: int) -> None:
         doomed.append((key,))
         excess -= size
     db.executemany("DELETE FROM backtest_paths WHERE key = ?", doomed)
+
+
+def _count(db: sqlite3.Connection, *key: str) -> int:
+    return db.execute(f"SELECT COUNT(*) FROM candles WHERE {KEY}", key).fetchone()[0]
 
 
 def _ms(moment: pd.Timestamp) -> int:
