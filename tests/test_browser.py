@@ -102,3 +102,13 @@ def test_the_dashboard_in_a_browser(page, tmp_path):
     settled(page)
     assert "temperature=1.15" in page.url and "seed=42" in page.url  # the settings followed to the other page
     page.screenshot(path=shots / "sample_paths.png")
+
+    page.get_by_role("link", name="Markets").click()  # the stored BTC/USDT candles, scanned and ranked
+    page.get_by_text("My symbols").click()
+    page.get_by_text("Stored candles only").click()
+    settled(page)
+    page.get_by_role("button", name="Scan").click()
+    page.wait_for_function(f"() => ({TRACE})('markets') !== null")  # the upside-against-risk scatter
+    settled(page)
+    assert page.get_by_role("button", name="Download ranking (CSV)").count() == 1
+    page.screenshot(path=shots / "markets.png")

@@ -89,6 +89,7 @@ def test_the_cli_and_the_api_carry_the_same_calibrated_block(client, capsys, fra
     every_origin = (ROWS - SMALL["horizon"] - SMALL["lookback"]) // EVERY + 1
     assert block.record.origins in (every_origin - 1, every_origin)  # the last may fall before the clock's alignment
     assert {"model_calibrated", "random_walk", "ewma", "garch"} <= set(block.weights)
+    assert "kronos_parity's" in block.summary and "fixtures" not in response.text  # the model's name, no path
 
 
 def test_without_calibrate_there_is_no_block(client, frame):

@@ -5,16 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kronos.cli.options import (
-    add_model_options,
-    add_settings_options,
-    add_source_options,
-    candles_from,
-    model_from,
-    progress_bar,
-    settings_from,
-    store_from,
-)
+from kronos.cli import options
 from kronos.engine import Forecaster
 from kronos.evaluation.combined import ORIGINS, calibration_rows
 from kronos.flows import answer, calibrated, forecast_candles
@@ -22,9 +13,9 @@ from kronos.flows import answer, calibrated, forecast_candles
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The candles' source, the model, the sampling settings, `--all-samples` and `--calibrate`."""
-    add_source_options(parser)
-    add_model_options(parser)
-    add_settings_options(parser)
+    options.add_source_options(parser)
+    options.add_model_options(parser)
+    options.add_settings_options(parser)
     parser.add_argument("--all-samples", action="store_true", help="include every path (all_samples)")
     parser.add_argument("--calibrate", action="store_true",
                         help=f"add `calibrated`: the combined forecast, from a backtest of the data's recent history "
@@ -34,15 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the forecast's JSON, with where its data came from (and its calibration with --calibrate), on stdout."""
-    settings = settings_from(args)
+    settings = options.settings_from(args)
     rows = calibration_rows(settings.lookback, settings.horizon) if args.calibrate else settings.lookback
-    candles = candles_from(args, rows)
-    choice = model_from(args)
+    candles = options.candles_from(args, rows)
+    choice = options.model_from(args)
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
                                             max_context=args.max_context)
-    store = store_from(args)
+    store = options.store_from(args)
     forecast = forecast_candles(forecaster, candles, settings, log=store)
     block = calibrated(forecaster, candles, forecast, store, settings.hour_idx,
-                       progress_bar("calibration")) if args.calibrate else None
+                       options.progress_bar("calibration")) if args.calibrate else None
     sys.stdout.write(answer(forecast, candles, settings.hour_idx, args.all_samples, block).model_dump_json() + "\n")
     return 0

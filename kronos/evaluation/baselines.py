@@ -8,6 +8,7 @@ with `trailing_closes`. Draws come from the caller's seeded numpy Generator, so 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -99,12 +100,15 @@ def fit_garch(returns: np.ndarray) -> GarchFit:
 @lru_cache(maxsize=FITS_KEPT)
 def _fit(data: bytes) -> GarchFit:
     from arch import arch_model  # loads on first use, like SciPy
+    from arch.utility.exceptions import ConvergenceWarning
 
     decay = 2.0 ** (-1.0 / HALF_LIFE)
     fallback = GarchFit(0.0, 1 - decay, decay)
     try:
-        fitted = arch_model(np.frombuffer(data) * SCALE, mean="Zero", vol="GARCH", p=1, q=1,
-                            rescale=False).fit(disp="off")
+        with warnings.catch_warnings():  # a fit that did not converge is told by its flag, below: no warning
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fitted = arch_model(np.frombuffer(data) * SCALE, mean="Zero", vol="GARCH", p=1, q=1,
+                                rescale=False).fit(disp="off")
     except (ValueError, np.linalg.LinAlgError):
         return fallback
     omega, alpha, beta = (float(fitted.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))

@@ -29,7 +29,7 @@ from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.forecasters import BASELINES
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.record import scored
-from kronos.forecast import Forecast
+from kronos.forecast import Forecast, model_label
 from kronos.schemas.calibrated import Band, Calibrated, Record, Unavailable
 from kronos.settings import FORECAST_DEFAULTS, ForecastSettings
 
@@ -130,8 +130,8 @@ def record_sentence(result: Backtest, label: str, hour: int | None = None) -> st
     best = min(BASELINES, key=lambda name: result.scores[name].crps[hour - 1])
     gap = 1 - result.scores["model_calibrated"].crps[hour - 1] / result.scores[best].crps[hour - 1]
     than = f"{abs(gap):.0%} {'better' if gap >= 0 else 'worse'} than the {LABELS[best]} baseline"
-    said = (f"Over the last {len(result.origin_times)} forecasts of {label}, {result.model}'s {hour} h distribution "
-            f"scored {than}")
+    said = (f"Over the last {len(result.origin_times)} forecasts of {label}, {model_label(result.model)}'s {hour} h "
+            f"distribution scored {than}")
     latest = result.latest
     if latest is None:
         return said + "."
