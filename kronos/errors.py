@@ -53,7 +53,15 @@ class UnknownMarketError(DataUnavailableError):
 
 
 class EmptyStoreError(DataUnavailableError):
-    """The local store holds no candles for the market asked for."""
+    """The local store holds no candles for the market asked for; `path` is the store's, named in the message for
+    the CLI and the dashboard's operator and left out of `public()`."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+    def public(self) -> str:
+        return str(self) if not self.path else str(self).replace(f" {self.path}", "")
 
 
 class RetryLaterError(KronosError):

@@ -135,6 +135,7 @@ def test_a_failing_market_falls_back_to_the_store_and_one_without_candles_is_lis
     assert doge.notes[0].startswith("binance did not answer in time") and "answered from the local store" in doge.notes
     assert not bnb.available and bnb.source is None  # listed, but no candles: neither the exchange nor the store
     assert "returned no BNB/USDT 1h candles" in bnb.problem and "has no BNB/USDT 1h candles" in bnb.problem
+    assert str(store.path) not in result.model_dump_json()  # a scan's answer names no server path
     assert result.sorted_by("upside_probability").rows[-1].symbol == "BNB/USDT"
 
 

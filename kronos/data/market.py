@@ -94,7 +94,8 @@ def fetch_candles(market: MarketChoice = MarketChoice(), limit: int = DEFAULT_LI
     try:
         candles = load_stored(chain, market.symbol, market.timeframe, limit, store)
     except EmptyStoreError as error:
-        raise EmptyStoreError(f"no exchange answered ({'; '.join(notes)}), and {error}") from failures[-1]
+        raise EmptyStoreError(f"no exchange answered ({'; '.join(notes)}), and {error}", error.path) \
+            from failures[-1]
     except StoreUnavailableError as error:
         raise StoreUnavailableError(error.problem, error.path, f"{error.advice}; no exchange answered either "
                                     f"({'; '.join(notes)})") from error
@@ -110,7 +111,7 @@ def load_stored(exchanges: list[str] | tuple[str, ...], symbol: str, timeframe: 
     newest = {key: store.latest_timestamp(*key, timeframe) for key in keys}
     found = [key for key in keys if newest[key] is not None]
     if not found:
-        raise EmptyStoreError(empty_store_message(store, exchanges[0], symbol, timeframe))
+        raise EmptyStoreError(empty_store_message(store, exchanges[0], symbol, timeframe), str(store.path))
     name, stored_symbol = max(found, key=newest.__getitem__)
     frame = store.load(name, stored_symbol, timeframe, limit)
     return _candles(frame, "store", name, stored_symbol, timeframe,

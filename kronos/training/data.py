@@ -66,7 +66,7 @@ def read_store_series(store: CandleStore, exchange: str, symbol: str, timeframe:
     """Every stored candle of one market; EmptyStoreError saying how to fill the store when there are none."""
     frame = store.load(exchange, symbol, timeframe)
     if frame.empty:
-        raise EmptyStoreError(empty_store_message(store, exchange, symbol, timeframe))
+        raise EmptyStoreError(empty_store_message(store, exchange, symbol, timeframe), str(store.path))
     return Series.from_frame(f"{exchange} {symbol} {timeframe}", "store", frame)
 
 
