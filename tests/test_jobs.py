@@ -32,8 +32,9 @@ def test_one_job_per_key_its_progress_and_its_result():
 
 
 def test_jobs_run_one_at_a_time_the_newest_waiting_first():
-    jobs, gate, order = Jobs(), threading.Event(), []
-    jobs.start("busy", lambda progress: gate.wait(10))
+    jobs, gate, running, order = Jobs(), threading.Event(), threading.Event(), []
+    jobs.start("busy", lambda progress: (running.set(), gate.wait(10)))
+    assert running.wait(10)  # the worker holds "busy" before the others are asked for
     for key in ("older", "newer"):
         jobs.start(key, lambda progress, key=key: order.append(key))
     assert order == []  # behind the running one
