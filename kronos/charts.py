@@ -16,6 +16,7 @@ from kronos.errors import InvalidInputError
 from kronos.evaluation.scores import Scores
 from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Calibrated
+from kronos.summary import price_text
 
 if TYPE_CHECKING:
     from kronos.evaluation.backtest import Backtest
@@ -135,7 +136,7 @@ def final_close_histogram(forecast: Forecast) -> go.Figure:
     figure = go.Figure(go.Histogram(x=forecast.column("close")[:, -1], name="final close", marker_color=BLUE,
                                     nbinsx=min(40, max(5, forecast.samples // 2))))
     figure.add_vline(x=forecast.last_close, line={"color": RED, "dash": "dash"},
-                     annotation_text=f"last close {forecast.last_close:,.2f}")
+                     annotation_text=f"last close {price_text(forecast.last_close)}")
     figure.update_layout(title=f"Close after {forecast.horizon} steps", xaxis_title="price",
                          yaxis_title="paths", **LAYOUT)
     return figure

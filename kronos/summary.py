@@ -52,6 +52,16 @@ def headline(forecast: Forecast, hour_idx: int | None = None) -> Headline:
                     float(returns.mean()), float(low), float(high))
 
 
+def price_text(price: float) -> str:
+    """A price as people read it: two decimals from 1 up (77,500.12), else four significant digits (0.00000775;
+    scientific below 1e-8, 7.75e-12, where the zeros would crowd out the digits), never a tiny price as 0.00."""
+    if abs(price) >= 1 or price == 0 or not np.isfinite(price):
+        return f"{price:,.2f}"
+    if abs(price) >= 1e-8:
+        return np.format_float_positional(price, precision=4, unique=False, fractional=False, trim="-")
+    return f"{price:.4g}"
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """A short hash of a candle frame's contents: equal frames, equal fingerprints."""
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()

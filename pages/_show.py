@@ -31,7 +31,7 @@ from kronos.flows import answer
 from kronos.forecast import Forecast
 from kronos.jobs import Job
 from kronos.schemas.calibrated import Calibrated, Unavailable
-from kronos.summary import data_banner, headline
+from kronos.summary import data_banner, headline, price_text
 
 CUSTOM_PAGE = "pages/custom_data.py"
 CUSTOM_CANDLES, CUSTOM_ORIGIN, CUSTOM_MESSAGES = "custom.candles", "custom.origin", "custom.messages"
@@ -47,6 +47,9 @@ NOT_YET = "not calibrated yet"
 COMPONENTS = {"model_calibrated": "Kronos (calibrated)"}  # the pool's components, where the charts' labels differ
 POLL_S = 2  # how often a page waiting for its calibration looks again
 GRACE_S = 0.25  # waited before saying "not calibrated yet": what needs no backtest (too few rows) shows at once
+# Prices in tables: six significant digits, so that one far below 1 shows its digits (Streamlit's default keeps a
+# single one: 0.000008)
+PRICE_FORMAT = "%.6g"
 BANNER_STYLE = {"live": st.success, "stale": st.warning, "store": st.warning, "custom": st.info}
 log = logging.getLogger("kronos.dashboard")
 
@@ -135,7 +138,7 @@ def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, 
     k, hour = raw.hour_idx, f"hour {raw.hour_idx}"
     when = f"Hour {k} ahead: the candle opening {raw.timestamp:%Y-%m-%d %H:%M} UTC. "
     columns = st.columns(4)
-    columns[0].metric("Last price", f"{raw.last_close:,.2f}",
+    columns[0].metric("Last price", price_text(raw.last_close),
                       help=f"Close of the candle opened {raw.last_timestamp:%Y-%m-%d %H:%M} UTC")
     vol, interval = raw.volatility_amplification_probability, f"{raw.return_low:+.2%} to {raw.return_high:+.2%}"
     if block is None:
@@ -234,8 +237,9 @@ def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecas
                       delta=f"raw {view.upside_raw[k - 1]:.0%}", delta_color="off", delta_arrow="off",
                       help=f"Calibrated on {view.known[k - 1]} past forecasts whose outcome was known")
     raw, calibrated = view.band_prices("80", k, False), view.band_prices("80", k, True)
-    st.caption(f"80% band of the close at hour {k}: calibrated {calibrated[0]:,.2f} to {calibrated[1]:,.2f} "
-               f"(raw {raw[0]:,.2f} to {raw[1]:,.2f}), conformal on {view.known[k - 1]} past forecasts.")
+    st.caption(f"80% band of the close at hour {k}: calibrated {price_text(calibrated[0])} to "
+               f"{price_text(calibrated[1])} (raw {price_text(raw[0])} to {price_text(raw[1])}), conformal on "
+               f"{view.known[k - 1]} past forecasts.")
 
 
 def downloads(forecast: Forecast, candles: Candles, hour_idx: int | None, stem: str,

@@ -49,7 +49,7 @@ def ranking(result: Scan, controls: _controls.Controls) -> None:
     table["live"] = [live_link(controls, s, e, result.watchlist.timeframe)
                      for s, e in zip(table["symbol"], table["exchange"], strict=True)]
     config = {name: st.column_config.NumberColumn(label, format="percent") for name, label in PERCENT.items()}
-    config |= {"symbol": "Market", "last_price": st.column_config.NumberColumn("Last price", format="%.6g"),
+    config |= {"symbol": "Market", "last_price": st.column_config.NumberColumn("Last price", format=_show.PRICE_FORMAT),
                "basis": st.column_config.TextColumn("Figures", help="raw: the model's own paths; combined: pooled "
                                                                      "with baselines by the market's record"),
                "source": "Data", "age": "Age",

@@ -27,5 +27,7 @@ with _show.reported():
         path = st.number_input("Path to show as candles", 1, forecast.samples, 1, key="paths.path")
         st.plotly_chart(path_candles(forecast, path), key="path_candles")
     st.subheader("Quantiles of the close per hour")
-    st.dataframe(forecast.close_quantiles(), width="stretch")
+    quantiles = forecast.close_quantiles().rename(columns=lambda q: f"{q:.1%}")
+    st.dataframe(quantiles, width="stretch",
+                 column_config={name: st.column_config.NumberColumn(format=_show.PRICE_FORMAT) for name in quantiles})
     _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos", block)

@@ -15,6 +15,7 @@ from kronos.engine import Forecaster
 from kronos.markets import WAITING_HERE, scan_answer
 from kronos.schemas.markets import SORT_COLUMNS, Scan, ScanQuery
 from kronos.settings import SCAN_QUOTE, SCAN_TOP, Environment, MarketChoice
+from kronos.summary import price_text
 from kronos.timeframes import describe_age
 
 MARKET = MarketChoice()
@@ -22,9 +23,9 @@ SHOWN = {"symbol": "market", "last_price": "last", "change_1d": "1 d", "upside_p
          "expected_return": "return", "return_low": "low 10%", "return_high": "high 90%", "band_width": "risk",
          "volatility_amplification_probability": "vol amp", "crps_skill": "skill", "model_weight": "weight",
          "basis": "basis", "source": "source", "age_s": "age"}
-SIGNED, SHARE = "{:+.1%}", "{:.0%}"
-FORMATS = {"last_price": "{:,.6g}", "change_1d": SIGNED, "upside_probability": SHARE, "expected_return": SIGNED,
-           "return_low": SIGNED, "return_high": SIGNED, "band_width": "{:.1%}",
+SIGNED, SHARE = "{:+.1%}".format, "{:.0%}".format
+FORMATS = {"last_price": price_text, "change_1d": SIGNED, "upside_probability": SHARE, "expected_return": SIGNED,
+           "return_low": SIGNED, "return_high": SIGNED, "band_width": "{:.1%}".format,
            "volatility_amplification_probability": SHARE, "crps_skill": SIGNED, "model_weight": SHARE}
 
 
@@ -112,7 +113,7 @@ def table(result: Scan) -> str:
     frame = result.table()
     shown = frame[frame["available"]][list(SHOWN)].copy()
     for column, form in FORMATS.items():
-        shown[column] = shown[column].map(lambda v, form=form: "" if v is None or v != v else form.format(v))
+        shown[column] = shown[column].map(lambda v, form=form: "" if v is None or v != v else form(v))
     shown["age_s"] = shown["age_s"].map(lambda seconds: describe_age(pd.Timedelta(seconds=seconds)))
     lines = [f"{result.watchlist.exchange} {result.watchlist.timeframe}, {len(result.available)} of "
              f"{len(result.rows)} markets, hour {result.hour_idx}, {result.settings.samples} paths, seed "

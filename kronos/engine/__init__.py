@@ -11,8 +11,8 @@ The tuning constants (PATH_CHUNK, DRAW_CHUNK, HISTORIES_KEPT) are read where the
 
 from kronos.engine.forecaster import Forecaster
 from kronos.engine.planning import HISTORIES_PER_BATCH, draw_uniforms
-from kronos.engine.preprocess import Prepared, normalise, time_features
+from kronos.engine.preprocess import Prepared, column_scales, normalise, time_features
 from kronos.engine.source import ForecastSource, Progress
 
-__all__ = ["HISTORIES_PER_BATCH", "ForecastSource", "Forecaster", "Prepared", "Progress", "draw_uniforms", "normalise",
-           "time_features"]
+__all__ = ["HISTORIES_PER_BATCH", "ForecastSource", "Forecaster", "Prepared", "Progress", "column_scales",
+           "draw_uniforms", "normalise", "time_features"]

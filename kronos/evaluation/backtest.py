@@ -30,7 +30,7 @@ import pandas as pd
 
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS, check_history
-from kronos.engine import HISTORIES_PER_BATCH, ForecastSource
+from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, column_scales
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
@@ -278,16 +278,22 @@ def origin_seed(seed: int, last_time: pd.Timestamp) -> int:
 def origin_keys(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings
                 ) -> list[str]:
     """The store's key of each origin's paths (rows `runs` of `frame`): what they depend on, the weights, the sampling
-    settings, the seed rule and the rows seen (pandas' per-row hash of the window's timestamps and features). Keys
-    must not change for the same inputs, or stored origins are forecast again (tests/test_backtest.py holds some)."""
+    settings, the seed rule and the rows seen (pandas' per-row hash of the window's timestamps and features), and the
+    engine's column scales where it rescales the window. Keys must not change for the same inputs, or stored origins
+    are forecast again (tests/test_backtest.py holds some)."""
     stamps, lookback = frame["timestamps"], settings.forecast.lookback
     rows = pd.util.hash_pandas_object(frame[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()
+    values = frame[list(FEATURE_COLUMNS)].to_numpy()
     keys = []
     for o in runs:
         seed = origin_seed(settings.forecast.seed, stamps.iloc[o - 1])
-        described = json.dumps({"weights": forecaster.fingerprint, "context": forecaster.max_context, "seed": seed,
-                                **settings.sampling()}, sort_keys=True)
-        keys.append(hashlib.sha256(described.encode() + rows[o - lookback:o].tobytes()).hexdigest())
+        described = {"weights": forecaster.fingerprint, "context": forecaster.max_context, "seed": seed,
+                     **settings.sampling()}
+        scale = column_scales(values[o - lookback:o])
+        if (scale != 1).any():  # paths stored before the engine rescaled such windows are wrong: not to be reused
+            described["scale"] = scale.tolist()
+        text = json.dumps(described, sort_keys=True)
+        keys.append(hashlib.sha256(text.encode() + rows[o - lookback:o].tobytes()).hexdigest())
     return keys
 
 
