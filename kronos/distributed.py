@@ -8,10 +8,12 @@ that each load the weights once.
 
 `RayForecaster` stands in for a Forecaster wherever only `forecast_many` (and the weights' identity) is used, as in
 `kronos.markets.scan` and `kronos.evaluation.backtest.run_backtest` (a scan's first sights, kronos.calibrations): the
-histories are split among the actors in order, and each actor runs its part through its own Forecaster. Every
-forecast equals the one a local Forecaster gives for the same history, settings and seed, to the bit, however the
-histories are split (see kronos.engine). The results come back to the caller, which writes them to its store. The
-weights must be loadable on every machine: a hub id (downloaded there once) or a directory each machine has.
+histories are cut into pieces, several per actor, that a `ray.util.ActorPool` hands out in turn (an actor that
+finishes takes the next piece, so a slow piece or a slow machine leaves no actor idle), and each actor runs its pieces
+through its own Forecaster. Every forecast equals the one a local Forecaster gives for the same history, settings and
+seed, to the bit, however the histories are cut (see kronos.engine). The results come back to the caller, in its
+order, which writes them to its store. The weights must be loadable on every machine: a hub id (downloaded there
+once) or a directory each machine has.
 
 Ray is optional: `pip install -r requirements-ray.txt`.
 """
@@ -19,13 +21,14 @@ Ray is optional: `pip install -r requirements-ray.txt`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from kronos.engine import Forecaster, Progress
+from kronos.engine import HISTORIES_PER_BATCH, Forecaster, Progress
 from kronos.errors import InvalidInputError, KronosError
 from kronos.forecast import Forecast
 from kronos.settings import FORECAST_DEFAULTS, ModelChoice, draw_seed
@@ -33,6 +36,7 @@ from kronos.settings import FORECAST_DEFAULTS, ModelChoice, draw_seed
 LOCAL = "local"  # start a Ray instance on this machine, for trying it
 START_TIMEOUT_S = 300.0  # for every worker to load the weights
 INSTALL = "pip install -r requirements-ray.txt"
+PIECES_PER_ACTOR = 2  # at least, so that an actor done early takes another's work; each at most a full engine batch
 
 
 def _ray() -> Any:
@@ -76,8 +80,9 @@ class _Worker:
         """The model's name, context and fingerprint."""
         return self.forecaster.name, self.forecaster.max_context, self.forecaster.fingerprint
 
-    def forecast_many(self, histories: list[pd.DataFrame], arguments: dict) -> list[Forecast]:
-        return self.forecaster.forecast_many(histories, **arguments)
+    def forecast_many(self, first: int, histories: list[pd.DataFrame], arguments: dict) -> tuple[int, list[Forecast]]:
+        """The forecasts of the caller's histories from position `first` on, with `first` (to put them back)."""
+        return first, self.forecaster.forecast_many(histories, **arguments)
 
 
 class RayForecaster:
@@ -103,7 +108,8 @@ class RayForecaster:
             raise InvalidInputError(f"Ray did not start {workers} workers of {threads} CPU(s) each within "
                                     f"{START_TIMEOUT_S:g} s (the cluster has {free:g} CPUs free); ask for fewer with "
                                     "--workers")
-        self.name, self.max_context, self.fingerprint = self._get(started)[0]
+        with _raised_here():
+            self.name, self.max_context, self.fingerprint = ray.get(started)[0]
 
     @property
     def workers(self) -> int:
@@ -113,38 +119,29 @@ class RayForecaster:
                       samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
                       seeds: Sequence[int | None] | None = None, progress: Progress | None = None,
                       **arguments: Any) -> list[Forecast]:
-        """As Forecaster.forecast_many, the histories split among the actors in order; `progress` counts the
-        histories done."""
+        """As Forecaster.forecast_many, the histories cut into pieces that the actors take in turn, the forecasts in
+        the histories' order; `progress` counts the histories done."""
         n = len(histories)
         counts = [samples] * n if isinstance(samples, int) else list(samples)
         seeds = [draw_seed() if s is None else int(s) for s in (seeds if seeds is not None else [None] * n)]
         if not len(counts) == len(seeds) == n:
             raise InvalidInputError(f"give one seed and one sample count per history: {n} histories, {len(seeds)} "
                                     f"seeds, {len(counts)} sample counts")
-        size = max(1, math.ceil(n / len(self._actors)))
-        parts = [range(start, min(n, start + size)) for start in range(0, n, size)]
-        futures = [actor.forecast_many.remote([histories[i] for i in part], {
-            **arguments, "samples": [counts[i] for i in part], "seeds": [seeds[i] for i in part]})
-            for actor, part in zip(self._actors, parts, strict=False)]
-        return [forecast for made in self._get(futures, progress, [len(p) for p in parts]) for forecast in made]
+        size = max(1, min(HISTORIES_PER_BATCH, math.ceil(n / (PIECES_PER_ACTOR * len(self._actors)))))
+        pieces = [range(start, min(n, start + size)) for start in range(0, n, size)]
 
-    def _get(self, futures: list, progress: Progress | None = None, sizes: list[int] | None = None) -> list:
-        """The futures' results in order, reporting progress as each finishes; a KronosError raised on a worker is
-        raised here as itself."""
-        ray = _ray()
-        pending, done = list(futures), 0
-        try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                if progress is not None and sizes:
-                    done += sizes[futures.index(ready[0])]
-                    progress(done, sum(sizes))
-            return ray.get(futures)
-        except ray.exceptions.RayTaskError as error:
-            cause = error.cause if hasattr(error, "cause") else None
-            if isinstance(cause, KronosError):
-                raise cause from None
-            raise
+        def submit(actor: Any, piece: range) -> Any:
+            return actor.forecast_many.remote(piece.start, [histories[i] for i in piece], {
+                **arguments, "samples": [counts[i] for i in piece], "seeds": [seeds[i] for i in piece]})
+
+        made: dict[int, list[Forecast]] = {}  # by the piece's first history
+        pool = _ray().util.ActorPool(self._actors)
+        with _raised_here():  # unordered: an ordered pool frees an actor only once the pieces before its are back
+            for first, forecasts in pool.map_unordered(submit, pieces):
+                made[first] = forecasts
+                if progress is not None:
+                    progress(sum(map(len, made.values())), n)
+        return [forecast for first in sorted(made) for forecast in made[first]]
 
     def close(self) -> None:
         """Stop the actors."""
@@ -152,3 +149,16 @@ class RayForecaster:
         for actor in self._actors:
             ray.kill(actor)
         self._actors = []
+
+
+@contextmanager
+def _raised_here() -> Iterator[None]:
+    """A KronosError raised on a worker raised here as itself (not wrapped in Ray's task error)."""
+    ray = _ray()
+    try:
+        yield
+    except ray.exceptions.RayTaskError as error:
+        cause = error.cause if hasattr(error, "cause") else None
+        if isinstance(cause, KronosError):
+            raise cause from None
+        raise

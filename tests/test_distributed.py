@@ -85,6 +85,16 @@ def test_forecasts_on_ray_equal_local_ones_to_the_bit(remote, forecaster, parity
         remote.forecast_many(histories[:1], lookback=500, seeds=[1])
 
 
+def test_an_actor_that_finishes_takes_the_next_piece(remote, parity_input):
+    # 7 histories on 2 actors: pieces of 2, 2, 2 and 1; the first is slow (1000 paths), the others take one path each
+    histories = [parity_input.iloc[start:start + 90] for start in range(0, 70, 10)]
+    samples, seeds, steps = [1000] + [1] * 6, list(range(7)), []
+    made = remote.forecast_many(histories, horizon=24, samples=samples, seeds=seeds,
+                                progress=lambda done, total: steps.append((done, total)))
+    assert [(f.seed, len(f.paths)) for f in made] == list(zip(seeds, samples, strict=True))  # in the callers' order
+    assert steps == [(2, 7), (4, 7), (5, 7), (7, 7)]  # the other actor did every other piece while the slow one ran
+
+
 def test_workers_that_cannot_start_are_reported(remote, monkeypatch):
     monkeypatch.setattr("kronos.distributed.START_TIMEOUT_S", 2.0)
     with pytest.raises(InvalidInputError, match="Ray did not start 1 workers of 1 CPU.* 0 CPUs free"):

@@ -26,7 +26,7 @@ from kronos.training.data import Series, Windows, choose_split, make_windows, re
 from kronos.training.evaluate import evaluate_on_validation
 from kronos.training.loop import Progress
 from kronos.training.models import Init, starting_modules
-from kronos.training.run import EvaluationRequest, TrainSettings, train
+from kronos.training.run import STAGE_DEFAULTS, EvaluationRequest, TrainSettings, train
 from kronos.training.state import read_meta
 
 SMALL = dict(lookback=32, horizon=8, batch_size=4, val_every=3, val_windows=8)
@@ -322,3 +322,28 @@ def test_an_evaluated_run_writes_a_typed_record_the_picker_reads(tmp_path):
     assert evaluated.origins >= 1 and len(evaluated.trained_skill.crps) == SMALL["horizon"]
     assert f"CRPS skill vs random walk at hour {SMALL['horizon']}: {evaluated.trained_skill.crps[-1]:+.1%}" in \
         run.summary()
+
+
+def test_a_stage_validates_reports_and_stops_on_its_schedule(tmp_path):
+    # 153 training windows in batches of 32: 4 steps an epoch; 3 epochs planned (12 steps), stopped at 10
+    settings = TrainSettings(epochs=3, max_steps=10, patience=100, **SMALL | {"batch_size": 32})
+    seen: list[Progress] = []
+    record = train([synthetic(240)], Init(scratch="tiny"), settings, tmp_path, progress=seen.append)
+    for stage in ("tokenizer", "predictor"):
+        history, shown = record.stages[stage], [p for p in seen if p.stage == stage]
+        assert [(p.step, p.steps, p.epoch) for p in shown] == [(s, 10, (s - 1) // 4 + 1) for s in range(1, 11)]
+        validations = history.validations  # every val_every (3) steps, at each epoch's end, and at the stop
+        assert [(v.step, v.epoch) for v in validations] == [(3, 1), (4, 1), (6, 2), (8, 2), (9, 3), (10, 3)]
+        assert [(e.epoch, e.steps, e.partial) for e in history.epochs] == [(1, 4, False), (2, 4, False), (3, 2, True)]
+        ends = [shown[3], shown[7], shown[9]]  # an epoch's training loss is the running mean shown at its last step
+        assert [e.train_loss for e in history.epochs] == [p.loss for p in ends]
+        assert [e.val for e in history.epochs] == [validations[i].losses for i in (1, 3, 5)]
+        metric = STAGE_DEFAULTS[stage].metric  # a step shows the latest validation made by its end
+        latest = [None, None] + [validations[i].losses[metric] for i in (0, 0, 1, 2, 2, 2, 4, 4)]
+        assert [p.val_loss for p in shown] == latest
+        best = min(validations, key=lambda v: v.losses[metric])
+        assert history.best.model_dump() == {"metric": metric, "value": best.losses[metric], "step": best.step}
+        assert (history.stopped, history.step, history.steps, history.windows) == ("max_steps", 10, 10, 320)
+    loop = read_meta(tmp_path / "state").loop  # the last save: the predictor's stop, inside its third epoch
+    assert (loop.stopped, loop.step, loop.epoch, loop.batch, loop.epoch_batches) == ("max_steps", 10, 2, 2, 0)
+    assert (loop.validations, loop.epochs, loop.best) == (history.validations, history.epochs, history.best)

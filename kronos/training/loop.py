@@ -13,12 +13,22 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from kronos.schemas.training import LoopState, RunDescription, SavedState, StageHistory
+from kronos.schemas.training import (
+    Best,
+    EpochResult,
+    LoopState,
+    RunDescription,
+    SavedState,
+    StageHistory,
+    Stopped,
+    ValidationResult,
+)
 from kronos.training.data import Windows
 from kronos.training.state import load_state, save_state
 
@@ -98,95 +108,138 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: LoopSettin
 
     Returns the stage's history: epochs (train and validation losses), validations, best, why it stopped, time.
     """
-    per_epoch = len(train) // settings.batch_size
-    planned = per_epoch * settings.epochs
-    steps = planned if settings.max_steps is None else min(settings.max_steps, planned)
-    parameters = [p for p in stage.module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
-    if resume:
-        meta = load_state(state_dir, stage.module, optimizer).loop.model_dump()
-    else:
-        torch.manual_seed(settings.seed)
-        meta = {"step": 0, "epoch": 0, "batch": 0, "steps": steps, "epoch_loss": 0.0, "epoch_batches": 0,
-                "epochs": [], "validations": [], "best": None, "bad_validations": 0, "train_seconds": 0.0,
-                "seconds": 0.0, "windows": 0, "stopped": None}
-    started, budget = time.monotonic(), None if settings.max_minutes is None else settings.max_minutes * 60
-    seconds_before, saved_at = meta["seconds"], started
+    saved = partial(SavedState, run=run, completed=completed, stage=stage.name)
+    return _Loop(stage, train, val, settings, device, state_dir, saved, resume, progress, should_stop).run()
 
-    def save() -> None:
-        nonlocal saved_at
-        saved_at = time.monotonic()
-        meta["seconds"] = seconds_before + saved_at - started
-        save_state(state_dir, stage.module, optimizer, SavedState(
-            run=run, completed=completed, stage=stage.name, step=meta["step"], loop=LoopState(**meta),
-            optimizer_groups=optimizer.state_dict()["param_groups"]))
 
-    def check() -> bool:
-        """Validate now; keep a new best; True when early stopping says stop."""
-        losses = validate(stage, val, settings.batch_size, device)
-        meta["validations"].append({"step": meta["step"], "epoch": meta["epoch"] + 1, "losses": losses})
-        value = losses[stage.metric]
-        if meta["best"] is None or value < meta["best"]["value"]:
-            meta["best"] = {"metric": stage.metric, "value": value, "step": meta["step"]}
-            meta["bad_validations"] = 0
-            stage.save_best()
+class _Loop:
+    """A stage under way: its module, its optimiser and its typed state (`LoopState`, the shape its saves keep)."""
+
+    def __init__(self, stage: Stage, train: Windows, val: Windows, settings: LoopSettings, device: torch.device,
+                 state_dir: Path, saved: Callable[..., SavedState], resume: bool,
+                 progress: Callable[[Progress], None] | None, should_stop: Callable[[], bool] | None):
+        self.stage, self.train, self.val, self.settings, self.device = stage, train, val, settings, device
+        self.state_dir, self.saved, self.progress, self.should_stop = state_dir, saved, progress, should_stop
+        self.per_epoch = len(train) // settings.batch_size
+        planned = self.per_epoch * settings.epochs
+        self.steps = planned if settings.max_steps is None else min(settings.max_steps, planned)
+        self.parameters = [p for p in stage.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=settings.lr, betas=settings.betas,
+                                           weight_decay=settings.weight_decay)
+        if resume:
+            self.state = load_state(state_dir, stage.module, self.optimizer).loop
         else:
-            meta["bad_validations"] += 1
-        return meta["bad_validations"] >= settings.patience
+            torch.manual_seed(settings.seed)
+            self.state = LoopState(step=0, epoch=0, batch=0, steps=self.steps, epoch_loss=0.0, epoch_batches=0,
+                                   epochs=[], validations=[], best=None, bad_validations=0, train_seconds=0.0,
+                                   seconds=0.0, windows=0, stopped=None)
+        self.started = self.saved_at = time.monotonic()
+        self.seconds_before = self.state.seconds
+        self.budget = None if settings.max_minutes is None else settings.max_minutes * 60
 
-    def end_epoch(partial: bool) -> None:
-        if meta["epoch_batches"]:
-            meta["epochs"].append({"epoch": meta["epoch"] + 1, "steps": meta["epoch_batches"], "partial": partial,
-                                   "train_loss": meta["epoch_loss"] / meta["epoch_batches"],
-                                   "val": meta["validations"][-1]["losses"]})
-        meta["epoch_loss"], meta["epoch_batches"] = 0.0, 0
+    def run(self) -> StageHistory:
+        """Epochs until a reason to stop; a last validation unless interrupted; the state saved; the history."""
+        state = self.state
+        stopped = None if state.stopped in (None, "interrupted", "max_minutes") else state.stopped  # else it is done
+        while stopped is None and state.epoch < self.settings.epochs:
+            stopped = self._epoch()
+            if stopped is None:
+                if not self._validated_now():
+                    stopped = "early_stopping" if self._validate() else None
+                self._end_epoch(partial=False)
+                state.epoch, state.batch = state.epoch + 1, 0
+                self._save()
+        if stopped != "interrupted":
+            if not self._validated_now():  # a final validation (already there when the stage had finished before)
+                self._validate()
+            self._end_epoch(partial=True)
+        state.stopped = stopped or "epochs"
+        self._save()
+        shared = StageHistory.model_fields.keys() & LoopState.model_fields.keys()
+        return StageHistory(**{key: getattr(state, key) for key in shared}, windows_per_second=self._speed())
 
-    def validated_now() -> bool:
-        return bool(meta["validations"]) and meta["validations"][-1]["step"] == meta["step"]
+    def _epoch(self) -> Stopped | None:
+        """The current epoch's remaining batches, each reported; why the stage stops inside them, else None."""
+        order = np.random.default_rng([self.settings.seed, self.state.epoch]).permutation(len(self.train))
+        while self.state.batch < self.per_epoch:
+            stopped = self._why_stop()
+            if stopped is not None:
+                return stopped
+            stopped = self._train_batch(order)
+            if self.progress is not None:
+                self.progress(self._progress())
+            if stopped is not None:
+                return stopped
+        return None
 
-    stopped = None if meta["stopped"] in (None, "interrupted", "max_minutes") else meta["stopped"]  # else it is done
-    while stopped is None and meta["epoch"] < settings.epochs:
-        order = np.random.default_rng([settings.seed, meta["epoch"]]).permutation(len(train))
-        while stopped is None and meta["batch"] < per_epoch:
-            if meta["step"] >= steps:
-                stopped = "max_steps"
-            elif should_stop is not None and should_stop():
-                stopped = "interrupted"
-            elif budget is not None and time.monotonic() - started >= budget:
-                stopped = "max_minutes"
-            else:
-                tick = time.perf_counter()
-                chosen = order[meta["batch"] * settings.batch_size:(meta["batch"] + 1) * settings.batch_size]
-                loss = _step(stage, optimizer, parameters, _tensors(train.batch(chosen), device),
-                             learning_rate(meta["step"], steps, settings), settings.clip_norm)
-                meta["train_seconds"] += time.perf_counter() - tick
-                meta["windows"] += len(chosen)
-                meta["step"], meta["batch"] = meta["step"] + 1, meta["batch"] + 1
-                meta["epoch_loss"], meta["epoch_batches"] = meta["epoch_loss"] + loss, meta["epoch_batches"] + 1
-                if meta["step"] % settings.val_every == 0:
-                    stopped = "early_stopping" if check() else None
-                    save()
-                elif time.monotonic() - saved_at >= settings.save_minutes * 60:
-                    save()
-                if progress is not None:
-                    last = meta["validations"][-1]["losses"][stage.metric] if meta["validations"] else None
-                    progress(Progress(stage.name, meta["step"], steps, meta["epoch"] + 1,
-                                      meta["epoch_loss"] / meta["epoch_batches"], last,
-                                      meta["windows"] / max(meta["train_seconds"], 1e-9)))
-        if stopped is None:
-            if not validated_now():
-                stopped = "early_stopping" if check() else None
-            end_epoch(partial=False)
-            meta["epoch"], meta["batch"] = meta["epoch"] + 1, 0
-            save()
-    if stopped != "interrupted":
-        if not validated_now():  # a final validation (already there when the stage had finished before)
-            check()
-        end_epoch(partial=True)
-    meta["stopped"] = stopped or "epochs"
-    save()
-    return StageHistory.model_validate({key: meta[key] for key in StageHistory.model_fields if key in meta} | {
-        "windows_per_second": meta["windows"] / max(meta["train_seconds"], 1e-9)})
+    def _why_stop(self) -> Stopped | None:
+        """Why the stage stops before its next step (steps done, asked to, out of time), or None."""
+        if self.state.step >= self.steps:
+            return "max_steps"
+        if self.should_stop is not None and self.should_stop():
+            return "interrupted"
+        if self.budget is not None and time.monotonic() - self.started >= self.budget:
+            return "max_minutes"
+        return None
+
+    def _train_batch(self, order: np.ndarray) -> Stopped | None:
+        """One step on the epoch's next batch, then a validation (and save) or a periodic save when due."""
+        state, settings = self.state, self.settings
+        tick = time.perf_counter()
+        chosen = order[state.batch * settings.batch_size:(state.batch + 1) * settings.batch_size]
+        loss = _step(self.stage, self.optimizer, self.parameters, _tensors(self.train.batch(chosen), self.device),
+                     learning_rate(state.step, self.steps, settings), settings.clip_norm)
+        state.train_seconds += time.perf_counter() - tick
+        state.windows += len(chosen)
+        state.step, state.batch = state.step + 1, state.batch + 1
+        state.epoch_loss, state.epoch_batches = state.epoch_loss + loss, state.epoch_batches + 1
+        stopped = None
+        if state.step % settings.val_every == 0:
+            stopped = "early_stopping" if self._validate() else None
+            self._save()
+        elif time.monotonic() - self.saved_at >= settings.save_minutes * 60:
+            self._save()
+        return stopped
+
+    def _validate(self) -> bool:
+        """Validate now; keep a new best; True when early stopping says stop."""
+        state, metric = self.state, self.stage.metric
+        losses = validate(self.stage, self.val, self.settings.batch_size, self.device)
+        state.validations.append(ValidationResult(step=state.step, epoch=state.epoch + 1, losses=losses))
+        if state.best is None or losses[metric] < state.best.value:
+            state.best = Best(metric=metric, value=losses[metric], step=state.step)
+            state.bad_validations = 0
+            self.stage.save_best()
+        else:
+            state.bad_validations += 1
+        return state.bad_validations >= self.settings.patience
+
+    def _validated_now(self) -> bool:
+        return bool(self.state.validations) and self.state.validations[-1].step == self.state.step
+
+    def _end_epoch(self, partial: bool) -> None:
+        """Record the epoch's mean training loss (when it had a step) and start the next epoch's sums."""
+        state = self.state
+        if state.epoch_batches:
+            state.epochs.append(EpochResult(epoch=state.epoch + 1, steps=state.epoch_batches, partial=partial,
+                                            train_loss=state.epoch_loss / state.epoch_batches,
+                                            val=state.validations[-1].losses))
+        state.epoch_loss, state.epoch_batches = 0.0, 0
+
+    def _save(self) -> None:
+        self.saved_at = time.monotonic()
+        self.state.seconds = self.seconds_before + self.saved_at - self.started
+        save_state(self.state_dir, self.stage.module, self.optimizer, self.saved(
+            step=self.state.step, loop=self.state, optimizer_groups=self.optimizer.state_dict()["param_groups"]))
+
+    def _progress(self) -> Progress:
+        state = self.state
+        last = state.validations[-1].losses[self.stage.metric] if state.validations else None
+        return Progress(self.stage.name, state.step, self.steps, state.epoch + 1,
+                        state.epoch_loss / state.epoch_batches, last, self._speed())
+
+    def _speed(self) -> float:
+        return self.state.windows / max(self.state.train_seconds, 1e-9)
 
 
 def _tensors(batch: tuple[np.ndarray, np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

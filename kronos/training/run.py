@@ -20,9 +20,9 @@ import torch
 
 from kronos import checkpoints
 from kronos.errors import InvalidInputError, WeightsUnavailableError
-from kronos.schemas.training import Evaluation, RunDescription, StageHistory, TrainingRecord
+from kronos.schemas.training import Evaluation, RunDescription, SavedState, StageHistory, TrainingRecord
 from kronos.settings import FORECAST_DEFAULTS
-from kronos.training.data import Series, choose_split, make_windows
+from kronos.training.data import Series, Split, Windows, choose_split, make_windows
 from kronos.training.loop import LoopSettings, Progress, Stage, train_stage
 from kronos.training.models import Init, Start, starting_modules
 from kronos.training.state import read_meta
@@ -112,35 +112,12 @@ def train(series: list[Series], init: Init, settings: TrainSettings, out: str | 
     """
     out = Path(out)
     state_dir, began = out / "state", time.monotonic()
-    saved = read_meta(state_dir)
-    if saved is not None and not resume:
-        raise InvalidInputError(f"{out} already holds a training run; pass --resume to continue it, delete its "
-                                f"folder {state_dir} to start again there, or choose another --out folder")
-    if saved is None and resume:
-        raise InvalidInputError(f"{out} holds no training state to resume; run without --resume to start one")
-    if max_minutes is not None and not max_minutes > 0:
-        raise InvalidInputError(f"--max-minutes must be more than 0, got {max_minutes}")
-    if not save_minutes > 0:
-        raise InvalidInputError(f"--save-minutes must be more than 0, got {save_minutes}")
+    saved = _saved_state(out, state_dir, resume, max_minutes, save_minutes)
     dev = checkpoints.check_device(device)
     start = starting_modules(init, settings.seed, dev)
-    if settings.lookback + settings.horizon > start.max_context:
-        raise InvalidInputError(f"a window of --lookback {settings.lookback} + --horizon {settings.horizon} rows does "
-                                f"not fit the model's context of {start.max_context}; shorten one of them")
-    if init.scratch is not None and settings.stage == "predictor" and init.tokenizer is None:
-        raise InvalidInputError("a predictor trained from scratch needs a trained tokenizer: pass --tokenizer "
-                                "(hub id or directory), or --stage both")
+    _check_start(start, init, settings)
     split = choose_split(series, settings.val_from, settings.val_fraction)
-    train_windows, val_available = make_windows(series, split, settings.lookback, settings.horizon)
-    val_windows = val_available.subset(settings.val_windows)
-    if len(train_windows) < settings.batch_size:
-        raise InvalidInputError(f"there are {len(train_windows)} training windows, fewer than --batch-size "
-                                f"{settings.batch_size}; lower it, or use more data before the split")
-    run = RunDescription.model_validate(
-        {"data": [s.describe() for s in series],
-         "split": {**split.describe(), "train_windows": len(train_windows), "val_windows": len(val_windows),
-                   "val_windows_available": len(val_available)},
-         "settings": dataclasses.asdict(settings), "init": start.described, "max_context": start.max_context})
+    train_windows, val_windows, run = _windows(series, split, settings, start)
     if saved is not None and saved.run.model_dump(mode="json") != run.model_dump(mode="json"):
         raise InvalidInputError(f"the run saved in {out} had other data, settings or starting weights; resume it "
                                 "with the same command line, or start a new run in another --out folder")
@@ -167,6 +144,49 @@ def train(series: list[Series], init: Init, settings: TrainSettings, out: str | 
         evaluation = evaluate(EvaluationRequest(out / "model", out / "tokenizer", start.max_context, base,
                                                 tuple(series), split.val_from, settings.lookback, settings.horizon))
     return _write_record(out, run, completed, "finished", dev, max_minutes, began, outputs, evaluation)
+
+
+def _saved_state(out: Path, state_dir: Path, resume: bool, max_minutes: float | None,
+                 save_minutes: float) -> SavedState | None:
+    """The state saved in run folder `out` (None: none); refused when it would be overwritten, is missing for
+    `resume`, or the time limits are not positive."""
+    saved = read_meta(state_dir)
+    if saved is not None and not resume:
+        raise InvalidInputError(f"{out} already holds a training run; pass --resume to continue it, delete its "
+                                f"folder {state_dir} to start again there, or choose another --out folder")
+    if saved is None and resume:
+        raise InvalidInputError(f"{out} holds no training state to resume; run without --resume to start one")
+    if max_minutes is not None and not max_minutes > 0:
+        raise InvalidInputError(f"--max-minutes must be more than 0, got {max_minutes}")
+    if not save_minutes > 0:
+        raise InvalidInputError(f"--save-minutes must be more than 0, got {save_minutes}")
+    return saved
+
+
+def _check_start(start: Start, init: Init, settings: TrainSettings) -> None:
+    """Refuse windows longer than the model's context, and a predictor from scratch without a trained tokenizer."""
+    if settings.lookback + settings.horizon > start.max_context:
+        raise InvalidInputError(f"a window of --lookback {settings.lookback} + --horizon {settings.horizon} rows does "
+                                f"not fit the model's context of {start.max_context}; shorten one of them")
+    if init.scratch is not None and settings.stage == "predictor" and init.tokenizer is None:
+        raise InvalidInputError("a predictor trained from scratch needs a trained tokenizer: pass --tokenizer "
+                                "(hub id or directory), or --stage both")
+
+
+def _windows(series: list[Series], split: Split, settings: TrainSettings,
+             start: Start) -> tuple[Windows, Windows, RunDescription]:
+    """The training and validation windows, and the run they make; refused when a batch finds too few windows."""
+    train_windows, val_available = make_windows(series, split, settings.lookback, settings.horizon)
+    val_windows = val_available.subset(settings.val_windows)
+    if len(train_windows) < settings.batch_size:
+        raise InvalidInputError(f"there are {len(train_windows)} training windows, fewer than --batch-size "
+                                f"{settings.batch_size}; lower it, or use more data before the split")
+    run = RunDescription.model_validate(
+        {"data": [s.describe() for s in series],
+         "split": {**split.describe(), "train_windows": len(train_windows), "val_windows": len(val_windows),
+                   "val_windows_available": len(val_available)},
+         "settings": dataclasses.asdict(settings), "init": start.described, "max_context": start.max_context})
+    return train_windows, val_windows, run
 
 
 def _trained_tokenizer(out: Path, device: torch.device) -> torch.nn.Module:
