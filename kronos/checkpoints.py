@@ -247,7 +247,7 @@ def locate(source: str, revision: str | None = None) -> Path:
         return path
     if source.count("/") != 1 or source.startswith((".", "/", "~")):
         raise WeightsUnavailableError(f"{source!r} is neither a checkpoint directory nor a hub id like "
-                                      "'NeoQuasar/Kronos-mini'")
+                                      "'NeoQuasar/Kronos-mini'", source, shown(path))
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     revision = revision or PINNED_REVISIONS.get(source)

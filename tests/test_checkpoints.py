@@ -234,3 +234,6 @@ def test_weights_errors_name_the_directory_for_the_operator_and_its_run_for_visi
     with pytest.raises(WeightsUnavailableError) as error:
         checkpoints.select(str(tmp_path / "nowhere"))
     assert error.value.public().startswith("no tokenizer given for model 'nowhere'")
+    with pytest.raises(WeightsUnavailableError) as error:
+        checkpoints.load_predictor(str(tmp_path / "nowhere"))
+    assert error.value.public().startswith("'nowhere' is neither a checkpoint directory nor a hub id")
