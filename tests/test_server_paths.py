@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 from path_probe import leaks, page_texts
-from test_app import PARITY, ROOT, SMALL, kept_forecasts, run
+from test_app import PARITY, ROOT, SMALL, calibrations_end, kept_forecasts, run  # noqa: F401 (fixture)
 from test_checkpoints import trained_run
 
 from kronos import checkpoints
