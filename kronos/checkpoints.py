@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kronos.errors import InvalidInputError, WeightsUnavailableError
+from kronos.forecast import model_label
 from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
 from kronos.schemas.training import TrainingRecord, read
 from kronos.settings import Environment, ModelChoice
@@ -184,6 +185,40 @@ def check_allowed(choice: ModelChoice, env: Environment) -> None:
         raise WeightsUnavailableError(NOT_ALLOWED)
 
 
+# How links name the operator's models without their paths: `trained:<run>` a run of the models folder, `server:<label>`
+# the configured KRONOS_MODEL where its bare label names something else.
+TRAINED, CONFIGURED = "trained:", "server:"
+
+
+def link_name(choice: ModelChoice, env: Environment, runs: TrainedRuns) -> str | None:
+    """How a link names `choice`: a preset's name, `trained:<run>`, or the label of the operator's KRONOS_MODEL (as
+    answers name it); None for any other choice, which a link can only carry as given."""
+    if choice.model in PRESETS and choice.tokenizer in (None, PRESETS[choice.model].tokenizer):
+        return choice.model
+    run = next((r for r in runs.runs if choice.model == str(r.model) and choice.tokenizer in (None, str(r.tokenizer))),
+               None)
+    if run is not None:
+        return TRAINED + run.name
+    if choice != env.model:
+        return None
+    label = model_label(choice.model)
+    return label if resolve(label, None, env, runs) == choice else CONFIGURED + label
+
+
+def resolve(name: str, tokenizer: str | None, env: Environment, runs: TrainedRuns) -> ModelChoice:
+    """The model a link names (see `link_name`; a run also by its bare name); anything else, a directory or a hub id,
+    as given, for `allowed` to judge."""
+    if tokenizer is not None or name in PRESETS:
+        return ModelChoice(name, tokenizer)
+    by_name = {TRAINED + run.name: run for run in runs.runs}
+    run = by_name.get(name) or by_name.get(TRAINED + name)
+    if run is not None:
+        return ModelChoice(str(run.model), str(run.tokenizer))
+    if name in (label := model_label(env.model.model), CONFIGURED + label):
+        return env.model
+    return ModelChoice(name)
+
+
 def _sibling_tokenizer(model: str) -> str:
     """For a local model directory without a named tokenizer: `<dir>/tokenizer` or `<dir>/../tokenizer`."""
     path = Path(model).expanduser()
@@ -192,7 +227,12 @@ def _sibling_tokenizer(model: str) -> str:
             return str(candidate)
     raise WeightsUnavailableError(
         f"no tokenizer given for model {model!r}: name one (a preset's hub id such as "
-        "NeoQuasar/Kronos-Tokenizer-base, or a directory with config.json and model.safetensors)")
+        "NeoQuasar/Kronos-Tokenizer-base, or a directory with config.json and model.safetensors)", model, shown(path))
+
+
+def shown(path: Path) -> str:
+    """How a visitor sees a checkpoint directory: by its run's name and part ("btcrun/model"), never its path."""
+    return "/".join(path.resolve().parts[-2:]) if path.name in ("model", "tokenizer") else path.name
 
 
 def locate(source: str, revision: str | None = None) -> Path:
@@ -203,11 +243,11 @@ def locate(source: str, revision: str | None = None) -> Path:
         if absent:
             raise WeightsUnavailableError(
                 f"directory {path} lacks {', '.join(absent)}; a checkpoint directory needs config.json "
-                "and model.safetensors (pickled .bin/.pt weights are not loaded)")
+                "and model.safetensors (pickled .bin/.pt weights are not loaded)", str(path), shown(path))
         return path
     if source.count("/") != 1 or source.startswith((".", "/", "~")):
         raise WeightsUnavailableError(f"{source!r} is neither a checkpoint directory nor a hub id like "
-                                      "'NeoQuasar/Kronos-mini'")
+                                      "'NeoQuasar/Kronos-mini'", source, shown(path))
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     revision = revision or PINNED_REVISIONS.get(source)
@@ -233,6 +273,7 @@ def locate(source: str, revision: str | None = None) -> Path:
 
 def _load(module_cls, config_cls, source: str, revision: str | None, device: str) -> torch.nn.Module:
     directory = locate(source, revision)
+    local = Path(source).expanduser().is_dir()  # else a hub id, whose files lie in the hub's cache
     try:
         config = config_cls.from_dict(json.loads((directory / "config.json").read_text()))
         module = module_cls(config)
@@ -240,7 +281,7 @@ def _load(module_cls, config_cls, source: str, revision: str | None, device: str
     except (ValueError, TypeError, RuntimeError, OSError, SafetensorError) as exc:
         raise WeightsUnavailableError(
             f"{directory} does not hold a {module_cls.__name__} checkpoint of the published layout: "
-            f"{' '.join(str(exc).split()[:40])}") from exc
+            f"{' '.join(str(exc).split()[:40])}", str(directory), shown(directory) if local else source) from exc
     return module.to(device).eval()
 
 

@@ -24,7 +24,15 @@ class InvalidInputError(KronosError, ValueError):
 
 
 class WeightsUnavailableError(KronosError):
-    """Model weights or configs could not be found, downloaded or loaded."""
+    """Model weights or configs could not be found, downloaded or loaded; `path`, a local directory at fault, is named
+    in the message for the operator and replaced by `label` (its run's name, a hub id) in `public()`."""
+
+    def __init__(self, message: str, path: str | None = None, label: str = "the checkpoint"):
+        super().__init__(message)
+        self.path, self.label = path, label
+
+    def public(self) -> str:
+        return str(self) if not self.path else str(self).replace(self.path, self.label)
 
 
 class DataUnavailableError(KronosError):

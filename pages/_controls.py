@@ -11,8 +11,20 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from kronos.checkpoints import DEFAULT_CONTEXT, PRESETS, Trained, TrainedRuns, allowed, select, trained_checkpoints
+from kronos.checkpoints import (
+    DEFAULT_CONTEXT,
+    PRESETS,
+    TRAINED,
+    Trained,
+    TrainedRuns,
+    allowed,
+    link_name,
+    resolve,
+    select,
+    trained_checkpoints,
+)
 from kronos.errors import KronosError
+from kronos.forecast import model_label
 from kronos.settings import (
     EXCHANGES,
     MODES,
@@ -29,7 +41,6 @@ OTHER = "directory or hub id"
 OTHER_OFF = ("Other directories and hub ids are off on this server (only the server's configured model loads "
              "here); its operator can allow them with KRONOS_ALLOW_ANY_MODEL=1")
 PRESET_LABELS = {name: preset.label for name, preset in PRESETS.items()}
-TRAINED = "trained:"  # a key prefix: a checkpoint of the models folder (kronos.checkpoints.trained_checkpoints)
 MODE_LABELS = {"aligned": "Hourly aligned (closed candles)", "realtime": "Realtime (with the open candle)"}
 MARKET_DEFAULTS = dataclasses.asdict(MarketChoice())
 MARKET_OPTIONS = {"mode": MODES, "exchange": EXCHANGES, "timeframe": TIMEFRAMES}
@@ -46,40 +57,37 @@ TIPS = tips(ForecastSettings, MarketChoice)
 
 @dataclass(frozen=True)
 class Controls:
-    """What the sidebar says: the sampling settings, the model and the market to forecast."""
+    """What the sidebar says: the sampling settings, the model (and how a link names it) and the market to forecast."""
 
     settings: ForecastSettings
     model: ModelChoice
     market_fields: dict[str, str]  # as typed: checked by `market()`, inside a page, where a problem can be shown
+    model_query: dict[str, str]  # the model's label (kronos.checkpoints.link_name), or an "Other" choice as typed
 
     def market(self) -> MarketChoice:
         """The chosen market; InvalidInputError saying what is wrong with it."""
         return MarketChoice(**self.market_fields)
 
     def to_query(self) -> dict[str, str]:
-        """The controls as URL query parameters."""
-        query = {**self.settings.to_query(), "model": self.model.model, **self.market_fields}
-        if self.model.tokenizer:
-            query["tokenizer"] = self.model.tokenizer
-        return query
+        """The controls as URL query parameters: the model by its label, never its path."""
+        return {**self.settings.to_query(), **self.model_query, **self.market_fields}
 
 
 def _key(name: str) -> str:
     return f"ctl.{name}"
 
 
-def _trained(runs: TrainedRuns | None = None) -> dict[str, Trained]:
-    """The finished training runs of the models folder (`runs`, default: scanned now), by picker key."""
-    return {TRAINED + run.name: run for run in (runs or trained_checkpoints()).runs}
+def _trained(runs: TrainedRuns) -> dict[str, Trained]:
+    """The finished training runs of the models folder, by picker key."""
+    return {TRAINED + run.name: run for run in runs.runs}
 
 
-def _model_state(choice: ModelChoice) -> dict[str, str]:
-    """Widget values showing a model choice: a preset, a trained checkpoint, or the 'other' fields."""
-    if choice.model in PRESETS and not choice.tokenizer:
-        return {"model": choice.model}
-    trained = next((key for key, run in _trained().items() if str(run.model) == choice.model), None)
-    if trained is not None:
-        return {"model": trained}
+def _model_state(choice: ModelChoice, environment: Environment, runs: TrainedRuns) -> dict[str, str]:
+    """Widget values showing a model choice: the picker's entry of the operator's model it is (by its link name: a
+    preset, a training run, the configured model), or the 'other' fields."""
+    name = link_name(choice, environment, runs)
+    if name is not None:
+        return {"model": name}
     return {"model": OTHER, "model_dir": choice.model, "tokenizer_dir": choice.tokenizer or ""}
 
 
@@ -93,9 +101,10 @@ def _initial_state(params: dict[str, str]) -> tuple[dict, list[str]]:
         settings = ForecastSettings()
     values = {name: value for name, value in vars(settings).items() if value is not None}
     values.setdefault("hour_idx", settings.horizon)
-    choice = ModelChoice(params["model"], params.get("tokenizer") or None) if params.get("model") \
-        else Environment.read().model
-    values |= _model_state(choice)
+    environment, runs = Environment.read(), trained_checkpoints()
+    choice = resolve(params["model"], params.get("tokenizer") or None, environment, runs) if params.get("model") \
+        else environment.model  # a link names the model by its label; an old one's path resolves where allowed
+    values |= _model_state(choice, environment, runs)
     for name, default in MARKET_DEFAULTS.items():
         value = params.get(name, default)
         if name in MARKET_OPTIONS and value not in MARKET_OPTIONS[name]:
@@ -116,10 +125,13 @@ def _context(choice: ModelChoice, runs: TrainedRuns) -> int:
         return DEFAULT_CONTEXT
 
 
-def _model_controls(runs: TrainedRuns) -> ModelChoice:
-    trained = _trained(runs)
-    labels = {**PRESET_LABELS, **{key: f"Trained: {run.name}" for key, run in trained.items()},
-              OTHER: "Other: a directory or hub id"}
+def _model_controls(runs: TrainedRuns) -> tuple[ModelChoice, dict[str, str]]:
+    """The model picker, the chosen model's caption or fields; the choice and how a link names it."""
+    trained, environment = _trained(runs), Environment.read()
+    labels = {**PRESET_LABELS, **{key: f"Trained: {run.name}" for key, run in trained.items()}}
+    configured = link_name(environment.model, environment, runs)
+    labels.setdefault(configured, f"Server's model: {model_label(environment.model.model)}")
+    labels[OTHER] = "Other: a directory or hub id"
     if st.session_state[_key("model")] not in labels:  # a trained run that is gone since
         st.session_state[_key("model")] = next(iter(PRESET_LABELS))
     st.selectbox("Model", list(labels), key=_key("model"), format_func=labels.get,
@@ -130,10 +142,8 @@ def _model_controls(runs: TrainedRuns) -> ModelChoice:
     chosen = st.session_state[_key("model")]
     if chosen in trained:
         st.caption(trained[chosen].summary())
-        return ModelChoice(str(trained[chosen].model), str(trained[chosen].tokenizer))
     if chosen != OTHER:
-        return ModelChoice(chosen)
-    environment = Environment.read()
+        return resolve(chosen, None, environment, runs), {"model": chosen}
     free = environment.allow_any_model
     model = st.text_input("Model directory or hub id", key=_key("model_dir"), disabled=not free,
                           help="A folder with config.json and model.safetensors, or a hub id" + (
@@ -144,7 +154,7 @@ def _model_controls(runs: TrainedRuns) -> ModelChoice:
     choice = ModelChoice(model, tokenizer or None)
     if not free and choice != environment.model:
         st.caption(OTHER_OFF)
-    return choice
+    return choice, {"model": model, **({"tokenizer": tokenizer} if tokenizer else {})}  # the visitor's own words
 
 
 def _market_controls() -> dict[str, str]:
@@ -193,12 +203,12 @@ def sidebar() -> Controls:
             st.warning(f"The link's setting was ignored: {problem}")
         st.subheader("Model")
         runs = trained_checkpoints()
-        model = _model_controls(runs)
+        model, model_query = _model_controls(runs)
         st.subheader("Market")
         market = _market_controls()
         st.subheader("Sampling")
         settings = _sampling_controls(_context(model, runs))
-    controls = Controls(settings, model, market)
+    controls = Controls(settings, model, market, model_query)
     query = controls.to_query()
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)

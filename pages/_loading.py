@@ -21,6 +21,7 @@ from kronos.errors import StoreUnavailableError
 from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
 from kronos.evaluation.combined import calibration_rows
 from kronos.flows import calibrated, forecast_candles
+from kronos.forecast import model_label
 from kronos.jobs import Job, Jobs, Yielding
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
@@ -47,8 +48,8 @@ def load_forecaster(model: str, tokenizer: str | None) -> Batcher:
     check_allowed(ModelChoice(model, tokenizer), environment)
     started = time.perf_counter()
     forecaster = Batcher(Forecaster.from_pretrained(model, tokenizer, compile=environment.compile))
-    print(f"kronos dashboard: loaded model {forecaster.name} in {time.perf_counter() - started:.1f} s",
-          file=sys.stderr, flush=True)
+    print(f"kronos dashboard: loaded model {forecaster.name} ({model}, tokenizer {tokenizer or 'its own'}) in "
+          f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)  # the operator's log: the paths
     return forecaster
 
 
@@ -78,7 +79,7 @@ def _under_status(label: str, load: Callable[[], T], done: Callable[[T], str]) -
 
 def model(choice: ModelChoice) -> ForecastSource:
     """The chosen model, loaded once for all sessions."""
-    return _under_status(f"Loading model {choice.model or '?'}",
+    return _under_status(f"Loading model {model_label(choice.model) if choice.model else '?'}",
                          lambda: load_forecaster(choice.model, choice.tokenizer),
                          _model_label)
 
@@ -127,7 +128,7 @@ def _with_progress(text: str, make: Callable[[Progress], T]) -> T:
 def forecast(forecaster: ForecastSource, candles: Candles, settings: ForecastSettings) -> Forecast:
     """Forecast the candles with the settings (lookback cut to the rows there are), once per session for equal
     inputs, with a progress bar."""
-    key = (forecaster.name, fingerprint(candles.frame),
+    key = (forecaster.fingerprint, fingerprint(candles.frame),
            tuple(sorted(settings.engine_arguments(rows=len(candles.frame)).items())))
     result = _kept(FORECASTS, key, lambda: _with_progress("Sampling paths", lambda progress: forecast_candles(
         forecaster, candles, settings, progress, log=CandleStore())))

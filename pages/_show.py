@@ -59,29 +59,40 @@ def bullets(lines: list[str]) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
+def public(error: KronosError) -> str:
+    """What a visitor reads of an error: its `public()` words, which name no server path; the full message (the
+    store's or the checkpoint's path) goes to the server log."""
+    said = error.public()
+    if said != str(error):
+        log.warning("%s", error)
+    return said
+
+
 @contextmanager
 def reported() -> Iterator[None]:
-    """Run a page's body; any failure becomes an error message saying what to do, never a traceback."""
+    """Run a page's body; any failure becomes an error message saying what to do, never a traceback or a server
+    path."""
     try:
         yield
     except WeightsUnavailableError as error:
-        st.error(f"The model could not be loaded: {error}")
+        st.error(f"The model could not be loaded: {public(error)}")
         st.info(WEIGHTS_HELP)
     except EmptyStoreError as error:
-        st.error(f"No market data: {error}.")
+        st.error(f"No market data: {public(error)}.")
         st.page_link(CUSTOM_PAGE, label="Forecast your own candles on the Custom data page", icon=":material/upload:")
     except StoreUnavailableError as error:
-        st.error(f"{str(error)[:1].upper()}{str(error)[1:]}.")
+        said = public(error)
+        st.error(f"{said[:1].upper()}{said[1:]}.")
         st.page_link(CUSTOM_PAGE, label="Forecast your own candles on the Custom data page", icon=":material/upload:")
     except DataUnavailableError as error:
-        st.error(f"No market data: {error}.")
+        st.error(f"No market data: {public(error)}.")
         st.info(MARKET_HELP)
     except InvalidInputError as error:
         st.error("The forecast cannot run with this input:\n" + bullets(error.problems))
     except Exception as error:  # the last line of defence: a message, and the traceback in the server log only
         log.exception("dashboard page failed")
-        st.error(f"Something went wrong ({type(error).__name__}: {error}). Change a setting or reload the page to "
-                 "try again; if it keeps happening, report it with the server's log.")
+        st.error(f"Something went wrong ({type(error).__name__}; the server's log has the details). Change a "
+                 "setting or reload the page to try again; if it keeps happening, report it with the server's log.")
 
 
 def banner(candles: Candles, model_name: str) -> None:
@@ -107,7 +118,7 @@ def _finished(job: Job[Calibrated | Unavailable]) -> Calibrated | None:
     try:
         block = job.result()
     except KronosError as error:
-        st.warning(f"The forecast could not be calibrated: {error}. The values below are Kronos alone.")
+        st.warning(f"The forecast could not be calibrated: {public(error)}. The values below are Kronos alone.")
         return None
     except Exception as error:  # a message here, the traceback in the server log; the raw forecast stands
         log.error("calibration failed", exc_info=error)
@@ -118,7 +129,8 @@ def _finished(job: Job[Calibrated | Unavailable]) -> Calibrated | None:
         return None
     fault = CandleStore().health()
     if fault is not None:
-        st.caption(f"The calibration's backtest origins are not kept ({fault}), so it runs in full each time.")
+        st.caption(f"The calibration's backtest origins are not kept ({public(fault)}), so it runs in full each "
+                   "time.")
     return block
 
 
@@ -210,7 +222,7 @@ def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecas
     market = (CandleStore(), candles.exchange, candles.symbol, candles.timeframe, forecaster.fingerprint)
     fault = market[0].health()
     if fault is not None:
-        st.warning(f"Live forecasts are not logged: {fault}.")
+        st.warning(f"Live forecasts are not logged: {public(fault)}.")
     try:
         score_closed(*market)  # the explicit step that writes outcomes
         record, view = record_of(*market), calibrated_view(*market, forecast)

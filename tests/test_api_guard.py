@@ -10,6 +10,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from path_probe import leaks
 from test_api import PARITY, SMALL, api_client, api_store, custom_body, filled_store, offline_exchange  # noqa: F401 (fixtures)
 
 from kronos.api import create_app
@@ -78,17 +79,18 @@ def test_no_answer_or_error_names_a_server_path(tmp_path, parity_input, monkeypa
                    client.get("/predict_all", params=SMALL), client.get("/predict", params=SMALL),
                    client.post("/predict_custom", json=custom_body(parity_input, **SMALL)),
                    client.post("/backtest", json=custom_body(parity_input, **BACKTEST)),
-                   client.get("/track_record"), client.get("/predict_api", params={**SMALL, "symbol": "ETH/USDT"})]
+                   client.get("/track_record"), client.get("/scan", params={**SMALL, "symbols": "BTC/USDT",
+                                                                            "source": "store"}),
+                   client.get("/predict_api", params={**SMALL, "symbol": "ETH/USDT"})]
         monkeypatch.setattr(app.state.runtime.market, "candles", lambda market, limit: (_ for _ in ()).throw(
             StoreUnavailableError("is not an SQLite database", str(store.path), "move it away")))
         with caplog.at_level(logging.WARNING, "kronos.api"):
             answers.append(client.get("/predict_api", params=SMALL))
-    assert [a.status_code for a in answers] == [200] * 7 + [503, 503]
-    assert all(a.json()["model"] == "btcrun" for a in answers[:7])
-    assert "the local store has no ETH/USDT 1h candles" in answers[7].json()["error"]  # named, without its path
-    assert "local store" in answers[8].json()["error"]
-    for answer in answers:
-        assert str(tmp_path) not in answer.text and "models/btcrun" not in answer.text
+    assert [a.status_code for a in answers] == [200] * 8 + [503, 503]
+    assert all(a.json()["model"] == "btcrun" for a in answers[:8])
+    assert "the local store has no ETH/USDT 1h candles" in answers[8].json()["error"]  # named, without its path
+    assert "local store" in answers[9].json()["error"]
+    assert not leaks([f"{a.headers} {a.text}" for a in answers], tmp_path, "models/btcrun")
     assert str(store.path) in caplog.text  # the operator still learns where
 
 

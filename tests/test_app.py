@@ -109,7 +109,7 @@ def test_live_page_answers_from_the_store_with_a_banner_metrics_and_the_fan_char
     assert names == ["history", "95% band", "80% band", "50% band", "median", "mean"]
     np.testing.assert_allclose(values(trace(app, "median")), forecast.quantile(0.5)["close"])
     np.testing.assert_allclose(values(trace(app, "upside probability", 1)), forecast.upside_probability())
-    assert app.query_params["seed"] == "42" and app.query_params["model"] == str(PARITY / "model")
+    assert app.query_params["seed"] == "42" and app.query_params["model"] == "kronos_parity"  # KRONOS_MODEL's label
 
 
 def test_sidebar_changes_reach_the_forecast_and_the_url(filled):
@@ -221,9 +221,9 @@ def test_a_symbol_without_a_slash_says_how_to_write_it(filled):
 def test_a_missing_model_says_how_to_get_weights(filled, monkeypatch, tmp_path):
     monkeypatch.setenv("KRONOS_MODEL", str(tmp_path / "nowhere"))
     app = run()
-    assert "The model could not be loaded" in app.error[0].value
+    assert app.error[0].value.startswith("The model could not be loaded: 'nowhere' is neither a checkpoint directory")
     assert "KRONOS_MODEL and KRONOS_TOKENIZER" in app.info[0].value
-    assert app.selectbox(key="ctl.model").value == "directory or hub id"
+    assert app.selectbox(key="ctl.model").value == "nowhere" and str(tmp_path) not in app.error[0].value
 
 
 def test_live_candles_from_an_exchange_are_stored_and_shown_as_live(store, monkeypatch):
@@ -289,8 +289,7 @@ def test_a_real_training_run_appears_in_the_model_picker_and_forecasts(filled, m
     best = json.loads((run_dir / "record.json").read_text())["stages"]["predictor"]["best"]["value"]
     assert any(c.value.startswith("btcrun.csv 2024-01-01 to 2024-01-17") and f"validation loss {best:.3f}" in c.value
                for c in app.sidebar.caption)
-    assert app.query_params["model"] == str(run_dir / "model")
-    assert app.query_params["tokenizer"] == str(run_dir / "tokenizer")
+    assert app.query_params["model"] == "trained:btcrun" and "tokenizer" not in app.query_params  # no server path
     assert len(kept_forecasts(app)) == 2  # the preset's, then the trained run's
     assert kept_forecasts(app)[-1].settings["max_context"] == 512  # the tiny shape's context, as record.json names it
     assert "Upside, hour 24" in metrics(app)
@@ -440,7 +439,7 @@ def test_a_read_only_store_calibrates_without_keeping_the_origins(long_market, m
     app = calibrated(run(query=SMALL))
     assert app.warning[-1].value.startswith("Live forecasts are not logged: ") and "read-only" in app.warning[-1].value
     assert app.success[0].value.startswith("Over the last ")
-    assert any(c.value.startswith("The calibration's backtest origins are not kept (the local store ")
+    assert any(c.value.startswith("The calibration's backtest origins are not kept (the server's local store ")
                for c in app.caption)
 
 

@@ -191,3 +191,49 @@ def test_garbage_weights_are_a_one_line_error_not_a_traceback(tmp_path, part):
     (tmp_path / "ckpt" / part / "model.safetensors").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(WeightsUnavailableError, match="does not hold a Kronos.* checkpoint of the published layout"):
         Forecaster.from_pretrained(str(tmp_path / "ckpt" / "model"), str(tmp_path / "ckpt" / "tokenizer"))
+
+
+def test_links_name_the_operators_models_by_their_labels_and_resolve_them_back(tmp_path):
+    """A preset by its name, a training run as `trained:<run>` (or its bare name), the configured model by its label
+    (`server:<label>` where the bare label names another); anything else has no label and resolves as given."""
+    run_dir = trained_run(tmp_path / "models", "btcrun")
+    shutil.copytree(PARITY, tmp_path / "served")
+    runs = checkpoints.trained_checkpoints(tmp_path / "models")
+    served = ModelChoice(str(tmp_path / "served" / "model"), str(tmp_path / "served" / "tokenizer"))
+    operator = Environment.read({"KRONOS_MODEL": served.model, "KRONOS_TOKENIZER": served.tokenizer})
+    trained = ModelChoice(str(run_dir / "model"), str(run_dir / "tokenizer"))
+    named = {ModelChoice("mini"): "mini", ModelChoice("small", "NeoQuasar/Kronos-Tokenizer-base"): "small",
+             trained: "trained:btcrun", ModelChoice(trained.model): "trained:btcrun", served: "served"}
+    for choice, name in named.items():
+        assert checkpoints.link_name(choice, operator, runs) == name
+        assert checkpoints.allowed(checkpoints.resolve(name, None, operator, runs), operator, runs)
+    assert checkpoints.resolve("trained:btcrun", None, operator, runs) == trained
+    assert checkpoints.resolve("btcrun", None, operator, runs) == trained  # the name answers give
+    assert checkpoints.resolve("served", None, operator, runs) == served
+    for other in (ModelChoice("/etc"), ModelChoice(trained.model, "/etc"), ModelChoice("someone/any-repo")):
+        assert checkpoints.link_name(other, operator, runs) is None
+        assert checkpoints.resolve(other.model, other.tokenizer, operator, runs) == other
+    shutil.copytree(PARITY, tmp_path / "btcrun")  # a configured model whose label is a run's name
+    clash = Environment.read({"KRONOS_MODEL": str(tmp_path / "btcrun" / "model"),
+                              "KRONOS_TOKENIZER": str(tmp_path / "btcrun" / "tokenizer")})
+    assert checkpoints.link_name(clash.model, clash, runs) == "server:btcrun"
+    assert checkpoints.resolve("server:btcrun", None, clash, runs) == clash.model
+    assert checkpoints.resolve("btcrun", None, clash, runs) == trained
+
+
+def test_weights_errors_name_the_directory_for_the_operator_and_its_run_for_visitors(tmp_path):
+    shutil.copytree(PARITY, tmp_path / "btcrun")
+    (tmp_path / "btcrun" / "model" / "model.safetensors").unlink()
+    (tmp_path / "btcrun" / "tokenizer" / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    for load, part, said in ((checkpoints.load_predictor, "model", "directory btcrun/model lacks model.safetensors"),
+                             (checkpoints.load_tokenizer, "tokenizer", "btcrun/tokenizer does not hold a")):
+        with pytest.raises(WeightsUnavailableError) as error:
+            load(str(tmp_path / "btcrun" / part))
+        assert str(tmp_path / "btcrun" / part) in str(error.value)
+        assert error.value.public().startswith(said) and str(tmp_path) not in error.value.public()
+    with pytest.raises(WeightsUnavailableError) as error:
+        checkpoints.select(str(tmp_path / "nowhere"))
+    assert error.value.public().startswith("no tokenizer given for model 'nowhere'")
+    with pytest.raises(WeightsUnavailableError) as error:
+        checkpoints.load_predictor(str(tmp_path / "nowhere"))
+    assert error.value.public().startswith("'nowhere' is neither a checkpoint directory nor a hub id")

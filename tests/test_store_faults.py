@@ -242,7 +242,7 @@ def test_the_dashboard_shows_a_store_fault_and_still_forecasts_live_candles(stor
     app = run()
     assert app.success[0].value.startswith("Live data from binance: ") and "BTC/USDT 1h candles" in app.success[0].value
     assert app.metric  # the forecast's headline figures
-    assert app.warning[0].value.startswith("Live forecasts are not logged: the local store ")
+    assert app.warning[0].value.startswith("Live forecasts are not logged: the server's local store ")
     assert "is not an SQLite database" in app.warning[0].value
     app = calibrated(app)  # its calibration runs without keeping the origins
     assert app.success[1].value.startswith("Over the last 200 forecasts of BTC/USDT 1h")
@@ -253,7 +253,7 @@ def test_the_dashboard_says_what_is_wrong_with_the_store_when_no_exchange_answer
 
     monkeypatch.setenv("KRONOS_STORE", str(faulty("truncated", tmp_path)))
     app = run()  # the store fixture's exchanges are offline
-    assert app.error[0].value.startswith("The local store ") and "is damaged" in app.error[0].value
+    assert app.error[0].value.startswith("The server's local store ") and "is damaged" in app.error[0].value
     assert "no exchange answered either" in app.error[0].value and not app.metric
 
 

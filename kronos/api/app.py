@@ -90,9 +90,8 @@ def _load(runtime: Runtime) -> None:
 def _private_paths(runtime: Runtime, env: Environment) -> tuple[str, ...]:
     """The server paths the app knows of (the store, the models folder, a local model's and tokenizer's), as given
     and resolved, longest first: the error handler keeps them out of what clients read."""
+    # not the forecaster's name: that is its label (a run's name, a hub id), which answers give
     names = [runtime.market.store.path, env.models, runtime.choice.model, runtime.choice.tokenizer]
-    if runtime.forecaster is not None:
-        names.append(runtime.forecaster.name)
     found: set[str] = set()
     for name in filter(None, names):
         path = Path(name).expanduser()

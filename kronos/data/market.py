@@ -97,8 +97,8 @@ def fetch_candles(market: MarketChoice = MarketChoice(), limit: int = DEFAULT_LI
         raise EmptyStoreError(f"no exchange answered ({'; '.join(notes)}), and {error}", error.path) \
             from failures[-1]
     except StoreUnavailableError as error:
-        raise StoreUnavailableError(error.problem, error.path, f"{error.advice}; no exchange answered either "
-                                    f"({'; '.join(notes)})") from error
+        raise StoreUnavailableError(f"{error.problem}, and no exchange answered either ({'; '.join(notes)})",
+                                    error.path, error.advice) from error  # in the problem: visitors read it too
     candles.notes[:0] = notes + ["answered from the local store"]
     return candles
 

@@ -38,7 +38,7 @@ from kronos.engine.histories import History, HistoryCache
 from kronos.engine.planning import Loop, loop_uniforms, plan_loops, turns
 from kronos.engine.preprocess import Prepared
 from kronos.engine.source import Progress
-from kronos.forecast import Forecast
+from kronos.forecast import Forecast, model_label
 from kronos.model import Kronos, KronosTokenizer, PredictorCache
 from kronos.sampling import sample_ids
 from kronos.settings import FORECAST_DEFAULTS, draw_seed
@@ -47,7 +47,8 @@ Sampling = tuple[float, int, float]  # temperature, top_k, top_p
 
 
 class Forecaster:
-    """A Kronos tokenizer + predictor ready to forecast; safe to share between threads."""
+    """A Kronos tokenizer + predictor ready to forecast; safe to share between threads. `name` is how forecasts,
+    scans and pages name it: a hub id or a local checkpoint's run name (kronos.forecast.model_label), never a path."""
 
     def __init__(self, tokenizer: KronosTokenizer, model: Kronos, *, max_context: int, device: str = "cpu",
                  name: str = "kronos"):
@@ -64,7 +65,7 @@ class Forecaster:
         chosen = checkpoints.select(model, tokenizer, max_context)
         forecaster = cls(checkpoints.load_tokenizer(chosen.tokenizer, device=str(dev)),
                          checkpoints.load_predictor(chosen.model, revision, device=str(dev)),
-                         max_context=chosen.max_context, device=str(dev), name=chosen.model)
+                         max_context=chosen.max_context, device=str(dev), name=model_label(chosen.model))
         if compile:
             forecaster.compile_step()
         return forecaster
