@@ -20,7 +20,8 @@ from kronos.settings import ForecastSettings
 
 H, S, LOOKBACK = 24, 30, 64
 SAMPLING = ForecastSettings(horizon=H, samples=S, lookback=LOOKBACK)
-ROWS = 2650  # a full anchored record: 200 origins or more
+ROWS = 2782  # the full anchored record holds 200 origins (177 to 200); 6 candles later its first origin moves
+GROWING = 2650  # the record holds 178 origins, its first origin the same 8 origins later
 FEWEST = minimum_origins(H, anchored.EVERY, MIN_COUNT)  # 34
 
 
@@ -77,7 +78,7 @@ def test_the_oracle_leads_at_the_first_usable_record_and_at_the_full_one(world):
     final = fit_record(oracle, frame.iloc[:ROWS], SAMPLING, None, publish=published.append)
     assert [r.provisional for r in published] == [True] * (len(published) - 1) + [False] and published[-1] is final
     assert [r.origins for r in published] == sorted({*range(FEWEST, final.target, anchored.STEP), final.target})
-    assert 200 <= final.origins == final.target < 200 + BLOCK
+    assert final.origins == final.target == 200
     first = published[0]  # 34 origins, provisional: the pool has learnt from 34 outcomes at the latest run
     weights = issue_latest(first, live(oracle, frame.iloc[:ROWS])).weights
     assert weights["model_calibrated"].mean() > 0.5
@@ -147,15 +148,27 @@ class Counted:
 def test_a_new_candle_fits_at_most_one_new_origin_from_the_kept_record(world, tmp_path, monkeypatch):
     frame, oracle = world
     store, evaluated = CandleStore(tmp_path / "s.sqlite"), Counted(monkeypatch)
-    first = fit_record(oracle, frame.iloc[:ROWS], SAMPLING, store)
+    first = fit_record(oracle, frame.iloc[:GROWING], SAMPLING, store)
     assert evaluated.runs == [first.origins]  # nobody listens: no provisional record is evaluated
     oracle.histories.clear()
     evaluated.runs.clear()
-    same = fit_record(oracle, frame.iloc[:ROWS + 1], SAMPLING, store)  # the next candle: no new origin
-    grown = fit_record(oracle, frame.iloc[:ROWS + 6], SAMPLING, store)  # six more: one new origin
+    same = fit_record(oracle, frame.iloc[:GROWING + 1], SAMPLING, store)  # the next candle: no new origin
+    grown = fit_record(oracle, frame.iloc[:GROWING + 6], SAMPLING, store)  # six more: one new origin
     assert (same.origins, grown.origins) == (first.origins, first.origins + 1)
-    assert evaluated.runs == [1] and oracle.histories == [1]
+    assert evaluated.runs == [1] and oracle.histories == [1] and same.reused == first.origins
     np.testing.assert_array_equal(same.terms.combined_errors, first.terms.combined_errors)
+
+
+def test_when_the_first_origin_moves_the_record_is_evaluated_afresh_from_stored_paths(world, tmp_path, monkeypatch):
+    frame, oracle = world
+    store, evaluated = CandleStore(tmp_path / "s.sqlite"), Counted(monkeypatch)
+    full = fit_record(oracle, frame.iloc[:ROWS], SAMPLING, store)
+    oracle.histories.clear()
+    evaluated.runs.clear()
+    moved = fit_record(oracle, frame.iloc[:ROWS + 6], SAMPLING, store)
+    assert (full.origins, moved.origins) == (200, 200 - BLOCK + 1) and not moved.provisional
+    assert moved.origin_times[0] == full.origin_times[BLOCK] and moved.origin_times[-2] == full.origin_times[-1]
+    assert oracle.histories == [1] and evaluated.runs == [moved.origins] and moved.reused == moved.origins - 1
 
 
 def test_a_kept_record_grown_origin_by_origin_equals_a_refit(world, tmp_path):
@@ -164,9 +177,9 @@ def test_a_kept_record_grown_origin_by_origin_equals_a_refit(world, tmp_path):
     with: within 1e-12)."""
     frame, oracle = world
     store = CandleStore(tmp_path / "s.sqlite")
-    rows = ROWS + 6 * 8
-    fit_record(oracle, frame.iloc[:ROWS], SAMPLING, store)
-    for end in range(ROWS + 6, rows + 1, 6):
+    rows = GROWING + 6 * 8
+    fit_record(oracle, frame.iloc[:GROWING], SAMPLING, store)
+    for end in range(GROWING + 6, rows + 1, 6):
         grown = fit_record(oracle, frame.iloc[:end], SAMPLING, store)
     refit = fit_record(oracle, frame.iloc[:rows], SAMPLING, None)
     assert grown.origins == refit.origins and grown.reused == grown.origins - 1  # the newest forecast just now

@@ -9,7 +9,7 @@ import pytest
 from data_frames import candle_frame
 
 from kronos.data.store import CandleStore
-from kronos.evaluation.anchored import BLOCK, issue_latest
+from kronos.evaluation.anchored import issue_latest
 from kronos.evaluation.combined import combined_forecast, first_sight, record_sentence
 from kronos.schemas.calibrated import Calibrated, Unavailable
 
@@ -38,8 +38,8 @@ def test_the_block_has_every_field_per_hour_in_prices(forecaster, frames, tmp_pa
     assert 0.5 * close < block.median[0] < 2 * close
     assert set(block.weights) == {"model_calibrated", "random_walk", "ewma", "garch"}
     np.testing.assert_allclose(np.sum(list(block.weights.values()), axis=0), 1)
-    record = block.record  # anchored: 12 origins or up to a block more, as many as the 150 candles allow
-    assert all(block.pooled) and 12 <= record.origins == record.target < 12 + BLOCK and record.live == 0
+    record = block.record  # anchored: at most 12 origins, its first moving by blocks
+    assert all(block.pooled) and 6 <= record.origins == record.target <= 12 and record.live == 0
     assert not record.provisional and len(record.crps_skill) == len(record.brier_upside) == 4
     assert block.summary.startswith(f"Over the last {record.origins} forecasts of BTC/USDT 1h, ")
 

@@ -5,12 +5,14 @@ it in milliseconds (`issue_latest`).
 Origins are a backtest's (kronos.evaluation.backtest) with the forecast's own sampling settings and lookback and the
 default seed, so forecasts drawn with any seed share them, every EVERY candles, aligned to the clock: origin q's
 first forecast candle opens EVERY * q steps after the epoch. The newest, q_last, is the latest whose outcome is in
-the frame; the first is anchored, q_first = floor((q_last - ORIGINS + 1) / BLOCK) * BLOCK, so the record holds
-ORIGINS to ORIGINS + BLOCK - 1 origins (fewer when the data is shorter: from the first origin it allows, down to
-`minimum_origins`). Each origin learns only from the record's origins known at it (kronos.evaluation.forecasters),
-so the record grows at its end: within a block a new candle adds at most one origin, evaluated alone from the kept
-terms of the others; every BLOCK origins (6 days at EVERY = 6) the first origin moves and the record is evaluated
-afresh from the stored paths. Front ends say "over the last N forecasts".
+the frame; the first is anchored, q_first = ceil((q_last - ORIGINS + 1) / BLOCK) * BLOCK, so the record holds
+ORIGINS - BLOCK + 1 to ORIGINS origins (fewer when the data is shorter: from the first origin it allows, down to
+`minimum_origins`; the block is smaller when ORIGINS leaves less room above that minimum). Never more than ORIGINS:
+what a calibration may cost (a request's work budget, the candles it loads, its time) stays what it was. Each
+origin learns only from the record's origins known at it (kronos.evaluation.forecasters), so the record grows at its
+end: within a block a new candle adds at most one origin, evaluated alone from the kept terms of the others; every
+BLOCK origins (6 days at EVERY = 6) the first origin moves and the record is evaluated afresh from the stored paths.
+Front ends say "over the last N forecasts".
 
 Newest first: a record's missing origins are forecast newest first, in pieces. Once the newest `minimum_origins`
 have paths a provisional record of those alone (each still learning only from the known ones among them) is
@@ -66,7 +68,7 @@ def minimum_origins(horizon: int, every: int, min_count: int) -> int:
 def calibration_rows(lookback: int, horizon: int, origins: int = ORIGINS, every: int = EVERY) -> int:
     """The most candles a forecast's calibration reads (its record's origins, one step of clock alignment, the GARCH
     fit window before them): what a front end loads to calibrate; fewer rows give fewer origins."""
-    return lookback + horizon + (origins + BLOCK) * every + FIT_WINDOW + FIRST_ROWS
+    return lookback + horizon + origins * every + FIT_WINDOW + FIRST_ROWS
 
 
 def record_sampling(forecast: Forecast) -> ForecastSettings:
@@ -213,7 +215,8 @@ def plan_record(frame: pd.DataFrame, sampling: ForecastSettings, *, origins: int
         return Unavailable(unavailable=f"calibration needs about {needed} rows of history ({fewest} backtest origins "
                                        f"every {every} rows with a lookback of {lookback}); there are {len(frame)}")
     last = int(stamps.asi8[end - horizon] // (stamps[-1] - stamps[-2]).value) // every  # q of the newest origin
-    held = min(available, last - (last - origins + 1) // BLOCK * BLOCK + 1)
+    block = max(1, min(BLOCK, origins - fewest + 1))  # the record never falls below `fewest` origins
+    held = min(available, last + (origins - 1 - last) // block * block + 1)  # q_last - q_first + 1
     rows = end - horizon - every * np.arange(held)[::-1]
     cut = max(0, rows[0] - lookback - FIT_WINDOW - FIRST_ROWS)
     settings = BacktestSettings(sampling, origins=held, every=every, min_count=min_count)

@@ -2,9 +2,9 @@
 history (kronos.evaluation.anchored), the one function every front end calls (`combined_forecast`), and the one
 sentence of its record.
 
-The record takes the forecast's own sampling settings and lookback, ORIGINS origins every EVERY candles or up to a
-block more (anchored to the clock; fewer when the frame is shorter, down to what the pool needs to learn: min_count
-known outcomes at the forecast), and the default seed, so forecasts drawn with any seed share it. What it fitted is
+The record takes the forecast's own sampling settings and lookback, up to ORIGINS origins every EVERY candles
+(anchored to the clock; fewer when the frame is shorter, down to what the pool needs to learn: min_count known
+outcomes at the forecast), and the default seed, so forecasts drawn with any seed share it. What it fitted is
 kept in the store, so a later forecast of the same market evaluates only the origins since, if any. It is usable
 early: its newest origins are forecast first and provisional records published as it grows (`publish`; `quick`
 answers with the first). The forecast itself is the run after the record: its raw paths are pooled with the
