@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kronos.cancellation import check_current
+from kronos.data.fitted import FittedTables
 from kronos.data.reading import read_file
 from kronos.data.storefile import StoreFile
 from kronos.data.validation import FEATURE_COLUMNS, Validation
@@ -72,7 +73,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
-class CandleStore:
+class CandleStore(FittedTables):
     """The local store: candles, one row per (exchange, symbol, timeframe, open time), the forecast log and backtest
     paths; safe across threads and processes. Made at once; the file is set up and checked when first used, and
     every fault of it (read-only, not creatable, not SQLite, damaged) is a StoreUnavailableError."""
@@ -182,67 +183,6 @@ class CandleStore:
         """Mark stored origins as just used; best effort (a read-only store is still read)."""
         self._touch("backtest_paths", keys)
 
-    def fitted_records(self, keys: list[str]) -> dict[str, bytes]:
-        """The kept fitted records among `keys` (kronos.evaluation.kept reads them); those found count as just used."""
-        marks = ", ".join("?" * len(keys))  # a record is looked up under a few keys (SQLite binds up to 999)
-        with self._connect() as db:
-            found = dict(db.execute(f"SELECT key, state FROM fitted_records WHERE key IN ({marks})", keys).fetchall())
-        if found:
-            self._touch("fitted_records", list(found))
-        return found
-
-    def put_fitted_record(self, key: str, state: bytes, *, limit_bytes: int, replaces: str | None = None) -> None:
-        """Keep a fitted record in place of `replaces` (the shorter record it grew from), the table within
-        `limit_bytes`, least recently used records out first; nothing once the calling job is cancelled."""
-        check_current()
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            if replaces is not None:
-                db.execute("DELETE FROM fitted_records WHERE key = ?", (replaces,))
-            db.execute("INSERT OR REPLACE INTO fitted_records (key, state, used) VALUES (?, ?, ?)",
-                       (key, state, _next_use(db, "fitted_records")))
-            db.execute("DELETE FROM fitted_records WHERE key IN (SELECT key FROM (SELECT key, SUM(LENGTH(state)) OVER "
-                       "(ORDER BY used DESC, key) AS kept FROM fitted_records) WHERE kept > ?)", (limit_bytes,))
-
-    def garch_fits(self, keys: list[str]) -> dict[str, tuple[float, float, float]]:
-        """The kept GARCH(1,1) fits among `keys`: key -> (omega, alpha, beta); those found count as just used."""
-        found = {}
-        with self._connect() as db:
-            for start in range(0, len(keys), 500):  # SQLite binds at most 999 parameters
-                chunk = keys[start:start + 500]
-                found.update({key: params for key, *params in db.execute(
-                    f"SELECT key, omega, alpha, beta FROM garch_fits WHERE key IN ({', '.join('?' * len(chunk))})",
-                    chunk)})
-        if found:
-            self._touch("garch_fits", list(found))
-        return {key: tuple(params) for key, params in found.items()}
-
-    def put_garch_fits(self, fits: dict[str, tuple[float, float, float]], *, limit_rows: int) -> None:
-        """Keep GARCH(1,1) fits (key -> omega, alpha, beta), at most `limit_rows`, the least recently used out first;
-        nothing once the calling job is cancelled."""
-        check_current()
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            used = _next_use(db, "garch_fits")
-            db.executemany("INSERT OR REPLACE INTO garch_fits (key, omega, alpha, beta, used) VALUES (?, ?, ?, ?, ?)",
-                           [(key, *params, used) for key, params in fits.items()])
-            db.execute("DELETE FROM garch_fits WHERE key NOT IN (SELECT key FROM garch_fits ORDER BY used DESC, key "
-                       "LIMIT ?)", (limit_rows,))
-
-    def _touch(self, table: str, keys: list[str]) -> None:
-        """Mark kept entries of `table` as just used; best effort (a read-only store is still read)."""
-        try:
-            with self._connect() as db:
-                db.execute("PRAGMA synchronous = NORMAL")  # a use count lost to a crash costs nothing: no fsync
-                db.execute("BEGIN IMMEDIATE")
-                used = _next_use(db, table)
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start:start + 500]
-                    db.execute(f"UPDATE {table} SET used = ? WHERE key IN ({', '.join('?' * len(chunk))})",
-                               [used, *chunk])
-        except StoreUnavailableError:
-            pass
-
     def log_forecast(self, exchange: str, symbol: str, timeframe: str, model: str, origin: pd.Timestamp,
                      forecast: dict) -> None:
         """Record a live forecast (its summary, JSON-ready) once per market, model, origin and content."""
@@ -298,11 +238,6 @@ def _evict_paths(db: sqlite3.Connection, limit: int) -> None:
         doomed.append((key,))
         excess -= size
     db.executemany("DELETE FROM backtest_paths WHERE key = ?", doomed)
-
-
-def _next_use(db: sqlite3.Connection, table: str) -> int:
-    """The next use count of a kept table (a larger count: used more recently)."""
-    return db.execute(f"SELECT COALESCE(MAX(used), 0) + 1 FROM {table}").fetchone()[0]
 
 
 def _count(db: sqlite3.Connection, *key: str) -> int:
