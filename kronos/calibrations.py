@@ -1,11 +1,13 @@
-"""A scan's combined forecasts (issue 17), market by market: each from the backtest of the market's recent history
-(kronos.evaluation.combined.first_sight), its origins taken from the store when they are all there, else run.
+"""A scan's combined forecasts, market by market: each from the record of the market's recent history
+(kronos.evaluation.combined.first_sight), answered from the store when it lacks no origin, else fitted.
 
-- Inline (`ScanCalibration`, the default): only the markets whose origins are all stored are combined (scoring
-  only, about a second each); the others keep their raw figures, noted, and are listed in `pending`.
+- Inline (`ScanCalibration`, the default): only the markets whose records lack no origin's paths are combined
+  (milliseconds of evaluation when the store keeps their fitted records); the others keep their raw figures, noted,
+  and are listed in `pending`.
 - Within the call (`run=True`, `python -m kronos scan --calibrate`, GET /scan?calibrate=true): the missing
-  backtests run market by market (tens of seconds each the first time), within `budget` generated candle steps
-  (origins x paths x horizon, each market counted by the origins it lacks); the markets beyond it stay pending.
+  origins are forecast market by market (tens of seconds each the first time), within `budget` generated candle
+  steps (origins x paths x horizon, each market counted by the origins it lacks); the markets beyond it stay
+  pending.
 - In the background (the Markets page): the pending markets' `market_combined` queue as jobs of the dashboard's
   process-wide registry (kronos.jobs, shared with the other pages' calibrations), run one at a time; the page polls
   them.
@@ -24,7 +26,7 @@ import numpy as np
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
-from kronos.evaluation.backtest import KEPT_EVERY, Backtest
+from kronos.evaluation.anchored import RecordFit, issue_latest, lacking, record_sampling
 from kronos.evaluation.combined import ORIGINS, calibrated_block, first_sight
 from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Calibrated, Unavailable
@@ -34,8 +36,7 @@ WAITING = "not calibrated yet: its first-sight backtest has not run"
 
 
 class NotStored(Exception):
-    """A backtest would have to forecast: not every origin is in the store (`histories`: its first batch of them,
-    all the missing ones when fewer than KEPT_EVERY)."""
+    """A record would have to forecast: not every origin is in the store (`histories`: those asked for at once)."""
 
     def __init__(self, histories: int):
         super().__init__(f"{histories} forecasts needed")
@@ -43,7 +44,7 @@ class NotStored(Exception):
 
 
 class StoredOnly:
-    """A forecaster's identity that forecasts nothing: a backtest run with it succeeds only on stored origins."""
+    """A forecaster's identity that forecasts nothing: a record fitted with it succeeds only on stored origins."""
 
     def __init__(self, forecaster: ForecastSource):
         self._forecaster = forecaster
@@ -61,27 +62,28 @@ class StoredOnly:
 
 def market_combined(forecaster: ForecastSource, candles: Candles, forecast: Forecast, store: CandleStore | None,
                     hour: int, progress: Progress | None = None, origins: int = ORIGINS) -> Combined | str:
-    """The market's combined figures at the 1-based hour, from the backtest of its recent history (stored origins
-    reused, the others forecast by `forecaster`), or why it can have none (e.g. too few candles)."""
+    """The market's combined figures at the 1-based hour, from the record of its recent history (what the store keeps
+    reused, the missing origins forecast by `forecaster`), or why it can have none (e.g. too few candles)."""
     result = first_sight(forecaster, candles.frame, forecast, store, progress, origins=origins)
     if isinstance(result, Unavailable):
         return f"no combined forecast: {result.unavailable}"
-    return combined_figures(calibrated_block(result, hour, 0, f"{candles.symbol} {candles.timeframe}"), result, hour,
-                            forecast.last_close)
+    block = calibrated_block(result, issue_latest(result, forecast), hour, 0, f"{candles.symbol} {candles.timeframe}")
+    return combined_figures(block, result, hour, forecast.last_close)
 
 
-def combined_figures(block: Calibrated, result: Backtest, hour: int, close: float) -> Combined:
+def combined_figures(block: Calibrated, record: RecordFit, hour: int, close: float) -> Combined:
     """A ranking row's figures at the hour: the combined upside probability, median and 80% band as returns from the
     last close, its volatility amplification probability, the calibrated model's CRPS skill against the market's best
-    baseline (mean CRPS over the hours on the backtest's origins) and the pool's weight for it."""
+    baseline (mean CRPS over the hours on the record's origins), the pool's weight for it, and the record's size."""
     h, band = hour - 1, block.bands["80"]
-    skill = float(result.skill_best["model_calibrated"]["crps"][h])
+    skill = float(record.skill("model_calibrated", record.best_baseline)[h])
     return Combined(upside_probability=block.upside_probability_all_hours[h],
                     expected_return=block.median[h] / close - 1, return_low=band.low[h] / close - 1,
                     return_high=band.high[h] / close - 1,
                     volatility_amplification_probability=block.volatility_amplification_probability,
                     crps_skill=skill if np.isfinite(skill) else None,
-                    model_weight=block.weights["model_calibrated"][h])
+                    model_weight=block.weights["model_calibrated"][h], record_origins=record.origins,
+                    provisional=record.provisional)
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,10 +117,13 @@ class ScanCalibration:
 
     def __call__(self, candles: Candles, forecast: Forecast, hour: int) -> Combined | str:
         try:
-            return market_combined(StoredOnly(self.forecaster), candles, forecast, self.store, hour,
-                                   origins=self.origins)
-        except NotStored as missing:
-            origins = missing.histories if missing.histories < KEPT_EVERY else self.origins
+            origins = lacking(self.forecaster, candles.frame, record_sampling(forecast), self.store,
+                              origins=self.origins)
+            if origins == 0:
+                return market_combined(StoredOnly(self.forecaster), candles, forecast, self.store, hour,
+                                       origins=self.origins)
+        except NotStored:  # an origin's paths went (evicted) meanwhile
+            origins = self.origins
         cost = origins * forecast.samples * forecast.horizon
         if self.run and (self.budget is None or cost <= self.budget):
             self.budget = None if self.budget is None else self.budget - cost

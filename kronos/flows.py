@@ -4,6 +4,7 @@ dashboard parse their input, call these, and print or show what comes back."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
@@ -50,8 +51,12 @@ def answer(forecast: Forecast, candles: Candles, hour_idx: int | None = None, al
 
 
 def calibrated(forecaster: ForecastSource, candles: Candles, forecast: Forecast, store: CandleStore | None,
-               hour_idx: int | None = None, progress: Progress | None = None) -> Calibrated | Unavailable:
-    """The forecast's `calibrated` block: the combined forecast, from a backtest of the candles' recent history
-    (its origins kept in and reused from `store`), or why it is unavailable (e.g. too few rows)."""
+               hour_idx: int | None = None, progress: Progress | None = None, *,
+               publish: Callable[[Calibrated], None] | None = None, quick: bool = False) -> Calibrated | Unavailable:
+    """The forecast's `calibrated` block: the combined forecast, from the record of the candles' recent history
+    (what it fitted kept in and reused from `store`), or why it is unavailable (e.g. too few rows). The record is
+    fitted newest first: `publish` gets the block of each provisional record and of the final one; `quick` returns
+    the first (its `record.provisional` says which)."""
     market = (candles.exchange, candles.symbol, candles.timeframe) if candles.source in MARKET_SOURCES else None
-    return combined_forecast(forecaster, candles.frame, forecast, store, progress, market=market, hour_idx=hour_idx)
+    return combined_forecast(forecaster, candles.frame, forecast, store, progress, market=market, hour_idx=hour_idx,
+                             publish=publish, quick=quick)

@@ -152,13 +152,15 @@ def model_label(name: str) -> str:
 
 
 def volatility_amplified(paths: np.ndarray, past_closes: np.ndarray) -> np.ndarray:
-    """Whether each path (..., H) of log returns since the last close is more volatile than the last H closes.
+    """Whether each path (..., H) of log returns since the last close is more volatile than the last H closes
+    (`past_closes` (T,); or (N, T) for paths (N, ..., H) of N runs, each against its own).
 
     As the live demo defines it: the std (ddof=1) of the path's H one-step log returns (from the last close on)
     against that of the H - 1 log returns within the last H closed candles (24 h: 24 against 23). Shape (...).
     """
     horizon = paths.shape[-1]
-    past = np.std(np.diff(np.log(past_closes[-horizon:])), ddof=1)
+    past = np.std(np.diff(np.log(past_closes[..., -horizon:]), axis=-1), axis=-1, ddof=1)
+    past = past.reshape(past.shape + (1,) * (paths.ndim - 1 - past.ndim))  # (N, 1, ...) against (N, ...)
     steps = np.diff(paths, axis=-1, prepend=0.0)  # (..., H) one-step log returns
     return np.std(steps, axis=-1, ddof=1) > past
 

@@ -138,7 +138,7 @@ def _finished(job: Job[Calibrated | Unavailable]) -> Calibrated | None:
 def _calibrating(job: Job) -> None:
     if job.done:
         st.rerun(scope="app")
-    st.progress(job.fraction, text=f"Calibrating on the recent history (a backtest of up to {ORIGINS} origins): "
+    st.progress(job.fraction, text=f"Calibrating on the recent history (a record of {ORIGINS} origins or a few more): "
                                    f"{job.fraction:.0%}. Until it is done the values below are Kronos alone, "
                                    f"{NOT_YET}.")
 
@@ -189,9 +189,10 @@ def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, 
                              for name, values in block.weights.items())
         st.success(block.summary)
         record = block.record
+        so_far = f" so far (of {record.target}: provisional, refined as the rest arrive)" if record.provisional else ""
         st.caption(f"The combined forecast at hour {k} weighs {weights} (learnt from {record.origins} backtest "
-                   f"origins, {record.first[:10]} to {record.last[:10]}; {record.live} scored live forecasts of this "
-                   "market by this model in its record).")
+                   f"origins{so_far}, {record.first[:10]} to {record.last[:10]}; {record.live} scored live forecasts "
+                   "of this market by this model in its record).")
 
 
 def calibrated_figures(forecast: Forecast, hour_idx: int | None,

@@ -1,5 +1,5 @@
 """The walk-forward backtest on the parity checkpoint: origins, every forecaster, no look-ahead, reuse from the store,
-the latest and live forecasts, the typed JSON."""
+the latest forecast, each run's own baseline draws, the typed JSON."""
 
 from __future__ import annotations
 
@@ -105,12 +105,20 @@ def test_latest_forecasts_after_the_last_row_raw_calibrated_and_combined(forecas
     assert result.to_dict()["latest"]["upside_combined"] == pytest.approx(list(latest.upside_combined))
 
 
-def test_a_live_forecast_stands_in_for_the_latest(forecaster, frame):
-    live = forecaster.forecast(frame.iloc[-SMALL.forecast.lookback:], seed=5, **SMALL.sampling())
-    result = run_backtest(forecaster, frame, SMALL, live=live)
-    np.testing.assert_allclose(result.latest.upside_raw, live.upside_probability())
-    with pytest.raises(InvalidInputError, match="needs 6 x 4"):
-        run_backtest(forecaster, frame, SMALL, live=forecaster.forecast(frame.iloc[-40:], horizon=4, samples=3))
+def test_each_run_draws_its_baselines_from_its_own_seed(frame):
+    """A run's baseline paths are the same whichever runs are drawn with it (a record grows one origin at a time)."""
+    from kronos.evaluation.forecasters import draw_baselines, runs_at
+
+    close, stamps, rows = frame["close"].to_numpy(), pd.DatetimeIndex(frame["timestamps"]), origin_rows(120, SMALL)
+
+    def drawn(chosen: np.ndarray) -> dict[str, np.ndarray]:
+        model = np.zeros((len(chosen), SAMPLING.samples, SAMPLING.horizon))
+        return draw_baselines(runs_at(close, stamps, chosen, model, np.zeros(len(chosen)), len(chosen), 39, 42))
+
+    every, some = drawn(rows), drawn(rows[[3, 7]])
+    for name, paths in every.items():
+        np.testing.assert_array_equal(paths[[3, 7]], some[name], err_msg=name)
+    assert not np.array_equal(every["random_walk"][3], every["random_walk"][7])
 
 
 def test_bad_settings_name_the_problem():

@@ -9,6 +9,7 @@ chart's redraw (the README records it; it is not asserted).
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import time
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_the_dashboard_in_a_browser(page, tmp_path):
     page.goto(page.server.url + LINK)
     page.wait_for_function(f"() => ({TRACE})('median') !== null")
     assert page.get_by_text("Live data from binance").count() == 1
-    page.get_by_text("Over the last 200 forecasts of BTC/USDT 1h").wait_for()  # calibrated in the background
+    page.get_by_text(re.compile(r"Over the last \d+ forecasts of BTC/USDT 1h")).wait_for()  # calibrated behind
     page.wait_for_function(f"() => ({TRACE})('Kronos alone: median') !== null")
     settled(page)
     assert page.get_by_text("not calibrated yet").count() == 0 and page.get_by_text("Kronos alone ").count() >= 2

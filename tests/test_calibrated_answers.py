@@ -41,23 +41,23 @@ def market_client(forecaster, frame, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def kept(monkeypatch) -> list[tuple[int, int]]:
-    """Per calibration backtest (in order): (origins found in the store, origins put into it)."""
-    calls: list[list[int]] = []
+def kept(monkeypatch) -> dict[str, int]:
+    """How many origins' paths the calibrations found in the store, how many they put into it."""
+    counts = {"found": 0, "put": 0}
     found, put = CandleStore.backtest_paths, CandleStore.put_backtest_paths
 
     def counted_found(self, keys):
         result = found(self, keys)
-        calls.append([len(result), 0])
+        counts["found"] += len(result)
         return result
 
     def counted_put(self, paths):
-        calls[-1][1] += len(paths)
+        counts["put"] += len(paths)
         return put(self, paths)
 
     monkeypatch.setattr(CandleStore, "backtest_paths", counted_found)
     monkeypatch.setattr(CandleStore, "put_backtest_paths", counted_put)
-    return calls
+    return counts
 
 
 def cli_calibrated(capsys, csv, store, forecasts: bool = True, **settings) -> dict:
@@ -113,11 +113,10 @@ def test_a_second_market_call_reuses_every_stored_origin(client, kept, path):
     params = {**SMALL, "calibrate": True}
     first = client.get(path, params=params)
     assert first.status_code == 200, first.text
-    again = client.get(path, params=params).json()
-    (found_first, put_first), (found_again, put_again) = kept
     origins = first.json()["calibrated"]["record"]["origins"]
-    assert (found_first, put_first) == (0, origins)  # a new store: every origin forecast, and kept
-    assert (found_again, put_again) == (origins, 0)  # then every one read back, none forecast again
+    assert kept == {"found": 0, "put": origins}  # a new store: every origin forecast, and kept
+    again = client.get(path, params=params).json()
+    assert kept == {"found": 0, "put": origins}  # then the kept record answers: no path read, none forecast again
     assert again["calibrated"] == first.json()["calibrated"]
     assert first.json()["data"]["rows"] == ROWS  # the store's candles, up to calibration_rows
     assert calibration_rows(SMALL["lookback"], SMALL["horizon"]) > ROWS
@@ -127,10 +126,11 @@ def test_the_cli_reuses_its_store_too(capsys, frame, tmp_path, kept):
     csv = tmp_path / "candles.csv"
     frame.to_csv(csv, index=False)
     first = cli_calibrated(capsys, csv, tmp_path / "cli.sqlite")
-    again = cli_calibrated(capsys, csv, tmp_path / "cli.sqlite", forecasts=False)  # nothing to forecast: no progress
     origins = first["calibrated"]["record"]["origins"]
-    assert [tuple(call) for call in kept] == [(0, origins), (origins, 0)]
-    assert again["calibrated"] == first["calibrated"]
+    assert kept == {"found": 0, "put": origins}
+    again = cli_calibrated(capsys, csv, tmp_path / "cli.sqlite", forecasts=False)  # nothing to forecast: no progress
+    assert kept == {"found": 0, "put": origins} and again["calibrated"] == first["calibrated"]
+    assert not first["calibrated"]["record"]["provisional"]
 
 
 def test_an_over_budget_calibration_is_refused_before_any_work(client, frame, monkeypatch):

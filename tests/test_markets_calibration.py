@@ -86,9 +86,9 @@ def test_a_rows_combined_figures_are_its_markets_calibrated_block_at_the_hour(ma
     assert row.band_width == row.return_high - row.return_low
     assert row.volatility_amplification_probability == block.volatility_amplification_probability
     assert row.model_weight == block.weights["model_calibrated"][3] and 0 <= row.model_weight <= 1
-    backtest = first_sight(forecaster, found.candles.frame, forecast, markets)
-    assert row.crps_skill == backtest.skill_best["model_calibrated"]["crps"][3]
-    assert backtest.reused == len(backtest.origin_times) == 38
+    record = first_sight(forecaster, found.candles.frame, forecast, markets)
+    assert row.crps_skill == record.skill("model_calibrated", record.best_baseline)[3]
+    assert record.reused == record.origins == row.record_origins == 38 and row.provisional is False
 
 
 def test_a_backtest_that_would_forecast_stops_on_a_stored_only_forecaster(markets, forecaster):

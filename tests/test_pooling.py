@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kronos.evaluation import baselines
@@ -100,8 +101,9 @@ def test_the_quantile_grid_of_one_component_is_its_order_statistics():
 
 
 def test_through_the_backtest_flow_an_oracle_model_leads_the_combined_forecast():
-    """The same market through forecasters.issue: the oracle as "the model", calibrated, pooled with every baseline."""
-    from kronos.evaluation.forecasters import issue
+    """The same market through forecasters.evaluate: the oracle as "the model", calibrated, pooled with every
+    baseline."""
+    from kronos.evaluation.forecasters import evaluate, runs_at
 
     close, sigma = market(seed=2)
     rng = np.random.default_rng(5)
@@ -109,7 +111,9 @@ def test_through_the_backtest_flow_an_oracle_model_leads_the_combined_forecast()
     ahead = origins[:, None] + np.arange(H)
     observed = np.log(close[ahead] / close[origins - 1, None])
     oracle = (rng.standard_normal((len(origins), S, H)) * sigma[ahead][:, None]).cumsum(2)
-    issued = issue(oracle, np.full(len(origins), 0.5), close, origins, observed, 200, 30, 0)
+    stamps = pd.date_range("2024-01-01", periods=len(close), freq="h")
+    runs = runs_at(close, stamps, origins, oracle, np.full(len(origins), 0.5), len(origins), 200, 0)
+    issued = evaluate(runs, min_count=30).issue
     learnt = issued.pool.pooled[:, 0]
     assert (issued.pool.weights[learnt, 0].mean(0) > 0.5).all()  # model_calibrated
     later = slice(60, None)

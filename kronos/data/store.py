@@ -1,5 +1,7 @@
 """The local store, one SQLite file: every candle fetched or imported (keyed by market), the forecast log (live
-forecasts and, once their candles closed, their outcomes), and the paths of backtest origins (kronos.evaluation)."""
+forecasts and, once their candles closed, their outcomes), the paths of backtest origins, and what calibration records
+fitted (kronos.evaluation.kept: records' per-origin terms, GARCH fits), each kept table capped, least recently used
+out first."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kronos.cancellation import check_current
+from kronos.data.fitted import FittedTables
 from kronos.data.reading import read_file
 from kronos.data.storefile import StoreFile
 from kronos.data.validation import FEATURE_COLUMNS, Validation
@@ -30,6 +33,12 @@ CREATE TABLE IF NOT EXISTS candles (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS backtest_paths (
     key TEXT PRIMARY KEY, closes BLOB NOT NULL, samples INTEGER NOT NULL, vol_prob REAL, used INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fitted_records (
+    key TEXT PRIMARY KEY, state BLOB NOT NULL, used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS garch_fits (
+    key TEXT PRIMARY KEY, omega REAL NOT NULL, alpha REAL NOT NULL, beta REAL NOT NULL, used INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS forecast_log (
     id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
@@ -64,7 +73,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
-class CandleStore:
+class CandleStore(FittedTables):
     """The local store: candles, one row per (exchange, symbol, timeframe, open time), the forecast log and backtest
     paths; safe across threads and processes. Made at once; the file is set up and checked when first used, and
     every fault of it (read-only, not creatable, not SQLite, damaged) is a StoreUnavailableError."""
@@ -172,16 +181,7 @@ class CandleStore:
 
     def _touch_paths(self, keys: list[str]) -> None:
         """Mark stored origins as just used; best effort (a read-only store is still read)."""
-        try:
-            with self._connect() as db:
-                db.execute("BEGIN IMMEDIATE")
-                used = db.execute("SELECT COALESCE(MAX(used), 0) + 1 FROM backtest_paths").fetchone()[0]
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start:start + 500]
-                    db.execute(f"UPDATE backtest_paths SET used = ? WHERE key IN ({', '.join('?' * len(chunk))})",
-                               [used, *chunk])
-        except StoreUnavailableError:  # e.g. read-only: the paths were read all the same
-            pass
+        self._touch("backtest_paths", keys)
 
     def log_forecast(self, exchange: str, symbol: str, timeframe: str, model: str, origin: pd.Timestamp,
                      forecast: dict) -> None:

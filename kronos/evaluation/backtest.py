@@ -34,11 +34,11 @@ from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, column_scales
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.forecasters import BASELINES, Issue, issue
+from kronos.evaluation.forecasters import BASELINES, Issue, evaluate, runs_at
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.probability import DEFAULT_MAP
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
-from kronos.forecast import Forecast, volatility_amplified
+from kronos.forecast import volatility_amplified
 from kronos.schemas import backtest as schema
 from kronos.settings import FORECAST_DEFAULTS, ORIGIN_LIMITS, SEED_RANGE, ForecastSettings
 
@@ -171,71 +171,48 @@ def check_backtest(settings: BacktestSettings, rows: int) -> None:
 
 
 def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: BacktestSettings, *,
-                 store: CandleStore | None = None, latest: bool = False, live: Forecast | None = None,
-                 progress: Callable[[int, int], None] | None = None, upside_map: str = DEFAULT_MAP,
-                 end: int | None = None) -> Backtest:
+                 store: CandleStore | None = None, latest: bool = False,
+                 progress: Callable[[int, int], None] | None = None, upside_map: str = DEFAULT_MAP) -> Backtest:
     """Forecast every origin of `frame` (reusing stored paths), score the model raw and calibrated, the baselines
     and the combined forecast. With `latest`, also forecast after the frame's last row and issue that forecast raw,
-    calibrated and combined from every known outcome; `live` (a forecast after the last row with the settings'
-    horizon and samples) stands in for that forecast. `upside_map`: the probability map of the calibrated and
-    combined upside and volatility amplification probabilities (kronos.evaluation.probability). `end`: origins fall
-    as if the frame ended at that row (the latest forecast stays after the last row)."""
+    calibrated and combined from every known outcome. `upside_map`: the probability map of the calibrated and
+    combined upside and volatility amplification probabilities (kronos.evaluation.probability)."""
     frame = check_history(frame)
     check_backtest(settings, len(frame))
     chosen = settings.forecast
     forecaster.check_arguments(chosen.horizon, chosen.samples, chosen.temperature, chosen.top_p, chosen.top_k)
-    origins = origin_rows(len(frame) if end is None else min(end, len(frame)), settings)
+    origins = origin_rows(len(frame), settings)
     close = frame["close"].to_numpy()
     stamps = pd.DatetimeIndex(frame["timestamps"])
-    latest = latest or live is not None
     runs = np.array(list(origins) + ([len(frame)] if latest else []))
-    paths, vol_prob, reused = _forecast_origins(forecaster, frame, list(origins if live is not None else runs),
-                                                settings, store, progress)
-    if live is not None:
-        paths, vol_prob = _with_live(paths, vol_prob, live, settings)
+    paths, vol_prob, reused = _forecast_origins(forecaster, frame, list(runs), settings, store, progress)
     samples = np.log(paths / close[runs - 1][:, None, None])  # (N', S, H) log returns
-    n, horizon = len(origins), chosen.horizon
-    observed = np.log(close[origins[:, None] + np.arange(horizon)] / close[origins - 1, None])  # (N, H)
-    issued = issue(samples, vol_prob, close, runs, np.vstack([observed, np.zeros((len(runs) - n, horizon))]),
-                   chosen.lookback - 1, settings.min_count, chosen.seed, upside_map, _phase(stamps))
-    past = baselines.trailing_closes(close, origins, chosen.lookback - 1)
-    vol_outcome = np.array([volatility_amplified(observed[i], past[i]) for i in range(n)]) if horizon >= 3 else None
+    n = len(origins)
+    inputs = runs_at(close, stamps, runs, samples, vol_prob, n, chosen.lookback - 1, chosen.seed)
+    issued = evaluate(inputs, min_count=settings.min_count, upside_map=upside_map).issue
+    observed = inputs.observed[:n]
+    past = inputs.past[:n]
+    vol_outcome = volatility_amplified(observed, past) if chosen.horizon >= 3 else None
     scores = {name: score(f.samples[:n], observed, None if f.upside is None else f.upside[:n],
                           None if vol_outcome is None else f.vol[:n], vol_outcome, seed=chosen.seed,
                           bands=None if f.bands is None else {k: (lo[:n], hi[:n]) for k, (lo, hi) in f.bands.items()})
               for name, f in issued.forecasters.items()}
-    scores["trailing_frequency"] = upside_scores(baselines.up_frequency(past, horizon), observed, chosen.samples)
+    scores["trailing_frequency"] = upside_scores(baselines.up_frequency(past, chosen.horizon), observed,
+                                                 chosen.samples)
     best = min(BASELINES, key=lambda name: float(np.mean(scores[name].crps)))
     pooled = issued.pool.pooled[:n]
     weights = {name: np.where(pooled.any(0), (issued.pool.weights[:n, k] * pooled).sum(0) / np.maximum(
         pooled.sum(0), 1), float(name == DEFAULT)) for k, name in enumerate(issued.pool.names)}
-    latest_view = _latest(frame, settings, samples[-1], issued, stamps) if latest else None
+    latest_view = latest_of(issued, -1, stamps[-1], float(close[-1]), stamps[-1] - stamps[-2]) if latest else None
     return Backtest(settings, forecaster.name, stamps[origins], reused, scores,
                     _skills(scores, "random_walk"), _skills(scores, best), best,
                     issued.calibrated.calibrated[:n].sum(0), pooled.sum(0), weights, latest_view)
-
-
-def _phase(stamps: pd.DatetimeIndex) -> int:
-    """Row 0's count of steps (the first interval) since the epoch: GARCH refits fall on candles fixed by the clock."""
-    step = (stamps[1] - stamps[0]).value if len(stamps) > 1 else 1
-    return int(stamps[0].value // step) if step > 0 else 0
 
 
 def _skills(scores: dict[str, Scores | UpsideScores], reference: str) -> dict[str, dict[str, np.ndarray]]:
     """CRPS and Brier skill per hour of every distribution forecaster but `reference`, against it."""
     return {name: {key: skill(getattr(s, key), getattr(scores[reference], key)) for key in ("crps", "brier_upside")}
             for name, s in scores.items() if isinstance(s, Scores) and name != reference}
-
-
-def _with_live(paths: np.ndarray, vol: np.ndarray, live: Forecast, settings: BacktestSettings
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """The origins' paths and volatility probabilities with the live forecast's appended as the latest run."""
-    closes = live.column("close")  # (S, H)
-    if closes.shape != (settings.forecast.samples, settings.forecast.horizon):
-        raise InvalidInputError(f"the forecast has {closes.shape[0]} paths x {closes.shape[1]} hours; its "
-                                f"calibration needs {settings.forecast.samples} x {settings.forecast.horizon}")
-    amplified = live.volatility_amplification_probability()
-    return np.concatenate([paths, closes[None]]), np.append(vol, np.nan if amplified is None else amplified)
 
 
 def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
@@ -297,20 +274,20 @@ def origin_keys(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int]
     return keys
 
 
-def _latest(frame: pd.DataFrame, settings: BacktestSettings, samples: np.ndarray, issued: Issue,
-            stamps: pd.DatetimeIndex) -> Latest:
-    """The forecast after the last row (the last run), raw, calibrated and combined."""
-    step = stamps[-1] - stamps[-2]
+def latest_of(issued: Issue, run: int, after: pd.Timestamp, last_close: float, step: pd.Timedelta) -> Latest:
+    """The forecast at run index `run` of `issued` (after the candle opened at `after`, closing at `last_close`),
+    raw, calibrated and combined."""
     model, combined = issued.forecasters["model_calibrated"], issued.forecasters["combined"]
-    vol = combined.vol[-1] if settings.forecast.horizon >= 3 and np.isfinite(combined.vol[-1]) else None
+    horizon = model.samples.shape[2]
+    vol = combined.vol[run] if horizon >= 3 and np.isfinite(combined.vol[run]) else None
     return Latest(
-        after=stamps[-1], last_close=float(frame["close"].iloc[-1]),
-        timestamps=pd.DatetimeIndex([stamps[-1] + step * (h + 1) for h in range(settings.forecast.horizon)]),
-        calibrated=issued.calibrated.calibrated[-1], pooled=issued.pool.pooled[-1],
-        upside_raw=(samples > 0).mean(0), upside_calibrated=model.upside[-1],
-        bands_calibrated={k: (lo[-1], hi[-1]) for k, (lo, hi) in model.bands.items()},
-        upside_combined=combined.upside[-1],
-        bands_combined={k: (lo[-1], hi[-1]) for k, (lo, hi) in combined.bands.items()},
-        median_combined=np.quantile(combined.samples[-1], 0.5, axis=0, method=QUANTILE_METHOD),
+        after=after, last_close=last_close,
+        timestamps=pd.DatetimeIndex([after + step * (h + 1) for h in range(horizon)]),
+        calibrated=issued.calibrated.calibrated[run], pooled=issued.pool.pooled[run],
+        upside_raw=(issued.forecasters["model"].samples[run] > 0).mean(0), upside_calibrated=model.upside[run],
+        bands_calibrated={k: (lo[run], hi[run]) for k, (lo, hi) in model.bands.items()},
+        upside_combined=combined.upside[run],
+        bands_combined={k: (lo[run], hi[run]) for k, (lo, hi) in combined.bands.items()},
+        median_combined=np.quantile(combined.samples[run], 0.5, axis=0, method=QUANTILE_METHOD),
         volatility_amplification_combined=None if vol is None else float(vol),
-        weights={name: issued.pool.weights[-1, k] for k, name in enumerate(issued.pool.names)})
+        weights={name: issued.pool.weights[run, k] for k, name in enumerate(issued.pool.names)})

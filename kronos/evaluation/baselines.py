@@ -9,6 +9,7 @@ with `trailing_closes`. Draws come from the caller's seeded numpy Generator, so 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -117,6 +118,49 @@ def _fit(data: bytes) -> GarchFit:
     return GarchFit(omega / SCALE ** 2, alpha, beta)
 
 
+def garch_state(close: np.ndarray, origins: np.ndarray, phase: int = 0, refit_rows: int = REFIT_ROWS,
+                window: int = FIT_WINDOW, fits: Callable[[list[np.ndarray]], list[GarchFit]] | None = None
+                ) -> np.ndarray:
+    """(N, 4): each origin's GARCH(1,1) omega, alpha, beta and the conditional variance of its first return, from the
+    returns of rows before it only (see `garch`). `fits` fits a list of return windows (default: `fit_garch` each),
+    so a caller can keep the fits elsewhere."""
+    close, origins = np.asarray(close, float), np.asarray(origins)
+    if origins.min() < MIN_FIT + 1 or origins.max() > len(close):
+        raise InvalidInputError(f"GARCH origins must be rows in [{MIN_FIT + 1}, {len(close)}]")
+    from scipy.signal import lfilter
+
+    returns = np.diff(np.log(close))  # returns[t - 1] is row t's return: origin o knows returns[:o - 1]
+    first = (-1 - phase) % FIRST_ROWS  # returns[first:] start on a row fixed by the clock: a sliding frame keeps it
+    fitted_at = origins - (origins + phase) % refit_rows  # the latest refit row at or before each origin
+    fitted_at = np.where(fitted_at - 1 - first >= MIN_FIT, fitted_at, origins)
+    rows = np.unique(fitted_at)
+    starts = [max(first if row - 1 - first >= MIN_FIT else 0, row - 1 - window) for row in rows]
+    windows = [returns[start:row - 1] for row, start in zip(rows, starts)]
+    state = np.empty((len(origins), 4))
+    for row, start, fit in zip(rows, starts, [fit_garch(w) for w in windows] if fits is None else fits(windows)):
+        mine = np.flatnonzero(fitted_at == row)
+        seen = returns[start:origins[mine].max() - 1]  # every return before the group's origins, from the window on
+        level = float(np.var(returns[start:row - 1]))  # the recursion starts at the fit window's variance
+        after = lfilter([1.0], [1.0, -fit.beta], fit.omega + fit.alpha * seen ** 2, zi=[fit.beta * level])[0]
+        index = origins[mine] - 2 - start  # after[k]: the variance once returns[start .. start + k] are seen
+        state[mine, :3] = fit.omega, fit.alpha, fit.beta
+        state[mine, 3] = np.where(index >= 0, after[np.maximum(index, 0)], level)
+    return state
+
+
+def garch_paths(state: np.ndarray, shocks: np.ndarray) -> np.ndarray:
+    """Paths (N, S, H) of GARCH(1,1) log returns, cumulated, from each origin's `garch_state` row (N, 4) and
+    standard normal shocks (N, S, H)."""
+    omega, alpha, beta = (state[:, k, None] for k in range(3))
+    paths, level, total = np.empty_like(shocks), np.repeat(state[:, 3, None], shocks.shape[1], 1), 0.0  # (N, S)
+    for h in range(shocks.shape[2]):
+        step = np.sqrt(level) * shocks[:, :, h]
+        total = total + step
+        paths[:, :, h] = total
+        level = omega + alpha * step * step + beta * level
+    return paths
+
+
 def garch(close: np.ndarray, origins: np.ndarray, samples: int, horizon: int, rng: np.random.Generator,
           phase: int = 0, refit_rows: int = REFIT_ROWS, window: int = FIT_WINDOW) -> np.ndarray:
     """Paths (N, S, H) of GARCH(1,1) log returns, cumulated, at each origin (row index into `close`) from the
@@ -126,32 +170,5 @@ def garch(close: np.ndarray, origins: np.ndarray, samples: int, horizon: int, rn
     sliding over new candles keeps its fits); an origin takes the latest fit at or before it (its own row when none
     has MIN_FIT returns) and filters the conditional variance forward with those parameters through the returns
     before it."""
-    close, origins = np.asarray(close, float), np.asarray(origins)
-    if origins.min() < MIN_FIT + 1 or origins.max() > len(close):
-        raise InvalidInputError(f"GARCH origins must be rows in [{MIN_FIT + 1}, {len(close)}]")
-    from scipy.signal import lfilter
-
-    returns = np.diff(np.log(close))  # returns[t - 1] is row t's return: origin o knows returns[:o - 1]
     shocks = rng.standard_normal((len(origins), samples, horizon))  # drawn first: the same draws whatever the data
-    first = (-1 - phase) % FIRST_ROWS  # returns[first:] start on a row fixed by the clock: a sliding frame keeps it
-    fitted_at = origins - (origins + phase) % refit_rows  # the latest refit row at or before each origin
-    fitted_at = np.where(fitted_at - 1 - first >= MIN_FIT, fitted_at, origins)
-    variance, params = np.empty(len(origins)), np.empty((len(origins), 3))
-    for row in np.unique(fitted_at):
-        mine = np.flatnonzero(fitted_at == row)
-        start = max(first if row - 1 - first >= MIN_FIT else 0, row - 1 - window)
-        fit = fit_garch(returns[start:row - 1])
-        seen = returns[start:origins[mine].max() - 1]  # every return before the group's origins, from the window on
-        state = float(np.var(returns[start:row - 1]))  # the recursion starts at the fit window's variance
-        after = lfilter([1.0], [1.0, -fit.beta], fit.omega + fit.alpha * seen ** 2, zi=[fit.beta * state])[0]
-        index = origins[mine] - 2 - start  # after[k]: the variance once returns[start .. start + k] are seen
-        variance[mine] = np.where(index >= 0, after[np.maximum(index, 0)], state)
-        params[mine] = fit.omega, fit.alpha, fit.beta
-    omega, alpha, beta = (params[:, k, None] for k in range(3))
-    paths, level, total = np.empty_like(shocks), np.repeat(variance[:, None], samples, 1), 0.0  # level: (N, S)
-    for h in range(horizon):
-        step = np.sqrt(level) * shocks[:, :, h]
-        total = total + step
-        paths[:, :, h] = total
-        level = omega + alpha * step * step + beta * level
-    return paths
+    return garch_paths(garch_state(close, origins, phase, refit_rows, window), shocks)

@@ -1,29 +1,53 @@
 """Every forecaster of a backtest, issued at every run (the origins, and the latest forecast after the last row when
-asked), from the rows before each run only.
+asked), from the rows before each run only, in stages that a later run can take up from stored terms.
 
 - "model": the engine's paths; "model_calibrated": them calibrated (kronos.evaluation.calibration).
-- Baselines (kronos.evaluation.baselines) on the same rows: "random_walk", "bootstrap", "ewma", "garch". Their draws
-  come from the run's seed; a latest forecast draws from its own stream, so the origins' draws do not depend on it.
+- Baselines (kronos.evaluation.baselines) on the same rows: "random_walk", "bootstrap", "ewma", "garch". Each run
+  draws from its own generator, seeded by the run's seed and the open time of its last seen candle, so a run's draws
+  do not depend on which other runs are drawn with it.
 - "combined": the linear pool (kronos.evaluation.pooling) of model_calibrated and the volatility baselines, its
   upside and volatility amplification probabilities recalibrated by a probability map, its bands conformal
-  (calibration.calibrate on the pool's quantile grid); it is scored on that conformal quantile set.
+  (calibration on the pool's quantile grid); it is scored on that conformal quantile set.
 Each `Issued` holds what the forecaster issues: samples of log returns (N, S, H) and, where it issues them itself,
 its upside probability (N, H), volatility amplification probability (N,) and exact bands.
+
+Stages. What a run issues depends on its own inputs (`Runs`: paths, outcome, trailing closes, GARCH state, seed)
+and on what was fitted at it (`Fits`: the model's margins and upside maps, the pool's weights, the combined
+forecast's margins and maps, the volatility map), learnt from the `Terms` of the origins known there: per origin the
+raw model's nonconformity errors and upside probability, the pool's CRPS terms of its components against the
+outcome, the mixture's errors and probabilities before their maps. An origin's terms depend on the fits at it, which
+read only terms of origins strictly before it; so `evaluate` goes stage by stage: the runs' terms, the fits at the
+runs from those and the earlier origins' (`prior`), the forecasts. A backtest evaluates all its runs at once; a
+record that grows by an origin evaluates that origin alone from the others' stored terms, by the same functions
+(`fit_at` fits a run from terms alone; `apply` issues runs from given fits).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
+import pandas as pd
 
+from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
-from kronos.evaluation.calibration import Calibrated, calibrate, known
-from kronos.evaluation.pooling import POOLED, Pool, pool
-from kronos.evaluation.probability import DEFAULT_MAP, recalibrate
+from kronos.evaluation.calibration import (
+    Calibrated,
+    CalibrationFit,
+    edges,
+    fit_calibration,
+    known_counts,
+    nonconformity,
+)
+from kronos.evaluation.pooling import DEFAULT, POOLED, Pool, PoolFit, crps_terms, fit_pool
+from kronos.evaluation.probability import DEFAULT_MAP, Maps, fit_maps
 from kronos.forecast import volatility_amplified
 
 BASELINES = ("random_walk", "bootstrap", "ewma", "garch")
+STAGES = ("model", "pool", "combined", "vol")  # in the order a run goes through them
+MAPPED = ("model", "combined", "vol")  # the stages with a probability map
+DRAW_STREAM = 1  # the baselines' generator of a run: beside (not equal to) the engine's seed drawn from the same
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,51 +70,203 @@ class Issue:
     combined: Calibrated  # the pool's: conformal quantile set and bands, mapped upside probability
 
 
-def draw_baselines(close: np.ndarray, rows: np.ndarray, window: int, samples: int, horizon: int,
-                   rng: np.random.Generator, phase: int = 0) -> dict[str, np.ndarray]:
-    """Every baseline's paths (N, S, H) of log returns at the runs `rows`, from the `window` returns before each
-    (GARCH: its own fit window; `phase` places its refits, see baselines.garch)."""
-    trailing = np.diff(np.log(baselines.trailing_closes(close, rows, window)), axis=1)  # (N, W)
-    return {"random_walk": baselines.random_walk(trailing, samples, horizon, rng),
-            "bootstrap": baselines.bootstrap(trailing, samples, horizon, rng),
-            "ewma": baselines.ewma(trailing, samples, horizon, rng),
-            "garch": baselines.garch(close, rows, samples, horizon, rng, phase)}
+@dataclass(frozen=True, eq=False)
+class Runs:
+    """What each run's forecasts depend on alone, runs in increasing row order: the first `outcomes` are origins
+    (their outcomes are known later), the others have none yet (the latest forecast)."""
+
+    rows: np.ndarray  # (N,) row indices
+    model: np.ndarray  # (N, S, H) the model's paths as log returns from the last close before the run
+    model_vol: np.ndarray  # (N,) their volatility amplification probability
+    observed: np.ndarray  # (N, H) outcomes as log returns (zeros where there are none)
+    past: np.ndarray  # (N, W + 1) closes before each run: the baselines' window
+    garch: np.ndarray  # (N, 4) GARCH(1,1) omega, alpha, beta and first variance (baselines.garch_state)
+    entropy: np.ndarray  # (N, 2) seed and last seen candle's open time (s): each run's baseline draws
+    outcomes: int
+
+    @property
+    def samples(self) -> int:
+        return self.model.shape[1]
+
+    @property
+    def horizon(self) -> int:
+        return self.model.shape[2]
 
 
-def issue(model: np.ndarray, model_vol: np.ndarray, close: np.ndarray, runs: np.ndarray, observed: np.ndarray,
-          window: int, min_count: int, seed: int, upside_map: str = DEFAULT_MAP, phase: int = 0) -> Issue:
-    """Issue every forecaster at the runs (row indices into `close`, the origins then at most one latest run whose
-    `observed` (N, H) row is never read) from model paths `model` (N, S, H) of log returns and their volatility
-    amplification probabilities `model_vol` (N,); baselines from the `window` returns before each run."""
-    n, s, horizon = model.shape
-    origins = int((runs + horizon <= len(close)).sum())  # a latest run has no outcome rows yet
-    draws = draw_baselines(close, runs[:origins], window, s, horizon, np.random.default_rng(seed), phase)
-    if origins < n:  # the latest forecast's own stream
-        late = draw_baselines(close, runs[origins:], window, s, horizon, np.random.default_rng([seed, 1]), phase)
-        draws = {name: np.concatenate([draws[name], late[name]]) for name in draws}
-    past = baselines.trailing_closes(close, runs, window)  # (N, W + 1)
-    vol = {name: _vol(paths, past) for name, paths in draws.items()}
-    calibrated = calibrate(model, observed, runs, min_count=min_count, upside_map=upside_map)
-    mixed = pool({name: calibrated.samples if name == "model_calibrated" else draws[name] for name in POOLED},
-                 observed, runs, min_count)
-    combined = calibrate(mixed.samples, observed, runs, mixed.upside_prob, min_count=min_count, upside_map=upside_map)
-    parts = np.stack([model_vol if name == "model_calibrated" else vol[name] for name in POOLED], 1)  # (N, K)
-    combined_vol = (mixed.weights.mean(2) * parts).sum(1)
-    if horizon >= 3:
-        outcome = np.array([volatility_amplified(observed[i], past[i]) for i in range(n)])
-        count, order = known(runs, horizon).sum(1), np.argsort(runs, kind="stable")
-        combined_vol = recalibrate(combined_vol, outcome, count, order, upside_map, min_count, 1 / (2 * (s + 1)))[0]
+def nanoseconds(stamps) -> pd.DatetimeIndex:
+    """Open times in nanoseconds (pandas may read a file's times in coarser units; counts of steps read ns)."""
+    return pd.DatetimeIndex(stamps).as_unit("ns")
+
+
+def clock_phase(stamps: pd.DatetimeIndex) -> int:
+    """Row 0's count of steps (the first interval) since the epoch: GARCH refits fall on candles fixed by the clock."""
+    step = (stamps[1] - stamps[0]).value if len(stamps) > 1 else 1
+    return int(stamps[0].value // step) if step > 0 else 0
+
+
+def runs_at(close: np.ndarray, stamps: pd.DatetimeIndex, rows: np.ndarray, model: np.ndarray, model_vol: np.ndarray,
+            outcomes: int, window: int, seed: int,
+            garch_fits: Callable[[list[np.ndarray]], list[baselines.GarchFit]] | None = None) -> Runs:
+    """The runs at `rows` of a frame's closes and open times (`outcomes` origins, then runs after the last row's
+    outcomes), with the model's log returns (N, S, H) and volatility amplification probabilities (N,); baselines from
+    the `window` returns before each run, GARCH fitted through `garch_fits` (see baselines.garch_state)."""
+    close, rows, stamps = np.asarray(close, float), np.asarray(rows), nanoseconds(stamps)
+    if np.any(np.diff(rows) <= 0):
+        raise InvalidInputError("runs must be in increasing row order")
+    observed = np.zeros((len(rows), model.shape[2]))
+    ahead = rows[:outcomes, None] + np.arange(model.shape[2])  # (O, H) rows forecast
+    observed[:outcomes] = np.log(close[ahead] / close[rows[:outcomes] - 1, None])
+    entropy = np.column_stack([np.full(len(rows), seed), stamps.asi8[rows - 1] // 10**9])
+    return Runs(rows, model, np.asarray(model_vol, float), observed, baselines.trailing_closes(close, rows, window),
+                baselines.garch_state(close, rows, clock_phase(stamps), fits=garch_fits), entropy, outcomes)
+
+
+class RunDraws:
+    """Draws of shape (N, ...) as numpy's Generator makes them, row i from run i's own generator (its seed and time),
+    so that a run's draws are the same whichever runs are drawn with it; stands in for a Generator."""
+
+    def __init__(self, entropy: np.ndarray):
+        self._generators = [np.random.default_rng([int(seed), int(time) % 2**63, DRAW_STREAM])
+                            for seed, time in entropy]
+
+    def standard_normal(self, size: tuple[int, ...]) -> np.ndarray:
+        return np.stack([g.standard_normal(size[1:]) for g in self._generators])
+
+    def integers(self, low: int, high: int, size: tuple[int, ...]) -> np.ndarray:
+        return np.stack([g.integers(low, high, size[1:]) for g in self._generators])
+
+
+def draw_baselines(runs: Runs) -> dict[str, np.ndarray]:
+    """Every baseline's paths (N, S, H) of log returns at the runs, each run from its own draws."""
+    n, s, horizon = runs.model.shape
+    rng, trailing = RunDraws(runs.entropy), np.diff(np.log(runs.past), axis=1)  # (N, W)
+    return {"random_walk": baselines.random_walk(trailing, s, horizon, rng),
+            "bootstrap": baselines.bootstrap(trailing, s, horizon, rng),
+            "ewma": baselines.ewma(trailing, s, horizon, rng),
+            "garch": baselines.garch_paths(runs.garch, rng.standard_normal((n, s, horizon)))}
+
+
+@dataclass(frozen=True, eq=False)
+class Terms:
+    """Per-origin statistics the fits read (see the module docstring), origins in increasing row order."""
+
+    rows: np.ndarray  # (P,)
+    up: np.ndarray  # (P, H) bool: the close rose
+    model_errors: np.ndarray  # (P, H, L) the raw model's nonconformity errors (calibration.nonconformity)
+    model_up: np.ndarray  # (P, H) its raw upside probability
+    pool_a: np.ndarray  # (P, H, K) the pool's CRPS terms (pooling.crps_terms)
+    pool_b: np.ndarray  # (P, H, K, K)
+    combined_errors: np.ndarray  # (P, H, L) the mixture's nonconformity errors
+    combined_up: np.ndarray  # (P, H) the mixture's upside probability before its map
+    combined_vol: np.ndarray  # (P,) its volatility amplification probability before its map
+    vol_outcome: np.ndarray  # (P,) bool: the horizon was more volatile (False below 3 hours)
+
+    def stage(self, name: str) -> tuple[np.ndarray, ...]:
+        """The terms the stage `name` (STAGES) is fitted on."""
+        return {"model": (self.model_errors, self.model_up, self.up), "pool": (self.pool_a, self.pool_b),
+                "combined": (self.combined_errors, self.combined_up, self.up),
+                "vol": (self.combined_vol[:, None], self.vol_outcome[:, None])}[name]
+
+    def then(self, later: Terms) -> Terms:
+        """These origins' terms followed by those of later origins."""
+        return Terms(*(np.concatenate([getattr(self, f.name), getattr(later, f.name)]) for f in fields(self)))
+
+
+@dataclass(frozen=True, eq=False)
+class Fits:
+    """What was fitted at R runs, stage by stage."""
+
+    model: CalibrationFit
+    pool: PoolFit
+    combined: CalibrationFit
+    vol: Maps | None  # None below 3 hours ahead
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluated:
+    """An evaluation: every forecaster at the runs, the terms of the runs' origins, the fits at the runs."""
+
+    issue: Issue
+    terms: Terms
+    fits: Fits
+
+
+def evaluate(runs: Runs, prior: Terms | None = None, *, min_count: int, upside_map: str = DEFAULT_MAP,
+             maps: tuple[str, ...] = MAPPED) -> Evaluated:
+    """Fit at every run from the terms of the origins known there (`prior`'s, all before the runs, then the runs'
+    own origins') and issue every forecaster there. Only the stages named in `maps` fit their probability maps at
+    the runs (no term reads a mapped probability; the others stay raw)."""
+    if prior is not None and len(prior.rows) and runs.rows[0] <= prior.rows[-1]:
+        raise InvalidInputError("the runs must come after the earlier origins whose terms they read")
+    own = runs.rows[:runs.outcomes]
+    count = known_counts(own if prior is None else np.concatenate([prior.rows, own]), runs.rows, runs.horizon)
+
+    def fitted(stage: str, new: tuple[np.ndarray, ...]):
+        known = new if prior is None else tuple(np.concatenate(pair) for pair in zip(prior.stage(stage), new))
+        return _fit(stage, known, count, runs.samples, min_count, upside_map if stage in maps else None)
+
+    return _evaluated(runs, fitted)
+
+
+def fit_at(terms: Terms, rows: np.ndarray, *, samples: int, min_count: int, upside_map: str = DEFAULT_MAP) -> Fits:
+    """The fits at runs `rows` (after every origin of `terms`) of forecasts with `samples` paths."""
+    count = known_counts(terms.rows, np.asarray(rows), terms.up.shape[1])
+    return Fits(*(_fit(stage, terms.stage(stage), count, samples, min_count, upside_map) for stage in STAGES))
+
+
+def apply(runs: Runs, fits: Fits) -> Issue:
+    """Every forecaster at the runs, from the fits at them (`fit_at`)."""
+    return _evaluated(runs, lambda stage, new: getattr(fits, stage)).issue
+
+
+def _fit(stage: str, known: tuple[np.ndarray, ...], count: np.ndarray, samples: int, min_count: int,
+         upside_map: str | None):
+    """One stage's fit at the runs whose known pairs are counted by `count` (R, H), from the known terms in order
+    (`upside_map` None: no probability map)."""
+    if stage == "pool":
+        return fit_pool(*known, count, min_count, POOLED.index(DEFAULT))
+    if stage == "vol":  # its outcome is known once the whole horizon is
+        return None if count.shape[1] < 3 or upside_map is None else fit_maps(
+            *known, count[:, -1:], upside_map, min_count, 1 / (2 * (samples + 1)))
+    return fit_calibration(*known, count, samples, min_count, upside_map)
+
+
+def _evaluated(runs: Runs, fitted: Callable[[str, tuple[np.ndarray, ...]], object]) -> Evaluated:
+    """The runs' terms and forecasts, stage by stage, each stage's fit at the runs from `fitted(stage, terms of the
+    runs' origins)`."""
+    o, horizon = runs.outcomes, runs.horizon
+    up, raw, found = runs.observed > 0, (runs.model > 0).mean(1), edges(runs.model)
+    errors = nonconformity(found, runs.observed)
+    model = fitted("model", (errors[:o], raw[:o], up[:o]))
+    calibrated = model.apply(found, raw)
+    draws = draw_baselines(runs)
+    components = np.stack([calibrated.samples if name == "model_calibrated" else draws[name] for name in POOLED], 1)
+    a, b = crps_terms(components, runs.observed)  # (N, H, K), (N, H, K, K)
+    pool = fitted("pool", (a[:o], b[:o]))
+    mixed = pool.apply(POOLED, components)
+    mixture = edges(mixed.samples)
+    mixed_errors = nonconformity(mixture, runs.observed)
+    combined = fitted("combined", (mixed_errors[:o], mixed.upside_prob[:o], up[:o]))
+    pooled = combined.apply(mixture, mixed.upside_prob)
+    vol = {name: _vol(paths, runs.past) for name, paths in draws.items()}
+    parts = np.stack([runs.model_vol if name == "model_calibrated" else vol[name] for name in POOLED], 1)  # (N, K)
+    raw_vol = (mixed.weights.mean(2) * parts).sum(1)
+    outcome = volatility_amplified(runs.observed, runs.past) if horizon >= 3 else np.zeros(len(runs.rows), bool)
+    mapping = fitted("vol", (raw_vol[:o, None], outcome[:o, None]))
     forecasters = {
-        "model": Issued(model, vol=model_vol),
-        "model_calibrated": Issued(calibrated.samples, calibrated.upside_prob, model_vol, calibrated.bands),
+        "model": Issued(runs.model, vol=runs.model_vol),
+        "model_calibrated": Issued(calibrated.samples, calibrated.upside_prob, runs.model_vol, calibrated.bands),
         **{name: Issued(paths, vol=vol[name]) for name, paths in draws.items()},
-        "combined": Issued(combined.samples, combined.upside_prob, combined_vol, combined.bands),
+        "combined": Issued(pooled.samples, pooled.upside_prob,
+                           raw_vol if mapping is None else mapping(raw_vol[:, None])[:, 0], pooled.bands),
     }
-    return Issue(forecasters, calibrated, mixed, combined)
+    terms = Terms(runs.rows[:o], up[:o], errors[:o], raw[:o], a[:o], b[:o], mixed_errors[:o], mixed.upside_prob[:o],
+                  raw_vol[:o], outcome[:o])
+    return Evaluated(Issue(forecasters, calibrated, mixed, pooled), terms, Fits(model, pool, combined, mapping))
 
 
 def _vol(paths: np.ndarray, past: np.ndarray) -> np.ndarray:
     """Each run's share (N,) of paths (N, S, H) more volatile than the last H closes of `past` (N, W + 1)."""
     if paths.shape[2] < 3:
         return np.full(len(paths), np.nan)
-    return np.array([volatility_amplified(paths[i], past[i]).mean() for i in range(len(paths))])
+    return volatility_amplified(paths, past).mean(1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kronos.errors import InvalidInputError
-from kronos.evaluation.calibration import known
+from kronos.evaluation.calibration import known_counts
 
 POOLED = ("model_calibrated", "random_walk", "ewma", "garch")  # the components, in this order in `weights`
 DEFAULT = "ewma"  # the pool before enough outcomes are known
@@ -85,21 +85,32 @@ def simplex_minimum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(total > 0, best / np.where(total > 0, total, 1), 1 / k)  # no pair known: filled by the caller
 
 
-def pool_weights(components: np.ndarray, observed: np.ndarray, origins: np.ndarray, min_count: int,
-                 default: int) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (N, K, H) of components (N, K, S, H) chosen at each origin from the pairs known there (see the module
-    docstring), and the mask (N, H) of those learnt; component `default` alone elsewhere."""
-    k, horizon = components.shape[1], components.shape[3]
-    a, b = crps_terms(components, observed)  # (N, H, K), (N, H, K, K)
-    order = np.argsort(origins, kind="stable")  # known sets are prefixes of this order (see calibration.calibrate)
-    a_sum = np.concatenate([np.zeros((1, horizon, k)), a[order].cumsum(0)])  # (N + 1, H, K)
-    b_sum = np.concatenate([np.zeros((1, horizon, k, k)), b[order].cumsum(0)])
-    count = np.stack([known(origins, h + 1).sum(1) for h in range(horizon)], axis=1)  # (N, H)
-    hours, pooled = np.arange(horizon), count >= min_count
-    use = np.where(pooled, count, max(count.max(), 1))  # rows not pooled solve any well-posed problem, then DEFAULT
-    weights = simplex_minimum(a_sum[use, hours] / use[..., None], b_sum[use, hours] / use[..., None, None])
-    weights[~pooled] = np.eye(k)[default]
-    return weights.transpose(0, 2, 1), pooled
+@dataclass(frozen=True, eq=False)
+class PoolFit:
+    """The pool's weights learnt at R runs."""
+
+    weights: np.ndarray  # (R, K, H), summing to 1 over K
+    pooled: np.ndarray  # (R, H) bool: learnt from min_count known pairs or more (else the default alone)
+
+    def apply(self, names: tuple[str, ...], components: np.ndarray) -> Pool:
+        """The runs' mixture of components (R, K, S, H): its quantile grid and upside probability."""
+        upside = (self.weights * (components > 0).mean(2)).sum(1)  # (R, H)
+        return Pool(names, mixture_quantiles(components, self.weights), upside, self.weights, self.pooled)
+
+
+def fit_pool(a: np.ndarray, b: np.ndarray, count: np.ndarray, min_count: int, default: int) -> PoolFit:
+    """The weights at R runs from the CRPS terms (`crps_terms`) A (P, H, K) and B (P, H, K, K) of the known pairs, in
+    the order they became known: run r's weights for hour h minimise the mean CRPS over the first count[r, h] pairs
+    (see the module docstring), when there are min_count or more; component `default` alone elsewhere."""
+    k = a.shape[2]
+    a_sum = np.concatenate([np.zeros((1, *a.shape[1:])), a.cumsum(0)])  # (P + 1, H, K): sums over the first p pairs
+    b_sum = np.concatenate([np.zeros((1, *b.shape[1:])), b.cumsum(0)])
+    pooled = count >= min_count
+    weights = np.tile(np.eye(k)[default], (*count.shape, 1))  # (R, H, K)
+    rows, hours = np.nonzero(pooled)
+    used = count[rows, hours]
+    weights[rows, hours] = simplex_minimum(a_sum[used, hours] / used[:, None], b_sum[used, hours] / used[:, None, None])
+    return PoolFit(weights.transpose(0, 2, 1), pooled)
 
 
 def mixture_quantiles(components: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -126,6 +137,7 @@ def pool(components: dict[str, np.ndarray], observed: np.ndarray, origins: np.nd
     if stacked.ndim != 4 or observed.shape != (stacked.shape[0], stacked.shape[3]):
         raise InvalidInputError(f"components must be (N, S, H) with observed (N, H); got {stacked.shape[1:]} and "
                                 f"{observed.shape}")
-    weights, pooled = pool_weights(stacked, observed, np.asarray(origins), min_count, names.index(default))
-    upside = (weights * (stacked > 0).mean(2)).sum(1)  # (N, H)
-    return Pool(names, mixture_quantiles(stacked, weights), upside, weights, pooled)
+    order = np.argsort(origins, kind="stable")  # known sets are prefixes of this order (see calibration.calibrate)
+    a, b = crps_terms(stacked, observed)  # (N, H, K), (N, H, K, K)
+    count = known_counts(np.asarray(origins)[order], origins, stacked.shape[3])  # (N, H)
+    return fit_pool(a[order], b[order], count, min_count, names.index(default)).apply(names, stacked)

@@ -1,5 +1,5 @@
-"""The `calibrated` block of a forecast: the combined forecast (calibrated at first sight by a backtest of the
-market's recent history), or why it is unavailable.
+"""The `calibrated` block of a forecast: the combined forecast (calibrated at first sight by the record of the
+market's recent history, kronos.evaluation.anchored), or why it is unavailable.
 
 Built by `kronos.evaluation.combined.combined_forecast(...).to_schema()`; the forecast answers of the API and CLI
 and the dashboard pages carry this one model. Per-hour lists have H entries (hour h at index h - 1).
@@ -18,10 +18,13 @@ class Band(BaseModel):
 
 
 class Record(BaseModel):
-    """The record the calibration learnt from: backtest origins, scored live forecasts, the origins' span, and the
-    combined forecast's CRPS skill against the random walk and upside Brier score, per hour."""
+    """The record the calibration learnt from: backtest origins (`provisional` while the record, fitted newest first,
+    holds fewer than its full `target`), scored live forecasts, the origins' span, and the combined forecast's CRPS
+    skill against the random walk and upside Brier score, per hour."""
 
     origins: int
+    target: int  # origins of the full record
+    provisional: bool  # origins < target: the record is still growing, its figures will be refined
     live: int
     first: str
     last: str

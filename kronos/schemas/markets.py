@@ -65,6 +65,8 @@ class Combined(BaseModel):
     volatility_amplification_probability: float | None
     crps_skill: float | None  # the model's CRPS skill against the best baseline on this market, at this hour
     model_weight: float | None  # the weight the pool gives the model at this hour
+    record_origins: int | None = None  # the origins of the record behind these figures (None: raw, no record)
+    provisional: bool | None = None  # the record is still growing toward its full size (its figures will be refined)
 
 
 class MarketRow(BaseModel):
@@ -90,6 +92,8 @@ class MarketRow(BaseModel):
     volatility_amplification_probability: float | None = None
     crps_skill: float | None = None
     model_weight: float | None = None
+    record_origins: int | None = None  # combined figures: the origins of the record behind them
+    provisional: bool | None = None  # combined figures: their record is still growing toward its full size
     basis: Literal["raw", "combined"] | None = None  # raw: the model's own paths, until the combined forecast is in
     notes: list[str] = []
 
