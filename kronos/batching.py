@@ -6,6 +6,8 @@ seed and the sample count run as one `Forecaster.forecast_many` call: requests o
 one generation whose paths are the union of theirs, different histories side by side; each gets exactly
 the paths it would get alone. Only this thread computes, so torch may use every core for each batch
 instead of concurrent forecasts fighting over them. Progress is reported in the caller's own thread.
+Interactive requests run before background ones (a background job's, kronos.jobs), each batch as it comes, so
+an interactive forecast waits for one batch at most (background work comes in small pieces: kronos.jobs.Yielding).
 A caller whose job is cancelled (kronos.cancellation) stops waiting at once; its batch stops at the next
 step once every request in it is cancelled, and goes on for the others otherwise.
 """
@@ -45,6 +47,11 @@ class _Request:
 
     def cancelled(self) -> bool:
         return self.token is not None and self.token.cancelled
+
+    @property
+    def background(self) -> bool:
+        """Asked for by a background job: served after the interactive requests waiting."""
+        return self.token is not None and self.token.background
 
     def key(self) -> tuple:
         """What requests must share to run together: every setting but the sample count."""
@@ -123,22 +130,26 @@ class Batcher:
                 progress(step, total)
 
     def _serve(self) -> None:
-        """Forever: take a request, collect those already queued and those arriving within the window, and run
-        them in compatible groups."""
+        """Forever: collect the requests queued (and those arriving within the window after a first one), then run
+        one compatible group, interactive requests before background ones (kronos.cancellation.Token.background),
+        the oldest first, and collect again: an interactive request waits for one batch at most."""
+        waiting: list[_Request] = []
         while True:
-            waiting = [self._queue.get()]
-            deadline = time.monotonic() + self.window_s
+            if not waiting:
+                waiting.append(self._queue.get())
+                deadline = time.monotonic() + self.window_s
+            else:
+                deadline = time.monotonic()
             while True:
                 left = deadline - time.monotonic()
                 try:  # those already queued, however late, then those arriving before the deadline
                     waiting.append(self._queue.get(block=left > 0, timeout=max(left, 0)))
                 except queue.Empty:
                     break
-            groups: dict[tuple, list[_Request]] = {}
-            for request in waiting:
-                groups.setdefault(request.key() if request.joinable else ("alone", id(request)), []).append(request)
-            for group in groups.values():
-                self._run(group)
+            first = min(waiting, key=lambda request: request.background)  # min keeps the oldest of equals
+            group = [r for r in waiting if r is first or (first.joinable and r.joinable and r.key() == first.key())]
+            waiting = [r for r in waiting if not any(r is g for g in group)]
+            self._run(group)
 
     def _run(self, group: list[_Request]) -> None:
         """One forecast_many call for the group; when it fails on someone's input, each request alone."""

@@ -1,40 +1,59 @@
 """Background jobs shared by every session of a server: one job per key, run one at a time on the registry's worker
-thread, the newest first (a job asked for a moment ago is the one someone is looking at), with its progress. Their
-forecasts go through `Yielding`, so the forecasts sessions ask for meanwhile wait for one small piece at most. The
-dashboard keeps one registry for the process (st.cache_resource) and polls its jobs; no Streamlit here."""
+thread, the newest first (a job asked for a moment ago is the one someone is looking at), with its progress and the
+provisional results it publishes on the way (a calibration is usable early and refined behind).
+
+Who waits for a job holds a lease on it (a dashboard session, an HTTP client told to ask again): a waiter holds at
+most `per_waiter` leases (asking for another drops its oldest), a lease may lapse after `hold_s` seconds unless
+renewed, and a job whose last lease is dropped or lapses is cancelled (kronos.cancellation: it stops at its next
+forecast step) unless it was started with no waiter (a warm start: kept whoever comes). Their forecasts run as
+background work: a Batcher serves interactive requests first, and `Yielding` sends background batches in small
+pieces, so an interactive forecast waits for one piece at most. No Streamlit here."""
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 import pandas as pd
 
+from kronos.cancellation import Token, running
 from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, Progress
+from kronos.errors import WorkCancelledError
 from kronos.forecast import Forecast
 
 T = TypeVar("T")
 KEPT = 64  # finished jobs a registry keeps (the oldest go first); running and waiting ones are always kept
+PER_WAITER = 1  # leases a waiter holds: a session looks at one calibration, the one its settings ask for
+Work = Callable[[Progress, Callable[[T], None]], T]  # work(progress, publish) -> result
 
 
 class Job(Generic[T]):
-    """One computation `work(progress)`: how far it got, then its result or its error."""
+    """One computation `work(progress, publish)`: how far it got, the latest result it published (`latest`), then
+    its result or its error; `token` cancels it."""
 
-    def __init__(self, work: Callable[[Progress], T]):
+    def __init__(self, work: Work, check: Callable[[], None] = lambda: None):
         self.fraction = 0.0  # of the work done, from the progress callback
-        self._work: Callable[[Progress], T] | None = work
+        self.latest: T | None = None  # the newest result published so far (the final one once done)
+        self.token = Token(background=True)
+        self.pinned = False  # started with no waiter: never cancelled for want of one
+        self._work: Work | None = work
+        self._check = check
         self._result: T | None = None
         self._error: Exception | None = None
         self._done = threading.Event()
 
     def run(self) -> None:
-        """Do the work (once), keeping its result or its error."""
+        """Do the work (once, unless cancelled first), keeping its result or its error."""
         work, self._work = self._work, None
         try:
-            if work is not None:
-                self._result = work(self._progress)
+            with running(self.token):
+                self.token.check()
+                if work is not None:
+                    self._result = self.latest = work(self._progress, self._publish)
         except Exception as error:  # noqa: BLE001 (kept for the caller of result(), who raises it again)
             self._error = error
         finally:
@@ -42,6 +61,23 @@ class Job(Generic[T]):
 
     def _progress(self, step: int, total: int) -> None:
         self.fraction = min(1.0, step / total) if total else 0.0
+        self._check()
+
+    def _publish(self, value: T) -> None:
+        self.latest = value
+
+    def cancel(self) -> None:
+        """Stop the work at its next check; a job not started yet ends at once, cancelled."""
+        self.token.cancel()
+        if self._work is not None and not self.done:
+            self._work = None
+            self._error = WorkCancelledError("the job was dropped: nobody waits for it any more", 1)
+            self._done.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled (it then ends with WorkCancelledError)."""
+        return self.token.cancelled
 
     @property
     def done(self) -> bool:
@@ -63,31 +99,85 @@ class Job(Generic[T]):
 
 class Jobs:
     """A registry of jobs by key: asking for a key that is waiting, running or finished joins that job, else queues
-    one; one worker thread runs them, the newest waiting first."""
+    one; one worker thread runs them, the newest waiting first; leases by waiter as the module docstring says."""
 
-    def __init__(self, kept: int = KEPT):
-        self.kept = kept
+    def __init__(self, kept: int = KEPT, per_waiter: int = PER_WAITER):
+        self.kept, self.per_waiter = kept, per_waiter
         self._jobs: OrderedDict[Hashable, Job] = OrderedDict()
         self._waiting: list[Job] = []
+        self._leases: dict[Hashable, OrderedDict[Hashable, float]] = {}  # waiter -> key -> lapses at (monotonic)
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
 
-    def start(self, key: Hashable, work: Callable[[Progress], T]) -> Job[T]:
-        """The job under `key`: the one there is, else `work` queued now."""
+    def start(self, key: Hashable, work: Work, waiter: Hashable | None = None, hold_s: float | None = None) -> Job[T]:
+        """The job under `key`: the one there is (not cancelled), else `work` queued now. With a `waiter`, its lease
+        on the job for `hold_s` seconds (None: until dropped); without, the job is kept whoever waits."""
         with self._ready:
-            if key in self._jobs:
+            self._lapse()
+            job = self._jobs.get(key)
+            if job is not None and not job.cancelled:
                 self._jobs.move_to_end(key)
-                return self._jobs[key]
-            job = self._jobs[key] = Job(work)
-            self._waiting.append(job)
-            finished = [k for k, j in self._jobs.items() if j.done]
-            for old in finished[:max(0, len(finished) - self.kept)]:
-                del self._jobs[old]
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._serve, name="kronos-jobs", daemon=True)
-                self._worker.start()
-            self._ready.notify()
+            else:
+                job = self._jobs[key] = Job(work, self._lapse_locked)
+                self._waiting.append(job)
+                self._evict()
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._serve, name="kronos-jobs", daemon=True)
+                    self._worker.start()
+                self._ready.notify()
+            if waiter is None:
+                job.pinned = True
+            else:
+                self._lease(key, waiter, hold_s)
             return job
+
+    def release(self, key: Hashable, waiter: Hashable) -> None:
+        """The waiter no longer waits for the job under `key` (cancelled if nobody else does)."""
+        with self._ready:
+            if self._leases.get(waiter, {}).pop(key, None) is not None:
+                self._drop_if_unwaited(key)
+
+    def waiters(self, key: Hashable) -> int:
+        """How many waiters hold a lease on the job under `key` now."""
+        with self._ready:
+            self._lapse()
+            return sum(key in held for held in self._leases.values())
+
+    def _lease(self, key: Hashable, waiter: Hashable, hold_s: float | None) -> None:
+        held = self._leases.setdefault(waiter, OrderedDict())
+        held[key] = math.inf if hold_s is None else time.monotonic() + hold_s
+        held.move_to_end(key)
+        while len(held) > self.per_waiter:
+            old, _ = held.popitem(last=False)
+            self._drop_if_unwaited(old)
+
+    def _lapse_locked(self) -> None:
+        with self._ready:
+            self._lapse()
+
+    def _lapse(self) -> None:
+        """Drop the leases whose time is up (and the jobs nobody waits for after that)."""
+        now = time.monotonic()
+        for waiter, held in list(self._leases.items()):
+            for key in [k for k, until in held.items() if until <= now]:
+                del held[key]
+                self._drop_if_unwaited(key)
+            if not held:
+                del self._leases[waiter]
+
+    def _drop_if_unwaited(self, key: Hashable) -> None:
+        job = self._jobs.get(key)
+        if job is None or job.done or job.pinned or any(key in held for held in self._leases.values()):
+            return
+        job.cancel()
+        del self._jobs[key]  # asking again starts afresh (what it stored is reused)
+        if job in self._waiting:
+            self._waiting.remove(job)
+
+    def _evict(self) -> None:
+        finished = [k for k, j in self._jobs.items() if j.done]
+        for old in finished[:max(0, len(finished) - self.kept)]:
+            del self._jobs[old]
 
     def _serve(self) -> None:
         while True:

@@ -4,15 +4,18 @@ market's live page with the same settings."""
 import dataclasses
 import functools
 import logging
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 
 from kronos.calibrations import ScanCalibration, market_combined
+from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
-from kronos.engine import ForecastSource
+from kronos.engine import ForecastSource, Progress
 from kronos.errors import KronosError
+from kronos.forecast import Forecast
 from kronos.jobs import Job, Yielding
 from kronos.markets import scan_answer, upside_risk_chart, with_combined
 from kronos.schemas.markets import SORT_COLUMNS, Combined, Scan, ScanQuery
@@ -66,11 +69,17 @@ def queued(calibration: ScanCalibration, forecaster: ForecastSource, store: Cand
     background registry, shared with every session and the other pages' calibrations; by symbol."""
     jobs = {}
     for pending in calibration.pending:
-        work = functools.partial(market_combined, Yielding(forecaster), pending.candles, pending.forecast, store,
+        work = functools.partial(_combined, Yielding(forecaster), pending.candles, pending.forecast, store,
                                  pending.hour)
         key = ("markets", *pending.key(forecaster.fingerprint), str(store.path))
         jobs[pending.candles.symbol] = _loading.calibrations().start(key, work)
     return jobs
+
+
+def _combined(forecaster: ForecastSource, candles: Candles, forecast: Forecast, store: CandleStore, hour: int,
+              progress: Progress, publish: Callable[[Combined | str], None]) -> Combined | str:
+    """A background job's work: the market's combined figures (published once, when they are in)."""
+    return market_combined(forecaster, candles, forecast, store, hour, progress)
 
 
 def finished(job: Job) -> Combined | str | None:

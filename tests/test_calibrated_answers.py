@@ -150,12 +150,18 @@ def test_the_openapi_document_describes_calibrate_and_the_backtest_scores(client
     document = client.get("/openapi.json").json()
     for path in ("/predict_api", "/predict_all", "/predict"):
         described = document["paths"][path]["get"]
-        assert "tens of seconds" in described["description"]
+        assert "202 with Retry-After" in described["description"]
         calibrate = next(p for p in described["parameters"] if p["name"] == "calibrate")
         assert calibrate["schema"]["default"] is False and "reuse" in calibrate["description"]
+        choice = next(p for p in described["parameters"] if p["name"] == "calibration")
+        assert choice["schema"]["enum"] == ["quick", "full"] and choice["schema"]["default"] == "full"
+        pending = described["responses"]["202"]
+        assert {"Retry-After", "Location"} == set(pending["headers"])
+        assert pending["content"]["application/json"]["schema"]["$ref"].endswith("/CalibrationPending")
     custom = document["components"]["schemas"]["CustomBody"]["properties"]["calibrate"]
-    assert "tens of seconds" in custom["description"] and re.search(r"\d[\d,]* generated candle", custom["description"])
-    assert "tens of seconds" in document["paths"]["/predict_custom"]["post"]["description"]
+    assert "202 with" in custom["description"] and re.search(r"\d[\d,]* generated candle", custom["description"])
+    assert "202 with Retry-After" in document["paths"]["/predict_custom"]["post"]["description"]
+    assert "202" in document["paths"]["/predict_custom"]["post"]["responses"]
     scores = document["components"]["schemas"]["BacktestScores"]["properties"]
     assert {"model", "model_calibrated", "random_walk", "bootstrap", "ewma", "garch", "combined",
             "trailing_frequency"} == set(scores)

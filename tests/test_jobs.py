@@ -14,7 +14,7 @@ from kronos.jobs import Jobs, Yielding
 def test_one_job_per_key_its_progress_and_its_result():
     jobs, started, gate, calls = Jobs(), threading.Event(), threading.Event(), []
 
-    def work(progress):
+    def work(progress, publish):
         calls.append(1)
         progress(1, 4)
         started.set()
@@ -33,17 +33,17 @@ def test_one_job_per_key_its_progress_and_its_result():
 
 def test_jobs_run_one_at_a_time_the_newest_waiting_first():
     jobs, gate, running, order = Jobs(), threading.Event(), threading.Event(), []
-    jobs.start("busy", lambda progress: (running.set(), gate.wait(10)))
+    jobs.start("busy", lambda progress, publish: (running.set(), gate.wait(10)))
     assert running.wait(10)  # the worker holds "busy" before the others are asked for
     for key in ("older", "newer"):
-        jobs.start(key, lambda progress, key=key: order.append(key))
+        jobs.start(key, lambda progress, publish, key=key: order.append(key))
     assert order == []  # behind the running one
     gate.set()
     assert jobs.wait(10) and order == ["newer", "older"]
 
 
 def test_a_failed_job_raises_its_error_to_whoever_asks():
-    def work(progress):
+    def work(progress, publish):
         raise ValueError("no good")
 
     job = Jobs().start("b", work)
@@ -54,11 +54,11 @@ def test_a_failed_job_raises_its_error_to_whoever_asks():
 
 def test_only_the_latest_finished_jobs_are_kept():
     jobs = Jobs(kept=2)
-    first = jobs.start(1, lambda progress: 1)
+    first = jobs.start(1, lambda progress, publish: 1)
     for key in (2, 3, 4):
-        assert jobs.start(key, lambda progress, key=key: key).wait(10)
+        assert jobs.start(key, lambda progress, publish, key=key: key).wait(10)
     assert first.done
-    assert jobs.start(1, lambda progress: "again") is not first  # evicted, so queued anew
+    assert jobs.start(1, lambda progress, publish: "again") is not first  # evicted, so queued anew
 
 
 def test_a_yielding_source_forecasts_in_pieces_what_the_batch_would(forecaster, parity_input):

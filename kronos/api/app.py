@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from kronos.api.calibrating import CalibrationPendingError, warm_start
 from kronos.api.deps import NOT_LOADED, Runtime, require_token
 from kronos.api.errors import MAX_BODY_BYTES, error_response, responses
 from kronos.api.middleware import BodyLimit
@@ -36,21 +38,24 @@ log = logging.getLogger("kronos.api")
 def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | None = None,
                max_context: int | None = None, server: ServerSettings = SERVER_DEFAULTS,
                service: ForecastService | None = None, store: CandleStore | None = None,
-               compile: bool | None = None, token: str | None = None) -> FastAPI:
+               compile: bool | None = None, token: str | None = None, warm: bool = True) -> FastAPI:
     """The API app; it loads `choice` (default: the environment's) at start-up unless given a `forecaster`, serves as
     `server` says (its pool, unless given a `service`; its deadlines), compiles its decode step when `compile`
-    (default: KRONOS_COMPILE), and wants `token` (default: KRONOS_API_TOKEN)."""
+    (default: KRONOS_COMPILE), wants `token` (default: KRONOS_API_TOKEN), and with `warm` starts the default
+    market's calibration in the background when the store holds its candles (kronos.api.calibrating)."""
     env = Environment.read()
     runtime = Runtime(choice or env.model, max_context,
                       service or ForecastService(server.workers, server.queue_size, server.timeout),
                       MarketData(store or CandleStore(), server.exchange_timeout),
                       None if forecaster is None else Batcher(forecaster), env.compile if compile is None else compile,
-                      token or env.api_token)
+                      token or env.api_token, calibration_wait=server.calibration_wait)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime.forecaster is None:
             _load(runtime)
+        if warm and runtime.forecaster is not None:
+            warm_start(runtime.calibrations, runtime.forecaster, runtime.market.candles, runtime.market.store)
         yield
         runtime.service.close()
         runtime.market.close()
@@ -61,6 +66,7 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     app.state.private_paths = _private_paths(runtime, env)
     for error in (KronosError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(error, error_response)
+    app.add_exception_handler(CalibrationPendingError, _pending)
     app.add_middleware(DisconnectWatch)  # inside the body limit: it reads bodies the limit let through
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     guarded = ({"dependencies": [Depends(require_token)], "responses": responses(401)} if runtime.token else {})
@@ -69,6 +75,15 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     app.include_router(markets.router, **guarded)
     app.include_router(health.router)
     return app
+
+
+def _pending(request: Request, error: Exception) -> JSONResponse:
+    """202: the calibration is still running; its Retry-After and Location (the same request) in headers and body."""
+    body = error.body if isinstance(error, CalibrationPendingError) else None
+    if body is None:
+        return error_response(request, error)
+    return JSONResponse(body.model_dump(), status_code=202,
+                        headers={"Retry-After": str(body.retry_after), "Location": body.location})
 
 
 def _load(runtime: Runtime) -> None:

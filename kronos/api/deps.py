@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,15 +15,17 @@ from kronos.cancellation import client_gone
 from kronos.engine import ForecastSource
 from kronos.errors import WeightsUnavailableError
 from kronos.forecast import model_label
+from kronos.jobs import Jobs
 from kronos.service import ForecastService, MarketData
-from kronos.settings import ModelChoice
+from kronos.settings import SERVER_DEFAULTS, ModelChoice
 
 NOT_LOADED = "its weights could not be loaded (the server log says why)"
 
 
 @dataclass
 class Runtime:
-    """What the routes share: the model (None when it failed to load), the pool, the data, the token if any."""
+    """What the routes share: the model (None when it failed to load), the pool, the data, the token if any, the
+    calibrations' background registry and how long a request waits for its calibration."""
 
     choice: ModelChoice
     max_context: int | None
@@ -33,6 +35,8 @@ class Runtime:
     compile: bool = False  # compile the decode step at start-up
     token: str | None = None  # KRONOS_API_TOKEN: wanted on every route but /health
     load_error: str = "the server is still starting"  # for clients: names no path
+    calibrations: Jobs = field(default_factory=Jobs)
+    calibration_wait: float = SERVER_DEFAULTS.calibration_wait
 
     @property
     def model_name(self) -> str:

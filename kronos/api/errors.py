@@ -24,12 +24,14 @@ from kronos.errors import (
     UnknownMarketError,
     WeightsUnavailableError,
 )
-from kronos.schemas.service import ErrorBody
+from kronos.schemas.service import CalibrationPending, ErrorBody
 
 MAX_BODY_BYTES = 4 * 2**20
 STATUS = ((ServiceBusyError, 429), (ServiceTimeoutError, 503), (InvalidInputError, 422), (UnknownMarketError, 404),
           (WeightsUnavailableError, 503), (DataUnavailableError, 503), (KronosError, 400))
-MEANING = {400: "the body could not be read as JSON (send a JSON object with content-type application/json)",
+MEANING = {202: "calibrate=true: the calibration is still running; ask again, the same request, after Retry-After "
+                "seconds (Location names it; the body is a CalibrationPending)",
+           400: "the body could not be read as JSON (send a JSON object with content-type application/json)",
            401: "this server wants its token: `Authorization: Bearer <KRONOS_API_TOKEN>`",
            404: "unknown exchange, symbol or timeframe",
            405: "method not allowed (the Allow header lists them)",
@@ -37,12 +39,16 @@ MEANING = {400: "the body could not be read as JSON (send a JSON object with con
            422: "invalid parameters or candles, or more work than the request budget; `problems` says what to fix",
            429: "busy: every worker and queue place is taken; retry after Retry-After seconds",
            503: "model or market data unavailable, or the forecast took too long; retry later"}
+PENDING_HEADERS = {"Retry-After": {"description": "seconds to wait before asking again", "schema": {"type": "integer"}},
+                   "Location": {"description": "the request to send again (path and query)",
+                                "schema": {"type": "string"}}}
 log = logging.getLogger("kronos.api")
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The `responses` of a route: each status it can return besides 200, with the error body's schema."""
-    return {code: {"model": ErrorBody, "description": MEANING[code]} for code in codes}
+    return {code: {"model": CalibrationPending, "description": MEANING[code], "headers": PENDING_HEADERS}
+            if code == 202 else {"model": ErrorBody, "description": MEANING[code]} for code in codes}
 
 
 def error_body(status: int, message: str, problems: list[str] | None = None,

@@ -40,9 +40,10 @@ BACKTEST_HELP = help_texts(BacktestSettings)
 BUDGET = (f"at most {MAX_REQUEST_WORK:,} generated candle steps per request (origins x samples x horizon), so that "
           "it finishes within the request timeout; more is answered 422 before any work")
 CALIBRATE = (f"true: add `calibrated`, the combined forecast (Kronos calibrated and pooled with volatility baselines, "
-             f"its weights, bands and record), from a backtest of the data's recent history within the call "
-             f"({ORIGINS} origins every {EVERY} candles, this request's settings). A first call may take tens of "
-             "seconds; its origins are kept in the server's store, so later calls on the same data reuse them and "
+             f"its weights, bands and record), from a backtest of the data's recent history ({ORIGINS} origins "
+             f"every {EVERY} candles, this request's settings), a background job: a first call may answer 202 with "
+             "Retry-After (ask again, the same request, until it is 200); its origins are kept in the server's "
+             "store, so later calls on the same data reuse them and "
              f"forecast only the new origins. The work counts {ORIGINS} origins + the forecast against the budget, "
              f"{BUDGET}. With too little history `calibrated` is `{{unavailable: why}}`, naming the rows it would need")
 
@@ -88,6 +89,11 @@ class Calibrating(SamplingQuery):
     """Sampling settings and `calibrate`: the forecast routes' query or body."""
 
     calibrate: bool = Field(False, description=CALIBRATE)
+    calibration: Literal["quick", "full"] = Field(
+        "full", description="with calibrate=true: `full` answers with the full record; `quick` from the first usable, "
+                            "provisional one on (its `calibrated.record` says `provisional` and on how many "
+                            "`origins`); either way a calibration still running after the server's wait is 202 "
+                            "with Retry-After: ask again")
 
     def forecast_settings(self) -> ForecastSettings:
         """The checked settings, within the work budget counting the calibration's origins when asked."""

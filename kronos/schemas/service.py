@@ -40,3 +40,18 @@ class TrackRecordAnswer(BaseModel):
     brier_upside: float | None
     brier_always_half: float
     hit_rate: float | None
+
+
+class CalibrationPending(BaseModel):
+    """202 to a `calibrate=true` request whose calibration is still running (a background job): ask again, the
+    same request, after `retry_after` seconds (the Retry-After header; `location`, the Location header, is that
+    request). `origins`: the backtest origins of its newest usable, provisional record (0 while none is usable:
+    `calibration=quick` answers 200 with it from the first one on); `progress`: the share of the record's missing
+    origins forecast so far."""
+
+    status: Literal["calibrating"]
+    detail: str
+    progress: float
+    origins: int
+    retry_after: int
+    location: str
