@@ -60,8 +60,10 @@ class Job(Generic[T]):
             self._done.set()
 
     def _progress(self, step: int, total: int) -> None:
+        """Note how far the work got; a cancelled job stops here too (WorkCancelledError)."""
         self.fraction = min(1.0, step / total) if total else 0.0
         self._check()
+        self.token.check()
 
     def _publish(self, value: T) -> None:
         self.latest = value
@@ -136,6 +138,11 @@ class Jobs:
         with self._ready:
             if self._leases.get(waiter, {}).pop(key, None) is not None:
                 self._drop_if_unwaited(key)
+
+    def keys(self) -> list[Hashable]:
+        """The keys of the jobs kept now (waiting, running or finished), the most recently asked for last."""
+        with self._ready:
+            return list(self._jobs)
 
     def waiters(self, key: Hashable) -> int:
         """How many waiters hold a lease on the job under `key` now."""

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from kronos import cancellation
 from kronos.batching import Batcher
 from kronos.engine import Forecaster, ForecastSource
 from kronos.errors import InvalidInputError
@@ -139,3 +140,29 @@ def test_every_step_reaches_the_caller_even_when_the_forecast_ends_at_once(parit
         steps = []
         batcher.forecast(parity_input, progress=lambda s, t, steps=steps: steps.append(s))
         assert steps == list(range(1, 51))
+
+
+def test_an_interactive_forecast_runs_before_background_work_queued_earlier(forecaster, parity_input):
+    held = Held(forecaster)
+    batcher = Batcher(held, window_s=0)
+    first = threading.Thread(target=lambda: batcher.forecast(parity_input, horizon=1, samples=1))
+    first.start()
+    assert held.entered.wait(60)
+
+    def background():
+        with cancellation.running(cancellation.Token(background=True)):
+            batcher.forecast_many([parity_input.iloc[:100], parity_input.iloc[:120], parity_input.iloc[:140]],
+                                  horizon=2, samples=2)
+
+    threads = [threading.Thread(target=background),
+               threading.Thread(target=lambda: batcher.forecast(parity_input, horizon=2, samples=2))]
+    for queued, thread in enumerate(threads, 1):  # the background request first, then the interactive one
+        thread.start()
+        deadline = time.monotonic() + 60
+        while batcher._queue.qsize() < queued:
+            assert time.monotonic() < deadline, "the request did not reach the batcher's queue"
+            time.sleep(0.001)
+    held.release.set()
+    for thread in [first, *threads]:
+        thread.join(60)
+    assert held.calls[1:] == [1, 3]  # the interactive forecast, then the background batch

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from data_frames import candle_frame
@@ -21,7 +22,8 @@ from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.combined import EVERY, calibration_rows, minimum_origins
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.forecast import ForecastAnswer
-from kronos.settings import MAX_REQUEST_WORK
+from kronos.schemas.service import CalibrationPending
+from kronos.settings import MAX_REQUEST_WORK, ServerSettings
 
 ROWS = 300  # enough for SMALL's calibration (lookback 64, horizon 4): about 40 origins
 FEWEST = SMALL["lookback"] + SMALL["horizon"] + minimum_origins(SMALL["horizon"], EVERY, MIN_COUNT) * EVERY
@@ -168,3 +170,77 @@ def test_the_openapi_document_describes_calibrate_and_the_backtest_scores(client
     assert document["components"]["schemas"]["BacktestAnswer"]["properties"]["scores"]["$ref"].endswith(
         "/BacktestScores")
     assert {"Calibrated", "Unavailable"} <= set(document["components"]["schemas"])
+
+
+def test_the_cli_returns_the_first_usable_record_when_quick(capsys, frame, tmp_path):
+    csv = tmp_path / "candles.csv"
+    frame.to_csv(csv, index=False)
+    quick = cli_calibrated(capsys, csv, tmp_path / "quick.sqlite", calibration="quick")["calibrated"]["record"]
+    fewest = minimum_origins(SMALL["horizon"], EVERY, MIN_COUNT)
+    assert quick["provisional"] and quick["origins"] == fewest < quick["target"]
+    full = cli_calibrated(capsys, csv, tmp_path / "full.sqlite", calibration="full")["calibrated"]["record"]
+    assert not full["provisional"] and full["origins"] == full["target"] == quick["target"]
+    assert full["last"] == quick["last"] and full["first"] < quick["first"]  # the newest origins come first
+
+
+def test_the_cli_says_which_calibration_it_returned(capsys, frame, tmp_path):
+    csv = tmp_path / "candles.csv"
+    frame.to_csv(csv, index=False)
+    arguments = [part for name, value in SMALL.items() for part in (f"--{name.replace('_', '-')}", str(value))]
+    assert cli.main(["forecast", "--csv", str(csv), "--store", str(tmp_path / "s.sqlite"), "--model",
+                     str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer"), "--max-context", "128",
+                     "--calibrate", "--calibration", "quick", *arguments]) == 0
+    fewest = minimum_origins(SMALL["horizon"], EVERY, MIN_COUNT)
+    assert f"calibrated (quick): a provisional record of {fewest} origins" in capsys.readouterr().err
+
+
+def waiting_client(forecaster, frame, tmp_path, wait_s: float) -> TestClient:
+    """The API on the parity checkpoint (no warm start), a request waiting `wait_s` s for its calibration."""
+    return TestClient(create_app(forecaster=forecaster, store=filled_store(tmp_path / "api.sqlite", frame),
+                                 server=ServerSettings(calibration_wait=wait_s), warm=False))
+
+
+def test_a_calibration_not_ready_is_202_and_following_retry_after_ends_calibrated(forecaster, frame, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(market, "make_exchange", offline_exchange)
+    with waiting_client(forecaster, frame, tmp_path, 0) as client:
+        first = client.get("/predict_api", params={**SMALL, "calibrate": True})
+        assert first.status_code == 202
+        body = CalibrationPending.model_validate(first.json())
+        retry = int(first.headers["Retry-After"])
+        assert retry == body.retry_after >= 1 and first.headers["Location"] == body.location
+        assert body.location.startswith("/predict_api?") and "calibrate=true" in body.location
+        answered, deadline = first, time.monotonic() + 120
+        while answered.status_code == 202:
+            assert time.monotonic() < deadline, "the calibration never finished"
+            time.sleep(int(answered.headers["Retry-After"]))
+            answered = client.get(answered.headers["Location"])
+        assert answered.status_code == 200
+        record = Calibrated.model_validate(answered.json()["calibrated"]).record
+        assert not record.provisional and record.origins == record.target
+
+
+def test_quick_answers_from_the_first_usable_record_full_from_the_whole(forecaster, frame, tmp_path, monkeypatch):
+    monkeypatch.setattr(market, "make_exchange", offline_exchange)
+    with waiting_client(forecaster, frame, tmp_path, 120) as client:
+        quick = client.get("/predict_api", params={**SMALL, "calibrate": True, "calibration": "quick"})
+        record = Calibrated.model_validate(quick.json()["calibrated"]).record
+        assert quick.status_code == 200 and record.provisional
+        assert record.origins == minimum_origins(SMALL["horizon"], EVERY, MIN_COUNT)
+        full = client.get("/predict_api", params={**SMALL, "calibrate": True, "calibration": "full"})
+        assert full.status_code == 200 and not full.json()["calibrated"]["record"]["provisional"]
+
+
+def test_the_api_starts_the_default_market_calibration_when_the_store_holds_its_candles(forecaster, frame, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setattr(market, "make_exchange", offline_exchange)
+    with TestClient(create_app(forecaster=forecaster, store=filled_store(tmp_path / "api.sqlite", frame))) as client:
+        jobs = client.app.state.runtime.calibrations
+        assert jobs.wait(60)
+        kinds = [key[0] for key in jobs.keys()]
+        assert kinds == ["warm start", "calibration"]  # the warm start queued the default settings' calibration
+        warm = jobs.keys()[-1]
+        asked = client.get("/predict_api", params={"calibrate": True})  # the defaults: joins the warm job
+        assert asked.status_code == 200 and jobs.keys()[-1] == warm and len(jobs.keys()) == 2
+    with TestClient(create_app(forecaster=forecaster, store=CandleStore(tmp_path / "empty.sqlite"))) as client:
+        assert client.app.state.runtime.calibrations.keys() == []  # nothing stored: nothing to warm

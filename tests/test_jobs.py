@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from kronos.errors import WorkCancelledError
 from kronos.jobs import Jobs, Yielding
 
 
@@ -72,3 +74,81 @@ def test_a_yielding_source_forecasts_in_pieces_what_the_batch_would(forecaster, 
         np.testing.assert_array_equal(piece.paths, alone.paths)
     assert steps[-1] == (3000, 3000) and steps == sorted(steps) and steps[0][0] < 1000  # 3 pieces, in turn
     assert Yielding(forecaster).fingerprint == forecaster.fingerprint
+
+
+def held_jobs() -> tuple[Jobs, threading.Event, threading.Event]:
+    """A registry whose worker is busy with a first job until `gate` is set (`running` once it has started)."""
+    jobs, gate, running = Jobs(), threading.Event(), threading.Event()
+    jobs.start("busy", lambda progress, publish: (running.set(), gate.wait(10)))
+    assert running.wait(10)
+    return jobs, gate, running
+
+
+def stepping(steps: list[int]):
+    """Work that reports progress (where a cancelled job stops: kronos.cancellation) until it is cancelled or done."""
+    def work(progress, publish):
+        for step in range(200):
+            steps.append(step)
+            progress(step, 200)
+            time.sleep(0.01)
+        return "done"
+    return work
+
+
+def test_a_job_whose_only_waiter_moves_on_is_cancelled():
+    jobs, steps = Jobs(), []
+    old = jobs.start("temperature 1.0", stepping(steps), waiter="session")
+    deadline = time.monotonic() + 10
+    while not steps:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    new = jobs.start("temperature 0.8", lambda progress, publish: "new", waiter="session")  # the settings changed
+    assert old.wait(10) and old.cancelled
+    with pytest.raises(WorkCancelledError):
+        old.result()
+    assert len(steps) < 200 and new.wait(10) and new.result() == "new"
+    assert jobs.start("temperature 1.0", stepping([]), waiter="session") is not old  # asked again: afresh
+
+
+def test_a_job_another_session_still_waits_for_goes_on():
+    jobs, gate, _ = held_jobs()
+    shared = jobs.start("a", lambda progress, publish: "shared", waiter="one")
+    assert jobs.start("a", lambda progress, publish: "not run", waiter="two") is shared
+    jobs.start("b", lambda progress, publish: "b", waiter="one")  # session one moves on; two still waits for "a"
+    assert jobs.waiters("a") == 1 and not shared.cancelled
+    jobs.release("a", "two")  # now nobody waits for it: dropped before it starts
+    assert shared.cancelled and shared.done
+    gate.set()
+    assert jobs.wait(10)
+
+
+def test_a_lease_lapses_unless_renewed_and_a_job_without_waiter_is_kept():
+    jobs, gate, _ = held_jobs()
+    lapsing = jobs.start("asked once", lambda progress, publish: 1, waiter="client", hold_s=0.05)
+    renewed = jobs.start("asked again", lambda progress, publish: 2, waiter="client 2", hold_s=0.05)
+    kept = jobs.start("warm", lambda progress, publish: 3)  # no waiter: a warm start
+    time.sleep(0.03)
+    jobs.start("asked again", lambda progress, publish: 2, waiter="client 3", hold_s=60)
+    time.sleep(0.05)
+    assert jobs.waiters("asked once") == 0 and lapsing.cancelled
+    assert not renewed.cancelled and not kept.cancelled
+    gate.set()
+    assert renewed.wait(10) and renewed.result() == 2 and kept.wait(10) and kept.result() == 3
+
+
+def test_a_job_publishes_what_it_has_on_the_way():
+    jobs, seen, gate = Jobs(), [], threading.Event()
+
+    def work(progress, publish):
+        publish("34 origins")
+        assert gate.wait(10)
+        return "200 origins"
+
+    job = jobs.start("k", work)
+    deadline = time.monotonic() + 10
+    while job.latest is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    seen.append(job.latest)
+    gate.set()
+    assert job.wait(10) and seen == ["34 origins"] and job.latest == job.result() == "200 origins"

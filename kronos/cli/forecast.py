@@ -9,6 +9,7 @@ from kronos.cli import options
 from kronos.engine import Forecaster
 from kronos.evaluation.combined import ORIGINS, calibration_rows
 from kronos.flows import answer, calibrated, forecast_candles
+from kronos.schemas.calibrated import Calibrated
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"add `calibrated`: the combined forecast, from a backtest of the data's recent history "
                              f"({ORIGINS} origins, these settings; its origins kept in --store, so a first call may "
                              "take tens of seconds and later ones reuse them)")
+    parser.add_argument("--calibration", choices=("quick", "full"), default="full",
+                        help="with --calibrate: full (default) fits the whole record; quick returns at the first "
+                             "usable, provisional record (its origins newest first, each learning only from the "
+                             "past); stderr and `calibrated.record` say which and on how many origins")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
                                             max_context=args.max_context)
     store = options.store_from(args)
     forecast = forecast_candles(forecaster, candles, settings, log=store)
-    block = calibrated(forecaster, candles, forecast, store, settings.hour_idx,
-                       options.progress_bar("calibration")) if args.calibrate else None
+    block = calibrated(forecaster, candles, forecast, store, settings.hour_idx, options.progress_bar("calibration"),
+                       quick=args.calibration == "quick") if args.calibrate else None
+    if isinstance(block, Calibrated):
+        record = block.record
+        print(f"calibrated ({args.calibration}): " + (f"a provisional record of {record.origins} origins (of "
+              f"{record.target})" if record.provisional else f"the full record of {record.origins} origins"),
+              file=sys.stderr)
     sys.stdout.write(answer(forecast, candles, settings.hour_idx, args.all_samples, block).model_dump_json() + "\n")
     return 0
