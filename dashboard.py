@@ -14,7 +14,7 @@ prepare(threads=Environment.read().torch_threads)
 
 import streamlit as st  # noqa: E402
 
-from pages import _controls  # noqa: E402
+from pages import _controls, _loading  # noqa: E402
 
 st.set_page_config(page_title="Kronos forecast", page_icon=":material/candlestick_chart:", layout="wide")
 page = st.navigation([
@@ -24,5 +24,6 @@ page = st.navigation([
     st.Page("pages/track_record.py", title="Track record", icon=":material/fact_check:", url_path="record"),
     st.Page("pages/markets.py", title="Markets", icon=":material/leaderboard:", url_path="markets"),
 ])
+_loading.warm_start()  # once per server: the default market's calibration, when the store holds its candles
 _controls.sidebar()
 page.run()

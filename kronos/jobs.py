@@ -11,6 +11,7 @@ pieces, so an interactive forecast waits for one piece at most. No Streamlit her
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -35,13 +36,14 @@ class Job(Generic[T]):
     """One computation `work(progress, publish)`: how far it got, the latest result it published (`latest`), then
     its result or its error; `token` cancels it."""
 
-    def __init__(self, work: Work, check: Callable[[], None] = lambda: None):
+    def __init__(self, work: Work, check: Callable[[], None] = lambda: None,
+                 renew: Callable[[Hashable, float | None], None] = lambda waiter, hold_s: None):
         self.fraction = 0.0  # of the work done, from the progress callback
         self.latest: T | None = None  # the newest result published so far (the final one once done)
         self.token = Token(background=True)
         self.pinned = False  # started with no waiter: never cancelled for want of one
         self._work: Work | None = work
-        self._check = check
+        self._check, self._renew = check, renew
         self._result: T | None = None
         self._error: Exception | None = None
         self._done = threading.Event()
@@ -67,6 +69,10 @@ class Job(Generic[T]):
 
     def _publish(self, value: T) -> None:
         self.latest = value
+
+    def renew(self, waiter: Hashable, hold_s: float | None) -> None:
+        """The waiter's lease on this job, for `hold_s` seconds from now (as its registry's `start` gives it)."""
+        self._renew(waiter, hold_s)
 
     def cancel(self) -> None:
         """Stop the work at its next check; a job not started yet ends at once, cancelled."""
@@ -120,7 +126,7 @@ class Jobs:
             if job is not None and not job.cancelled:
                 self._jobs.move_to_end(key)
             else:
-                job = self._jobs[key] = Job(work, self._lapse_locked)
+                job = self._jobs[key] = Job(work, self._lapse_locked, functools.partial(self._renewed, key))
                 self._waiting.append(job)
                 self._evict()
                 if self._worker is None:
@@ -149,6 +155,12 @@ class Jobs:
         with self._ready:
             self._lapse()
             return sum(key in held for held in self._leases.values())
+
+    def _renewed(self, key: Hashable, waiter: Hashable, hold_s: float | None) -> None:
+        with self._ready:
+            job = self._jobs.get(key)
+            if job is not None and not job.cancelled:
+                self._lease(key, waiter, hold_s)
 
     def _lease(self, key: Hashable, waiter: Hashable, hold_s: float | None) -> None:
         held = self._leases.setdefault(waiter, OrderedDict())

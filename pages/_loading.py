@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
 from kronos.data.store import CandleStore, usable
 from kronos.engine import ForecastSource, Progress
-from kronos.errors import StoreUnavailableError
+from kronos.errors import KronosError, StoreUnavailableError
 from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
 from kronos.evaluation.combined import calibration_rows
 from kronos.flows import calibrated, forecast_candles
@@ -31,6 +32,7 @@ from pages._controls import Controls
 
 CANDLES_TTL_S = 60  # live candles are fetched again at most once a minute per market
 FETCH_TIMEOUT_S = 5.0  # per exchange; the store answers when none does
+log = logging.getLogger("kronos.dashboard")
 KEPT = 8  # forecasts and backtests per session, so switching pages or settings back does not resample
 FORECASTS, BACKTESTS = "loading.forecasts", "loading.backtests"
 
@@ -150,28 +152,57 @@ def backtest(forecaster: ForecastSource, candles: Candles, settings: BacktestSet
 
 @st.cache_resource(show_spinner=False)
 def calibrations() -> Jobs:
-    """The calibrations running or done for every session of this server, one per (model, data, forecast, store)."""
+    """The calibrations running or done for every session of this server, one per (model, data, forecast, store);
+    a session waits for one at a time: when its settings change, the one it waited for is cancelled unless another
+    session still waits for it."""
     return Jobs()
 
 
-def calibration(forecaster: ForecastSource, candles: Candles, forecast: Forecast) -> Job[Calibrated | Unavailable]:
-    """The forecast's calibration (kronos.flows.calibrated: a backtest of the candles' recent history), started in
-    the background or joined when any session already asked for it; its origins are kept in the store when it can
-    take them, else it runs without keeping them."""
+def calibration(forecaster: ForecastSource, candles: Candles, forecast: Forecast,
+                leased: bool = True) -> Job[Calibrated | Unavailable]:
+    """The forecast's calibration (kronos.flows.calibrated: a backtest of the candles' recent history, newest first,
+    publishing each provisional record), started in the background or joined when any session already asked for it,
+    leased by this session (else kept whoever waits: a warm start); its origins are kept in the store when it
+    can take them, else it runs without keeping them."""
     store = CandleStore()
     key = (forecaster.fingerprint, fingerprint(candles.frame), candles.source, candles.exchange, candles.symbol,
            candles.timeframe, forecast.seed, tuple(sorted(forecast.settings.items())), str(store.path))
 
-    def work(progress: Progress) -> Calibrated | Unavailable:
+    def work(progress: Progress, publish: Callable[[Calibrated], None]) -> Calibrated | Unavailable:
         kept = usable(store)
         try:
-            return calibrated(Yielding(forecaster), candles, forecast, kept, progress=progress)
+            return calibrated(Yielding(forecaster), candles, forecast, kept, progress=progress, publish=publish)
         except StoreUnavailableError:
             if kept is None:
                 raise
             return calibrated(Yielding(forecaster), candles, forecast, None, progress=progress)  # failed midway
 
-    return calibrations().start(key, work)
+    return calibrations().start(key, work, _show.session() if leased else None, _show.LEASE_S)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_start() -> Job | None:
+    """Once per server: when the store holds the default market's candles, a background job that loads the default
+    model and those candles as a first visitor's page would, forecasts them at the default settings and starts their
+    calibration (kept whoever comes), so that the first visitor usually finds it ready; else None."""
+    market, settings, choice = MarketChoice(), ForecastSettings(), Environment.read().model
+    try:
+        if not choice.model or CandleStore().latest_timestamp(market.exchange, market.symbol, market.timeframe) is None:
+            return None
+    except StoreUnavailableError:
+        return None
+
+    def work(progress: Progress, publish: Callable[[object], None]) -> None:
+        try:
+            forecaster = load_forecaster(choice.model, choice.tokenizer)
+            candles = load_candles(market, max(calibration_rows(settings.lookback, settings.horizon), DEFAULT_LIMIT))
+            forecast = forecast_candles(forecaster, candles, settings)
+        except KronosError as error:  # nothing to warm: the first visitor's page will say why
+            log.warning("warm start skipped: %s", error.public())
+            return
+        calibration(forecaster, candles, forecast, leased=False)
+
+    return calibrations().start(("warm start", market, choice), work)
 
 
 def live_forecast(controls: Controls) -> tuple[Candles, ForecastSource, Forecast]:

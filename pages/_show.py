@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from kronos.charts import FORECASTERS, fan_chart, upside_chart, volume_chart
 from kronos.data.candles import Candles, custom_candles
@@ -46,6 +47,7 @@ MARKET_HELP = ("Check the exchange, symbol and timeframe in the sidebar, or fore
 NOT_YET = "not calibrated yet"
 COMPONENTS = {"model_calibrated": "Kronos (calibrated)"}  # the pool's components, where the charts' labels differ
 POLL_S = 2  # how often a page waiting for its calibration looks again
+LEASE_S = 5 * POLL_S  # a session's lease on its calibration lapses this long after its page last looked
 GRACE_S = 0.25  # waited before saying "not calibrated yet": what needs no backtest (too few rows) shows at once
 # Prices in tables: six significant digits, so that one far below 1 shows its digits (Streamlit's default keeps a
 # single one: 0.000008)
@@ -103,14 +105,22 @@ def banner(candles: Candles, model_name: str) -> None:
         st.caption(" · ".join(found.notes))
 
 
+def session() -> Hashable | None:
+    """This browser session's id: what waits for (leases) its page's calibration (None outside a session)."""
+    context = get_script_run_ctx()
+    return None if context is None else context.session_id
+
+
 def calibration(job: Job[Calibrated | Unavailable] | None) -> tuple[Calibrated | None, bool]:
-    """The combined forecast once its calibration is done, or why there is none; until then (pending: True) its
-    progress, looked at every POLL_S seconds, the page shown again when it ends."""
+    """The combined forecast once its calibration is done, or why there is none; until then (pending: True) the
+    newest provisional record's when there is one, and the refinement's progress, looked at every POLL_S seconds,
+    the page shown again when a larger record arrives or the calibration ends."""
     if job is None:
         return None, False
     if not job.wait(GRACE_S):
-        _calibrating(job)
-        return None, True
+        latest = job.latest if isinstance(job.latest, Calibrated) else None
+        _calibrating(job, 0 if latest is None else latest.record.origins)
+        return latest, True
     return _finished(job), False
 
 
@@ -135,12 +145,21 @@ def _finished(job: Job[Calibrated | Unavailable]) -> Calibrated | None:
 
 
 @st.fragment(run_every=POLL_S)
-def _calibrating(job: Job) -> None:
-    if job.done:
+def _calibrating(job: Job, shown: int) -> None:
+    """The calibration's progress; the page again once it ends or a record larger than the `shown` one arrives.
+    Each look renews this session's lease on it (a closed tab stops looking: its lease lapses)."""
+    job.renew(session(), LEASE_S)
+    latest = job.latest
+    if job.done or (isinstance(latest, Calibrated) and latest.record.origins != shown):
         st.rerun(scope="app")
-    st.progress(job.fraction, text=f"Calibrating on the recent history (a record of {ORIGINS} origins or a few more): "
-                                   f"{job.fraction:.0%}. Until it is done the values below are Kronos alone, "
-                                   f"{NOT_YET}.")
+    if shown:
+        st.progress(job.fraction, text=f"Refining the calibration: the figures below stand on the last {shown} "
+                                       f"forecasts of a record growing to {latest.record.target}; "
+                                       f"{job.fraction:.0%} of its missing origins forecast.")
+        return
+    st.progress(job.fraction, text=f"Calibrating on the recent history (a record of up to {ORIGINS} origins, newest "
+                                   f"first, usable once the first few dozen are in): {job.fraction:.0%}. Until then "
+                                   f"the values below are Kronos alone, {NOT_YET}.")
 
 
 def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, pending: bool) -> None:

@@ -182,7 +182,7 @@ def test_an_hour_beyond_the_horizon_reports_the_last_hour(client):
 def test_a_full_queue_answers_429_with_retry_after(forecaster, store, parity_input):
     service = ForecastService(workers=1, queue_size=0)
     gate = threading.Event()
-    with TestClient(create_app(forecaster=forecaster, store=store, service=service)) as client:
+    with TestClient(create_app(forecaster=forecaster, store=store, service=service, warm=False)) as client:
         service.submit("occupied", gate.wait)
         response = client.post("/predict_custom", json=custom_body(parity_input, **SMALL))
         gate.set()
@@ -208,7 +208,7 @@ def test_identical_concurrent_requests_share_one_computation(forecaster, store, 
         return future
 
     monkeypatch.setattr(service, "submit", counted)
-    with TestClient(create_app(forecaster=forecaster, store=store, service=service)) as client:
+    with TestClient(create_app(forecaster=forecaster, store=store, service=service, warm=False)) as client:
         service.submit("occupied", gate.wait)
         answers = []
         threads = [threading.Thread(target=lambda: answers.append(client.get("/predict_api", params=SMALL)))
