@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,15 @@ from app_server import RecordedBinance
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
-from kronos import checkpoints
+from kronos import cancellation, checkpoints
 from kronos.api import create_app
 from kronos.cli import main
 from kronos.data import market
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.errors import StoreUnavailableError
+from kronos.evaluation.calibration import MIN_COUNT
+from kronos.evaluation.combined import EVERY, minimum_origins
 from kronos.evaluation.record import log_forecast
 from kronos.schemas.calibrated import Calibrated
 from kronos.settings import FORECAST_DEFAULTS
@@ -451,3 +454,73 @@ def test_a_store_failing_during_the_calibration_does_not_stop_it(long_market, mo
     app = calibrated(run(query=SMALL))
     assert app.success[0].value.startswith("Over the last ") and not app.error
     assert metric(app, "Upside, hour 4").delta.startswith("Kronos alone ")
+
+
+def test_the_first_usable_record_shows_while_the_rest_is_refined(long_market, monkeypatch):
+    first, gate, original = threading.Event(), threading.Event(), _loading.calibrated
+
+    def refining(*args, publish, **kwargs):
+        def held(block):
+            publish(block)
+            if block.record.provisional and not first.is_set():  # hold the work after its first usable record
+                first.set()
+                assert gate.wait(60)
+        return original(*args, publish=held, **kwargs)
+
+    monkeypatch.setattr(_loading, "calibrated", refining)
+    app = run(query=SMALL)
+    assert first.wait(60)
+    app = run(app=app)
+    (bar,) = app.get("progress")
+    origins = minimum_origins(6, EVERY, MIN_COUNT)
+    assert f"Refining the calibration: the figures below stand on the last {origins} forecasts" in bar.proto.text
+    assert app.success[0].value.startswith(f"Over the last {origins} forecasts of BTC/USDT 1h (a provisional record")
+    assert metric(app, "Upside, hour 4").delta.startswith("Kronos alone ")  # the combined figure, beside Kronos'
+    assert not any("not calibrated" in m.delta for m in app.metric)
+    assert f"learnt from {origins} backtest origins so far" in " ".join(c.value for c in app.caption)
+    gate.set()
+    app = calibrated(app)
+    assert not app.get("progress") and "provisional" not in app.success[0].value
+
+
+def test_a_session_that_changes_its_settings_cancels_the_calibration_it_waited_for(long_market, monkeypatch):
+    gate, tokens, original = threading.Event(), [], _loading.calibrated
+
+    def waiting(*args, **kwargs):
+        tokens.append(cancellation.current())
+        assert gate.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_loading, "calibrated", waiting)
+    run(query=SMALL)  # AppTest's sessions share one id: the same session, with other settings next
+    deadline = time.monotonic() + 60
+    while not tokens:
+        assert time.monotonic() < deadline, "the calibration never started"
+        time.sleep(0.01)
+    app = run(query={**SMALL, "samples": "9"})
+    assert tokens[0].cancelled  # nobody else waited for it
+    gate.set()
+    app = calibrated(app)
+    assert len(tokens) == 2 and not tokens[1].cancelled
+    assert app.success and "not calibrated" not in " ".join(m.delta for m in app.metric)
+
+
+def test_the_server_warm_starts_the_default_market_calibration_when_the_store_holds_its_candles(long_market):
+    _loading.warm_start.clear()
+    _loading.calibrations.clear()  # a fresh server
+    warm = _loading.warm_start()
+    assert warm is not None and warm.wait(60) and warm.result() is None
+    assert _loading.calibrations().wait(120)
+    assert len(_loading.calibrations().keys()) == 2
+    started = _loading.calibrations().keys()[-1]  # the calibration the warm start asked for
+    assert started[4:7] == ("BTC/USDT", "1h", FORECAST_DEFAULTS.seed)
+    assert dict(started[7])["temperature"] == FORECAST_DEFAULTS.temperature
+    count = len(_loading.calibrations().keys())
+    run()  # the first visitor, at the defaults: joins it
+    assert _loading.calibrations().keys()[-1] == started and len(_loading.calibrations().keys()) == count
+
+
+def test_no_warm_start_without_the_default_market_in_the_store(store):
+    _loading.warm_start.clear()
+    _loading.calibrations.clear()
+    assert _loading.warm_start() is None and _loading.calibrations().keys() == []
