@@ -110,7 +110,14 @@ class Batcher:
         return self._wait(_Request(list(histories), seeds, settings, joinable=False), progress)
 
     def _wait(self, request: _Request, progress: Progress | None) -> list[Forecast]:
-        """Queue the request and wait for it, passing its progress to `progress` in this thread."""
+        """Queue the request and wait for it (an interactive one marked in flight meanwhile: kronos.cancellation
+        pauses background jobs), passing its progress to `progress` in this thread."""
+        if request.background:
+            return self._waited(request, progress)
+        with cancellation.interactive():
+            return self._waited(request, progress)
+
+    def _waited(self, request: _Request, progress: Progress | None) -> list[Forecast]:
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._serve, name="kronos-batcher", daemon=True)

@@ -23,7 +23,12 @@ from kronos.errors import WorkCancelledError
 
 Message = MutableMapping[str, Any]
 SCOPE_KEY = "kronos.client_gone"  # the request scope's entry DisconnectWatch sets
+PAUSE_S = 2.0  # the longest a background job's check waits for interactive work to end
 _local = threading.local()
+_idle = threading.Event()  # set while no interactive work is in flight
+_idle.set()
+_interactive = [0]
+_counting = threading.Lock()
 
 
 class Token:
@@ -43,7 +48,10 @@ class Token:
         return self._event.is_set()
 
     def check(self) -> None:
-        """Raise WorkCancelledError once cancelled."""
+        """Raise WorkCancelledError once cancelled; a background job first waits (at most PAUSE_S) while interactive
+        work is in flight, so that it does not take the cores from a forecast someone is waiting for."""
+        if self.background and not _idle.is_set():
+            _idle.wait(PAUSE_S)
         if self._event.is_set():
             raise WorkCancelledError("the work was stopped: every caller waiting for it timed out or went away", 1)
 
@@ -68,6 +76,22 @@ def running(token: Token) -> Iterator[Token]:
         yield token
     finally:
         _local.token = previous
+
+
+@contextmanager
+def interactive() -> Iterator[None]:
+    """Mark the block as interactive work in flight (a forecast someone waits for): background jobs pause at their
+    checks meanwhile (at most PAUSE_S each time)."""
+    with _counting:
+        _interactive[0] += 1
+        _idle.clear()
+    try:
+        yield
+    finally:
+        with _counting:
+            _interactive[0] -= 1
+            if _interactive[0] == 0:
+                _idle.set()
 
 
 def client_gone(scope: MutableMapping[str, Any]) -> threading.Event:

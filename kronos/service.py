@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TypeVar
 
-from kronos.cancellation import Token, running
+from kronos.cancellation import Token, interactive, running
 from kronos.data.candles import Candles
 from kronos.data.market import fetch_candles, load_stored
 from kronos.data.store import CandleStore
@@ -132,7 +132,7 @@ class ForecastService:
     def _timed(self, job: Callable[[], T], token: Token) -> T:
         start = time.perf_counter()
         try:
-            with running(token):
+            with running(token), interactive():  # someone waits for it: background jobs pause meanwhile
                 token.check()
                 return job()
         finally:

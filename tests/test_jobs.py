@@ -9,6 +9,8 @@ import time
 import numpy as np
 import pytest
 
+from kronos import cancellation
+from kronos.cancellation import Token
 from kronos.errors import WorkCancelledError
 from kronos.jobs import Jobs, Yielding
 
@@ -152,3 +154,14 @@ def test_a_job_publishes_what_it_has_on_the_way():
     seen.append(job.latest)
     gate.set()
     assert job.wait(10) and seen == ["34 origins"] and job.latest == job.result() == "200 origins"
+
+
+def test_a_background_job_pauses_at_its_checks_while_interactive_work_is_in_flight():
+    background, passed = Token(background=True), threading.Event()
+    with cancellation.interactive():
+        Token().check()  # interactive work goes on
+        checking = threading.Thread(target=lambda: (background.check(), passed.set()))
+        checking.start()
+        assert not passed.wait(0.3)  # the background one waits ...
+    assert passed.wait(cancellation.PAUSE_S)  # ... until the interactive work ends
+    checking.join(10)
