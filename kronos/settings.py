@@ -177,6 +177,7 @@ class ServerSettings:
     16 at once keep the batches full (the API benchmark's 16 clients, README), 32 more may wait, and beyond that a
     request is refused at once (429 with Retry-After) rather than piling up. 120 s covers the largest request the
     work budget lets through (MAX_REQUEST_WORK, about 80 s). An exchange slower than 10 s is replaced by the store.
+    A request body may take 30 s to arrive: the largest allowed (4 MiB) needs only about 1 Mbit/s.
     """
 
     host: str = _setting("127.0.0.1", "address to listen on")
@@ -185,12 +186,15 @@ class ServerSettings:
     queue_size: int = _setting(32, "requests waiting for a worker; beyond them the server answers 429")
     timeout: float = _setting(120.0, "seconds a request waits for its forecast before the server answers 503")
     exchange_timeout: float = _setting(10.0, "seconds to wait for the exchanges before answering from the local store")
+    body_timeout: float = _setting(30.0, "seconds a client may take to send its request body before the server "
+                                         "answers 408 and closes the connection")
 
     def __post_init__(self):
         problems = [f"{name} must be {rule}, got {getattr(self, name)}" for name, rule, ok in (
             ("port", "between 0 and 65535", 0 <= self.port <= 65535), ("workers", "at least 1", self.workers >= 1),
             ("queue_size", "at least 0", self.queue_size >= 0), ("timeout", "over 0", self.timeout > 0),
-            ("exchange_timeout", "over 0", self.exchange_timeout > 0)) if not ok]
+            ("exchange_timeout", "over 0", self.exchange_timeout > 0),
+            ("body_timeout", "over 0", self.body_timeout > 0)) if not ok]
         if problems:
             raise InvalidInputError(problems)
 

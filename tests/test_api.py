@@ -141,7 +141,8 @@ def test_bad_custom_bodies_get_the_validators_messages(client, parity_input):
     body["open"][3] = "abc"
     body["high"][5] = body["low"][5] - 1
     problems = client.post("/predict_custom", json=body).json()["problems"]
-    assert problems == ["open.3: Input should be a valid number, unable to parse string as a number (got 'abc')"]
+    assert problems == ["open: row 4 (item 3 of each JSON list) 'abc': Input should be a valid number, unable to parse "
+                        "string as a number"]  # rows named as the validator names them (its third: "high: row 6")
     body["open"][3] = body["open"][2]
     problems = client.post("/predict_custom", json=body).json()["problems"]
     assert any("high: row 6" in p and "below low" in p for p in problems)

@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Address, model, pool size and deadlines (ServerSettings' defaults and help texts)."""
     add_dataclass_options(parser, ServerSettings, ("host", "port"))
     add_model_options(parser)
-    add_dataclass_options(parser, ServerSettings, ("workers", "queue_size", "timeout", "exchange_timeout"))
+    add_dataclass_options(parser, ServerSettings, ("workers", "queue_size", "timeout", "exchange_timeout",
+                                                            "body_timeout"))
     parser.add_argument("--compile", action="store_true", default=None,
                         help="compile the decode step at start-up (slow to start, faster after; env KRONOS_COMPILE)")
 
