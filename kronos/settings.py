@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, excerpt
 from kronos.timeframes import timeframe_delta
 
 SEED_RANGE = (0, 2**31 - 1)
@@ -108,7 +108,8 @@ class ForecastSettings:
                 try:
                     values[field.name] = kind(params[field.name])
                 except ValueError:
-                    raise InvalidInputError(f"{field.name} must be a number, got {params[field.name]!r}") from None
+                    raise InvalidInputError(f"{field.name} must be a number, got {excerpt(params[field.name])}"
+                                            ) from None
         return cls(**values)
 
 
@@ -145,9 +146,9 @@ class MarketChoice:
     def __post_init__(self):
         problems = []
         if not re.fullmatch(SYMBOL_PATTERN, self.symbol):
-            problems.append(f"symbol {self.symbol!r} should look like BASE/QUOTE, e.g. BTC/USDT")
+            problems.append(f"symbol {excerpt(self.symbol)} should look like BASE/QUOTE, e.g. BTC/USDT")
         if self.mode not in MODES:
-            problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            problems.append(f"mode must be one of {', '.join(MODES)}, got {excerpt(self.mode)}")
         try:
             timeframe_delta(self.timeframe)
         except InvalidInputError as error:

@@ -10,7 +10,7 @@ excerpts, under MAX_ERROR_BYTES in all. Every 503 carries Retry-After.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -35,6 +35,7 @@ from kronos.schemas.service import ErrorBody
 MAX_BODY_BYTES = 4 * 2**20
 MAX_ERROR_BYTES = 64 * 2**10  # an error answer's most bytes, however much was wrong with the request
 PROBLEM_CHARS = 1_000  # the most characters of an error's sentence and of each problem it lists
+ROWS = "rows"  # the type of a list's request-validation problems already grouped by row (kronos.api.requests)
 RETRY_AFTER_S = 60  # Retry-After of a 503 that does not say better (a store fault, missing weights)
 STATUS = ((ServiceBusyError, 429), (ServiceTimeoutError, 503), (InvalidInputError, 422), (UnknownMarketError, 404),
           (WeightsUnavailableError, 503), (DataUnavailableError, 503), (KronosError, 400))
@@ -106,15 +107,20 @@ def _invalid_request(errors: Sequence[dict]) -> tuple[int, str, list[str]]:
             return 400, "the body is not JSON: send a JSON object with content-type application/json", []
         if whole_body and item.get("type") == "missing":
             return 400, "the request has no body: send a JSON object with content-type application/json", []
-    problems = listed(_grouped(errors))
+    problems = listed(grouped(errors))
     return 422, "; ".join(problems), problems
 
 
-def _grouped(errors: Sequence[dict]) -> list[str]:
+def grouped(errors: Iterable[dict]) -> list[str]:
     """Request-validation problems as the validator words them: one line per field and kind of fault, its first
-    EXAMPLES rows named (`row N (item N-1 of each JSON list)`) with an excerpt of each value, the rest counted."""
+    EXAMPLES rows named (`row N (item N-1 of each JSON list)`) with an excerpt of each value, the rest counted;
+    problems already so worded (ROWS, kronos.api.requests) as they are."""
     by_item: dict[tuple[str, int | None], tuple[list[str], object]] = {}
+    worded: list[str] = []
     for item in errors:  # a union's members fail one by one: one entry per value, their messages together
+        if item.get("type") == ROWS:
+            worded += item["ctx"]["problems"]
+            continue
         where, row = _where(tuple(item.get("loc", ())) or ("request",))
         messages, _ = by_item.setdefault((where, row), ([], item.get("input")))
         if item.get("msg", "invalid") not in messages:
@@ -122,7 +128,7 @@ def _grouped(errors: Sequence[dict]) -> list[str]:
     groups: dict[tuple[str, str], list[tuple[int | None, object]]] = {}
     for (where, row), (messages, value) in by_item.items():
         groups.setdefault((where, "; or ".join(messages)), []).append((row, value))
-    return [_problem(where, message, found) for (where, message), found in groups.items()]
+    return worded + [_problem(where, message, found) for (where, message), found in groups.items()]
 
 
 def _where(loc: tuple) -> tuple[str, int | None]:
