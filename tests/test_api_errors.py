@@ -84,6 +84,16 @@ def test_every_error_answer_is_under_64_kb():
     assert answer.status_code == 422 and len(answer.body) <= MAX_ERROR_BYTES
 
 
+def test_every_route_documents_its_503_with_retry_after_and_bodies_their_408(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            codes = operation["responses"]
+            assert "503" in codes and "Retry-After" in codes["503"]["description"], (path, method)
+            if method == "post":
+                assert {"408", "413"} <= set(codes), (path, method)
+
+
 MEMORY_SCRIPT = """
 import json, sys, threading
 from pathlib import Path

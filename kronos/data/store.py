@@ -92,7 +92,7 @@ class CandleStore(FittedTables):
         return self._file.health()
 
     def checked_at(self) -> float | None:
-        """When (epoch seconds) the store's integrity was last checked in this process; None when never."""
+        """When (epoch seconds) the store's integrity check last found it sound in this process; None when never."""
         return self._file.checked_at()
 
     def merge(self, frame: pd.DataFrame, exchange: str, symbol: str, timeframe: str, *,

@@ -62,7 +62,7 @@ class StoreFile:
             _CHECKED[identity] = time.time()
 
     def checked_at(self) -> float | None:
-        """When (epoch seconds) the file's integrity was last checked in this process; None when never."""
+        """When (epoch seconds) the file's integrity check last found it sound in this process; None when never."""
         return _CHECKED.get(self._identity())
 
     def health(self) -> StoreUnavailableError | None:

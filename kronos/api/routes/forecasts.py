@@ -68,7 +68,7 @@ def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecas
                          "combined forecast, calibrated by a backtest of the candles' history within the call (a first "
                          "call may take tens of seconds, later ones on the same candles reuse the stored origins), or "
                          "`{unavailable: why}` naming the rows it would need.",
-             responses=responses(400, 413, 422, 429, 503))
+             responses=responses(400, 408, 413, 422, 429, 503))
 def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: ForecasterDep,
                    gone: GoneDep) -> ForecastAnswer:
     settings = body.forecast_settings()
