@@ -252,12 +252,11 @@ def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: lis
 def stored_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
                    store: CandleStore) -> dict[int, tuple[np.ndarray, float | None]]:
     """The origins (by row) whose paths the store can serve whole: closes (S, H) and volatility probability."""
-    chosen = settings.forecast
-    keys = origin_keys(forecaster, frame, runs, settings)
+    chosen, keys = settings.forecast, origin_keys(forecaster, frame, runs, settings)
     found = store.backtest_paths(keys)
     held = {o: found[key] for o, key in zip(runs, keys) if key in found}
     return {o: serve(h, frame, o, chosen.samples, chosen.horizon) for o, h in held.items()
-            if h[0].shape[0] >= chosen.samples and h[0].shape[1] >= chosen.horizon}
+            if np.all(np.greater_equal(h[0].shape, (chosen.samples, chosen.horizon)))}
 
 
 def _forecast_piece(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
@@ -283,19 +282,14 @@ def serve(held: tuple[np.ndarray, float | None], frame: pd.DataFrame, run: int, 
           horizon: int) -> tuple[np.ndarray, float | None]:
     """An origin's first `samples` paths' first `horizon` steps, of those held (at least as many and as long), with
     their volatility amplification probability (the held one where nothing is cut)."""
-    closes, vol = held
-    if closes.shape == (samples, horizon):
-        return closes, vol
-    cut = closes[:samples, :horizon]
-    return cut, _vol_probability(cut, frame, run)
+    cut = held[0][:samples, :horizon]
+    return held if cut.shape == held[0].shape else (cut, _vol_probability(cut, frame, run))
 
 
 def _vol_probability(closes: np.ndarray, frame: pd.DataFrame, run: int) -> float | None:
     """Forecast.volatility_amplification_probability of the origin at row `run` with these closes (S, H)."""
-    close = frame["close"].to_numpy()
-    if closes.shape[1] < 3:
-        return None
-    return float(volatility_amplified(np.log(closes / close[run - 1]), close[:run]).mean())
+    close = frame["close"].to_numpy()[:run]
+    return None if closes.shape[1] < 3 else float(volatility_amplified(np.log(closes / close[-1]), close).mean())
 
 
 def _offset(progress: Callable[[int, int], None] | None, done: int, part: int,
