@@ -3,8 +3,10 @@ exit), kept errors hold no frames, and the dashboard's processes exit 0 (an AppT
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +15,10 @@ import weakref
 from pathlib import Path
 
 import pytest
+import websockets
+from app_server import serve
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from kronos.batching import Batcher
 from kronos.cancellation import check_current
@@ -191,3 +197,32 @@ def test_an_apptest_process_exits_0_with_a_calibration_running_every_time(tmp_pa
     for _ in range(3):
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "ran" in done.stdout, (done.returncode, done.stdout, done.stderr[-3000:])
+
+
+async def run_session(url: str, query: str, timeout_s: float = 120) -> None:
+    """Open a session of the dashboard at `url` as a browser would (its websocket) and run the script once."""
+    async with websockets.connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
+                                  max_size=2**26) as socket:
+        message = BackMsg()
+        message.rerun_script.query_string = query
+        await socket.send(message.SerializeToString())
+        while True:
+            answer = ForwardMsg()
+            answer.ParseFromString(await asyncio.wait_for(socket.recv(), timeout_s))
+            if answer.WhichOneof("type") == "script_finished":
+                return
+
+
+def test_streamlit_run_stopped_with_sigterm_exits_0_every_time(tmp_path):
+    from kronos.data.store import CandleStore
+    from kronos.synthetic import random_walk
+
+    for number in range(3):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        with serve(folder, exchange="offline") as server:
+            CandleStore(folder / "candles.sqlite").merge(random_walk(600, seed=3), "binance", "BTC/USDT", "1h")
+            asyncio.run(run_session(server.url, "lookback=64&horizon=6&samples=8&hour_idx=4"))  # a calibration starts
+            assert "loaded model" in server.log_text()
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(60) == 0, server.log_text()[-3000:]
