@@ -31,6 +31,7 @@ from kronos import cancellation
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import KronosError, WorkCancelledError
 from kronos.forecast import Forecast
+from kronos.process import release_memory
 from kronos.settings import FORECAST_DEFAULTS
 
 WINDOW_S = 0.005  # how long a request waits for others to join it
@@ -207,6 +208,8 @@ class Batcher:
                 return
             for request in group:  # one request, or a batch nobody waits for any more
                 request.result.set_exception(error)
+            if isinstance(error, WorkCancelledError):
+                release_memory()  # the callers left before the batch's tensors were freed (kronos.service)
             return
         except Exception as error:  # a fault, not an input: every caller hears of it
             traceback.clear_frames(error.__traceback__)
