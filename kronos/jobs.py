@@ -1,22 +1,30 @@
 """Background jobs shared by every session of a server: one job per key, run one at a time on the registry's worker
 thread, the newest first (a job asked for a moment ago is the one someone is looking at), with its progress. Their
 forecasts go through `Yielding`, so the forecasts sessions ask for meanwhile wait for one small piece at most. The
-dashboard keeps one registry for the process (st.cache_resource) and polls its jobs; no Streamlit here."""
+dashboard keeps one registry for the process (st.cache_resource) and polls its jobs; no Streamlit here. `close` (and
+the interpreter's exit) ends the worker thread: the job running is cancelled at its next step (kronos.cancellation),
+the waiting ones end with WorkCancelledError. A job that ended cancelled is started afresh when asked for again."""
 
 from __future__ import annotations
 
+import atexit
 import threading
+import traceback
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 import pandas as pd
 
+from kronos.cancellation import Token, running
 from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, Progress
+from kronos.errors import WorkCancelledError
 from kronos.forecast import Forecast
 
 T = TypeVar("T")
 KEPT = 64  # finished jobs a registry keeps (the oldest go first); running and waiting ones are always kept
+CLOSE_WAIT_S = 10.0  # how long `close` waits for the job running to stop
 
 
 class Job(Generic[T]):
@@ -28,17 +36,30 @@ class Job(Generic[T]):
         self._result: T | None = None
         self._error: Exception | None = None
         self._done = threading.Event()
+        self._token = Token()  # the work's forecasts stop at their next step once it is cancelled
 
     def run(self) -> None:
         """Do the work (once), keeping its result or its error."""
         work, self._work = self._work, None
         try:
             if work is not None:
-                self._result = work(self._progress)
+                with running(self._token):
+                    self._token.check()
+                    self._result = work(self._progress)
         except Exception as error:  # noqa: BLE001 (kept for the caller of result(), who raises it again)
+            traceback.clear_frames(error.__traceback__)  # the error is kept, the frames' tensors need not be
             self._error = error
         finally:
             self._done.set()
+
+    def cancel(self) -> None:
+        """Stop the work at its next forecast step, or before it starts; it then ends with WorkCancelledError."""
+        self._token.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the work ended cancelled (its result is WorkCancelledError)."""
+        return self.done and isinstance(self._error, WorkCancelledError)
 
     def _progress(self, step: int, total: int) -> None:
         self.fraction = min(1.0, step / total) if total else 0.0
@@ -71,11 +92,15 @@ class Jobs:
         self._waiting: list[Job] = []
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._closed = False
+        _OPEN.add(self)
 
     def start(self, key: Hashable, work: Callable[[Progress], T]) -> Job[T]:
         """The job under `key`: the one there is, else `work` queued now."""
         with self._ready:
-            if key in self._jobs:
+            if self._closed:
+                raise WorkCancelledError("the server is stopping: background work is no longer started", 1)
+            if key in self._jobs and not self._jobs[key].cancelled:
                 self._jobs.move_to_end(key)
                 return self._jobs[key]
             job = self._jobs[key] = Job(work)
@@ -92,16 +117,42 @@ class Jobs:
     def _serve(self) -> None:
         while True:
             with self._ready:
-                while not self._waiting:
+                while not self._waiting and not self._closed:
                     self._ready.wait()
+                if self._closed:
+                    return
                 job = self._waiting.pop()  # the newest
             job.run()
+
+    def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """End the worker thread, waiting up to `timeout` seconds for the job running to stop at its next step; the
+        waiting jobs end cancelled, and `start` raises WorkCancelledError from now on. Closing again does nothing."""
+        with self._ready:
+            self._closed, worker, waiting, self._waiting = True, self._worker, self._waiting, []
+            for job in self._jobs.values():
+                job.cancel()
+            self._ready.notify_all()
+        for job in waiting:
+            job.run()  # cancelled: it ends at once
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+        _OPEN.discard(self)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every job queued so far has ended (at most `timeout` seconds each); whether they have."""
         with self._ready:
             jobs = list(self._jobs.values())
         return all(job.wait(timeout) for job in jobs)
+
+
+_OPEN: weakref.WeakSet[Jobs] = weakref.WeakSet()  # closed at the interpreter's exit
+
+
+@atexit.register
+def _close_open() -> None:
+    """At exit, end every registry's worker before the interpreter stops: one stopped inside torch aborts it."""
+    for jobs in list(_OPEN):
+        jobs.close()
 
 
 class Yielding:
