@@ -84,18 +84,17 @@ class Sitting:
         thumb.focus()
         thumb.press("ArrowRight")
 
-    def steps(self, label: str, times: int, apart_s: float, drawn: str) -> float | None:
-        """Step `label` `times` times `apart_s` apart; seconds after the last until the page shows `drawn` and
-        then calibrated."""
+    def steps(self, label: str, times: int, apart_s: float, drawn: str) -> dict[str, float | None]:
+        """Step `label` `times` times `apart_s` apart; seconds after the last until the page shows `drawn` (its
+        redraw: "chart") and until it is calibrated."""
         for _ in range(times - 1):
             self.step(label)
             time.sleep(apart_s)
         before = self.page.evaluate(f"() => ({TRACE})('median')")
         self.step(label)
         started = time.perf_counter()
-        if self.until(drawn, started, arg=before) is None:
-            return None
-        return self.until(CALIBRATED, started)
+        chart = self.until(drawn, started, arg=before)
+        return {"chart": chart, "calibrated": None if chart is None else self.until(CALIBRATED, started)}
 
 
 def fresh_store(folder: Path, rows: int) -> int:
@@ -113,11 +112,11 @@ def measure(sitting: Sitting, skip: set[str]) -> dict[str, dict[str, float | Non
         found["first"]["full"] = sitting.until(FULL, time.perf_counter() - calibrated)  # from the first chart
     progress("first", found["first"])
     if "temperature" not in skip:
-        found["temperature"] = {"calibrated": sitting.steps("Temperature", 1, 0, CHANGED)}
+        found["temperature"] = sitting.steps("Temperature", 1, 0, CHANGED)
         progress("temperature", found["temperature"])
     if "samples" not in skip:
-        found["samples"] = {"calibrated": sitting.steps("Sample paths", 3, 3.0,
-                                                        "() => document.body.innerText.includes('· 33 paths ·')")}
+        found["samples"] = sitting.steps("Sample paths", 3, 3.0,
+                                         "() => document.body.innerText.includes('· 33 paths ·')")
         progress("samples", found["samples"])
     if "links" not in skip:
         for name, query in (("link 20 paths", "/?samples=20"), ("link horizon 12", "/?horizon=12")):
