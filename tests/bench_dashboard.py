@@ -33,17 +33,14 @@ from playwright.sync_api import sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_server import ROOT, serve  # noqa: E402
 from data_frames import REAL_DATA  # noqa: E402
-from load_dashboard import memory_mb  # noqa: E402
+from load_dashboard import CALIBRATED, WEIGHTS, memory_mb  # noqa: E402
 from test_browser import CHROMIUM, CHROMIUM_ARGS, TRACE  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from kronos.data.store import CandleStore  # noqa: E402
 from pages._show import NOT_YET  # noqa: E402
 
-WEIGHTS = "The combined forecast at hour"  # the pool's caption: shown only with a calibrated headline
 PROVISIONAL = "provisional, refined"
-CALIBRATED = f"""() => {{ const t = document.body.innerText;
-    return t.includes({WEIGHTS!r}) && !t.includes({NOT_YET!r}); }}"""
 FULL = f"""() => {{ const t = document.body.innerText;
     return t.includes({WEIGHTS!r}) && !t.includes({NOT_YET!r}) && !t.includes({PROVISIONAL!r}); }}"""
 FIGURE = f"() => ({TRACE})('median') !== null"

@@ -10,7 +10,8 @@ loaded more than once. Uses Kronos-mini's shapes with random weights and a recor
 
 `--explore`: the sessions (default 3) explore at once, as analysts do: each opens the page with its own seed, then
 moves a slider `--moves` times `--apart` seconds apart (Temperature up, Sample paths up, Horizon down, in turn),
-waiting each time for the fan chart's redraw, so that calibrations run behind the sliders. The server's resident
+waiting each time for the fan chart's redraw, so that calibrations run behind the sliders, then stays until its page
+is calibrated (at most `--linger` seconds, default 600; each session's time to it is printed). The server's resident
 memory is sampled every half second throughout; prints the peak while exploring against the target (under 1 GiB,
 Community Cloud's smaller apps) and each session's redraw times.
 """
@@ -26,15 +27,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_server import serve  # noqa: E402
 from test_browser import CHROMIUM, CHROMIUM_ARGS, TRACE  # noqa: E402
 
+from pages._show import NOT_YET  # noqa: E402  (app_server put the repository on the path)
+
 TIMEOUT_MS = 300_000
 TARGET_PEAK_MIB = 1024
 MOVES = (("Temperature", "ArrowRight"), ("Sample paths", "ArrowRight"), ("Horizon (hours ahead)", "ArrowLeft"))
+WEIGHTS = "The combined forecast at hour"  # the pool's caption: shown only with a calibrated headline
+CALIBRATED = f"""() => {{ const t = document.body.innerText;
+    return t.includes({WEIGHTS!r}) && !t.includes({NOT_YET!r}); }}"""
 CHANGED = f"before => ({TRACE})('median') !== null && ({TRACE})('median') !== before"
 
 
@@ -65,12 +72,13 @@ async def session(browser, url: str) -> float:
         await context.close()
 
 
-async def explorer(browser, url: str, moves: int, apart_s: float) -> list[float]:
-    """Open the page, then move the sliders `moves` times `apart_s` apart; the seconds of each redraw."""
+async def explorer(browser, url: str, moves: int, apart_s: float, linger_s: float) -> list[float | None]:
+    """Open the page, move the sliders `moves` times `apart_s` apart, then wait for its calibration (at most
+    `linger_s`); the seconds of each redraw, then those from the last move to calibrated (None: not within)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 1400})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    redraws = []
+    redraws, moved = [], time.perf_counter()
     try:
         await page.goto(url)
         await page.wait_for_function(f"() => ({TRACE})('median') !== null")
@@ -79,11 +87,16 @@ async def explorer(browser, url: str, moves: int, apart_s: float) -> list[float]
             before = await page.evaluate(f"() => ({TRACE})('median')")
             thumb = page.locator("[data-testid='stSlider']").filter(has_text=label).get_by_role("slider")
             await thumb.focus()
-            started = time.perf_counter()
+            started = moved = time.perf_counter()
             await thumb.press(key)
             await page.wait_for_function(CHANGED, arg=before, polling=200)
             redraws.append(time.perf_counter() - started)
             await asyncio.sleep(apart_s)
+        try:
+            await page.wait_for_function(CALIBRATED, polling=500, timeout=linger_s * 1000)
+            redraws.append(time.perf_counter() - moved)
+        except PlaywrightTimeout:
+            redraws.append(None)
         if await page.locator("[data-testid='stException']").count():
             raise RuntimeError("the page shows an exception")
         return redraws
@@ -103,7 +116,7 @@ async def sampled_peak(pid: int, stop: asyncio.Event) -> float:
     return peak
 
 
-async def explore(sessions: int, moves: int, apart_s: float) -> int:
+async def explore(sessions: int, moves: int, apart_s: float, linger_s: float) -> int:
     """`sessions` sessions exploring at once; print their redraw times and the server's peak memory."""
     with tempfile.TemporaryDirectory() as folder, serve(Path(folder)) as server:
         pid = server.process.pid
@@ -112,7 +125,8 @@ async def explore(sessions: int, moves: int, apart_s: float) -> int:
             stop = asyncio.Event()
             sampler = asyncio.create_task(sampled_peak(pid, stop))
             started = time.perf_counter()
-            results = await asyncio.gather(*(explorer(browser, f"{server.url}/?seed={7 + i}", moves, apart_s)
+            results = await asyncio.gather(*(explorer(browser, f"{server.url}/?seed={7 + i}", moves, apart_s,
+                                                      linger_s)
                                              for i in range(sessions)), return_exceptions=True)
             wall = time.perf_counter() - started
             stop.set()
@@ -120,9 +134,13 @@ async def explore(sessions: int, moves: int, apart_s: float) -> int:
             await browser.close()
         errors = [r for r in results if not isinstance(r, list)]
         for number, result in enumerate(results, 1):
-            text = (", ".join(f"{t:.1f}" for t in result) if isinstance(result, list)
-                    else f"failed: {type(result).__name__}: {str(result)[:300]}")
-            print(f"session {number}: redraws after each move (s): {text}")
+            if isinstance(result, list):
+                *redraws, calibrated = result
+                text = (f"redraws after each move {', '.join(f'{t:.1f}' for t in redraws)} s; calibrated "
+                        f"{'not within --linger' if calibrated is None else f'{calibrated:.1f} s'} after the last")
+            else:
+                text = f"failed: {type(result).__name__}: {str(result)[:300]}"
+            print(f"session {number}: {text}")
         verdict = "met" if peak < TARGET_PEAK_MIB else "NOT met"
         print(f"{sessions} sessions x {moves} moves {apart_s:g} s apart in {wall:.1f} s; server memory peak while "
               f"exploring {peak:.0f} MiB (sampled every 0.5 s; VmHWM {memory_mb(pid)[1]:.0f} MiB), target < "
@@ -168,7 +186,10 @@ if __name__ == "__main__":
     parser.add_argument("--explore", action="store_true", help="sessions moving sliders while calibrations run")
     parser.add_argument("--moves", type=int, default=6, help="--explore: slider moves per session (default 6)")
     parser.add_argument("--apart", type=float, default=3.0, help="--explore: seconds between moves (default 3)")
+    parser.add_argument("--linger", type=float, default=600,
+                        help="--explore: seconds a session waits for its calibration after its moves (default 600)")
     arguments = parser.parse_args()
     if arguments.explore:
-        sys.exit(asyncio.run(explore(arguments.sessions or 3, arguments.moves, arguments.apart)))
+        sys.exit(asyncio.run(explore(arguments.sessions or 3, arguments.moves, arguments.apart,
+                                         arguments.linger)))
     sys.exit(asyncio.run(main(arguments.sessions or 8, arguments.rounds)))
