@@ -138,7 +138,8 @@ def table(found: dict[str, dict[str, float | None]], rows: int, peak_mib: float)
              "(30 paths x 24 h); seconds",
              "| step | measured from | to first chart | to calibrated | to full record | target (calibrated) |",
              "|---|---|---|---|---|---|"]
-    origin = {"first": "the first chart", "temperature": "the step", "samples": "the last of 3 steps",
+    origin = {"first": "opening the page (chart), the first chart (the rest)", "temperature": "the step",
+              "samples": "the last of 3 steps",
               "link 20 paths": "opening the link", "link horizon 12": "opening the link"}
     for name, values in found.items():
         lines.append(f"| {name} | {origin[name]} | {text(values['chart']) if 'chart' in values else ''} | "
