@@ -10,13 +10,18 @@ Interactive requests run before background ones (a background job's, kronos.jobs
 an interactive forecast waits for one batch at most (background work comes in small pieces: kronos.jobs.Yielding).
 A caller whose job is cancelled (kronos.cancellation) stops waiting at once; its batch stops at the next
 step once every request in it is cancelled, and goes on for the others otherwise.
+`close` (a model leaving a server's cache, the interpreter's exit: every batcher still open is closed then) ends the
+thread: the batch running stops at its next step and every request waiting or made later fails with a clear error.
 """
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
+import traceback
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -28,9 +33,12 @@ from kronos import cancellation
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import KronosError, WorkCancelledError
 from kronos.forecast import Forecast
+from kronos.process import release_memory
 from kronos.settings import FORECAST_DEFAULTS
 
 WINDOW_S = 0.005  # how long a request waits for others to join it
+CLOSE_WAIT_S = 10.0  # how long `close` waits for the batch running to stop
+_OPEN: weakref.WeakSet[Batcher] = weakref.WeakSet()  # closed at the interpreter's exit
 
 
 @dataclass
@@ -65,9 +73,11 @@ class Batcher:
     def __init__(self, forecaster: ForecastSource, window_s: float = WINDOW_S):
         self.forecaster, self.window_s = forecaster, window_s
         self.batches = 0  # generation batches run so far
-        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()  # None: `close` wakes the thread
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closed = False
+        _OPEN.add(self)
 
     @property
     def name(self) -> str:
@@ -118,11 +128,13 @@ class Batcher:
             return self._waited(request, progress)
 
     def _waited(self, request: _Request, progress: Progress | None) -> list[Forecast]:
-        with self._lock:
+        with self._lock:  # queued under the lock: a request `close` did not refuse is one the thread sees
+            if self._closed:
+                raise _closed_error()
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._serve, name="kronos-batcher", daemon=True)
                 self._worker.start()
-        self._queue.put(request)
+            self._queue.put(request)
         while True:
             finished = request.result.done()  # read first: every step reported before the result is then queued
             if not finished:
@@ -136,11 +148,37 @@ class Batcher:
             if progress is not None:
                 progress(step, total)
 
+    def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """End the thread (waiting up to `timeout` seconds for the batch running to stop at its next step); the
+        requests waiting and any made later fail with WorkCancelledError. Closing again does nothing."""
+        with self._lock:
+            self._closed, worker = True, self._worker
+            self._queue.put(None)
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+        _OPEN.discard(self)
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
+    def _refuse_queued(self, waiting: list[_Request | None]) -> None:
+        """Closed: fail the requests taken and those still queued."""
+        while True:
+            try:
+                waiting.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for request in waiting:
+            if request is not None:
+                request.result.set_exception(_closed_error())
+
     def _serve(self) -> None:
-        """Forever: collect the requests queued (and those arriving within the window after a first one), then run
-        one compatible group, interactive requests before background ones (kronos.cancellation.Token.background),
+        """Until closed: collect the requests queued (and those arriving within the window after a first one), then
+        run one compatible group, interactive requests before background ones (kronos.cancellation.Token.background),
         the oldest first, and collect again: an interactive request waits for one batch at most."""
-        waiting: list[_Request] = []
+        waiting: list[_Request | None] = []
         while True:
             if not waiting:
                 waiting.append(self._queue.get())
@@ -153,9 +191,16 @@ class Batcher:
                     waiting.append(self._queue.get(block=left > 0, timeout=max(left, 0)))
                 except queue.Empty:
                     break
-            first = min(waiting, key=lambda request: request.background)  # min keeps the oldest of equals
-            group = [r for r in waiting if r is first or (first.joinable and r.joinable and r.key() == first.key())]
-            waiting = [r for r in waiting if not any(r is g for g in group)]
+            if self._closed:
+                self._refuse_queued(waiting)
+                return
+            taken = [r for r in waiting if r is not None]  # None: close's wake-up
+            if not taken:
+                waiting = []
+                continue
+            first = min(taken, key=lambda request: request.background)  # min keeps the oldest of equals
+            group = [r for r in taken if r is first or (first.joinable and r.joinable and r.key() == first.key())]
+            waiting = [r for r in taken if not any(r is g for g in group)]
             self._run(group)
 
     def _run(self, group: list[_Request]) -> None:
@@ -168,6 +213,8 @@ class Batcher:
         def progress(step: int, total: int) -> None:
             for request in group:
                 request.progress.put((step, total))
+            if self._closed:
+                raise _closed_error()
             if all(request.cancelled() for request in group):
                 raise WorkCancelledError("every request of the batch was cancelled", 1)
 
@@ -176,17 +223,33 @@ class Batcher:
             made = self.forecaster.forecast_many(histories, seeds=[s for r in group for s in r.seeds],
                                                  progress=progress, **settings)
         except KronosError as error:
+            traceback.clear_frames(error.__traceback__)  # the callers keep the error, not the batch's tensors
             if len(group) > 1 and not isinstance(error, WorkCancelledError):
                 for request in group:
                     self._run([request])
                 return
             for request in group:  # one request, or a batch nobody waits for any more
                 request.result.set_exception(error)
+            if isinstance(error, WorkCancelledError):
+                release_memory()  # the callers left before the batch's tensors were freed (kronos.service)
             return
         except Exception as error:  # a fault, not an input: every caller hears of it
+            traceback.clear_frames(error.__traceback__)
             for request in group:
                 request.result.set_exception(error)
             return
         for request in group:
             request.result.set_result(made[:len(request.histories)])
             made = made[len(request.histories):]
+
+
+def _closed_error() -> WorkCancelledError:
+    return WorkCancelledError("the model was unloaded (the server is stopping or made room for another model); "
+                              "ask again", 1)
+
+
+@atexit.register
+def _close_open() -> None:
+    """At exit, end every batcher's thread before the interpreter stops: one stopped inside torch aborts it."""
+    for batcher in list(_OPEN):
+        batcher.close()

@@ -6,6 +6,20 @@ status code (kronos.api), the dashboard a message with what to do next.
 
 from __future__ import annotations
 
+EXCERPT_CHARS = 40  # of any input quoted back in a message
+MAX_PROBLEMS = 20  # problems one error lists; the rest are counted
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """`value` quoted (repr) for a message, cut to about `limit` characters with its length said when longer."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def listed(items: list[str], limit: int = MAX_PROBLEMS, noun: str = "problem(s)") -> list[str]:
+    """The first `limit` items, then "and N more <noun>" for the rest."""
+    return items if len(items) <= limit else [*items[:limit], f"and {len(items) - limit:,} more {noun}"]
+
 
 class KronosError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -16,10 +30,11 @@ class KronosError(Exception):
 
 
 class InvalidInputError(KronosError, ValueError):
-    """An argument or an input frame is unusable; `problems` lists each reason, worded for people."""
+    """An argument or an input frame is unusable; `problems` lists each reason, worded for people (at most
+    MAX_PROBLEMS of them, then a count of the rest)."""
 
     def __init__(self, problems: list[str] | str):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = listed([problems] if isinstance(problems, str) else list(problems))
         super().__init__("; ".join(self.problems))
 
 

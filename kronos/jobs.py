@@ -7,14 +7,19 @@ most `per_waiter` leases (asking for another drops its oldest), a lease may laps
 renewed, and a job whose last lease is dropped or lapses is cancelled (kronos.cancellation: it stops at its next
 forecast step) unless it was started with no waiter (a warm start: kept whoever comes). Their forecasts run as
 background work: a Batcher serves interactive requests first, and `Yielding` sends background batches in small
-pieces, so an interactive forecast waits for one piece at most. No Streamlit here."""
+pieces, so an interactive forecast waits for one piece at most. No Streamlit here. `close` (and the interpreter's
+exit) ends the worker thread: the job running is cancelled at its next step, the waiting ones end with
+WorkCancelledError. A cancelled job is started afresh when asked for again."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
 import threading
 import time
+import traceback
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
@@ -28,6 +33,7 @@ from kronos.forecast import Forecast
 
 T = TypeVar("T")
 KEPT = 64  # finished jobs a registry keeps (the oldest go first); running and waiting ones are always kept
+CLOSE_WAIT_S = 10.0  # how long `close` waits for the job running to stop
 PER_WAITER = 1  # leases a waiter holds: a session looks at one calibration, the one its settings ask for
 Work = Callable[[Progress, Callable[[T], None]], T]  # work(progress, publish) -> result
 
@@ -57,6 +63,7 @@ class Job(Generic[T]):
                 if work is not None:
                     self._result = self.latest = work(self._progress, self._publish)
         except Exception as error:  # noqa: BLE001 (kept for the caller of result(), who raises it again)
+            traceback.clear_frames(error.__traceback__)  # the error is kept, the frames' tensors need not be
             self._error = error
         finally:
             self._done.set()
@@ -116,11 +123,15 @@ class Jobs:
         self._leases: dict[Hashable, OrderedDict[Hashable, float]] = {}  # waiter -> key -> lapses at (monotonic)
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._closed = False
+        _OPEN.add(self)
 
     def start(self, key: Hashable, work: Work, waiter: Hashable | None = None, hold_s: float | None = None) -> Job[T]:
         """The job under `key`: the one there is (not cancelled), else `work` queued now. With a `waiter`, its lease
         on the job for `hold_s` seconds (None: until dropped); without, the job is kept whoever waits."""
         with self._ready:
+            if self._closed:
+                raise WorkCancelledError("the server is stopping: background work is no longer started", 1)
             self._lapse()
             job = self._jobs.get(key)
             if job is not None and not job.cancelled:
@@ -201,16 +212,42 @@ class Jobs:
     def _serve(self) -> None:
         while True:
             with self._ready:
-                while not self._waiting:
+                while not self._waiting and not self._closed:
                     self._ready.wait()
+                if self._closed:
+                    return
                 job = self._waiting.pop()  # the newest
             job.run()
+
+    def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """End the worker thread, waiting up to `timeout` seconds for the job running to stop at its next step; the
+        waiting jobs end cancelled, and `start` raises WorkCancelledError from now on. Closing again does nothing."""
+        with self._ready:
+            self._closed, worker, waiting, self._waiting = True, self._worker, self._waiting, []
+            for job in self._jobs.values():
+                job.cancel()
+            self._ready.notify_all()
+        for job in waiting:
+            job.run()  # cancelled: it ends at once
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+        _OPEN.discard(self)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every job queued so far has ended (at most `timeout` seconds each); whether they have."""
         with self._ready:
             jobs = list(self._jobs.values())
         return all(job.wait(timeout) for job in jobs)
+
+
+_OPEN: weakref.WeakSet[Jobs] = weakref.WeakSet()  # closed at the interpreter's exit
+
+
+@atexit.register
+def _close_open() -> None:
+    """At exit, end every registry's worker before the interpreter stops: one stopped inside torch aborts it."""
+    for jobs in list(_OPEN):
+        jobs.close()
 
 
 class Yielding:

@@ -21,7 +21,7 @@ def recompute_forecast(forecaster: Forecaster, history: pd.DataFrame, *, horizon
     device = forecaster.device
     sampling = (temperature, top_k, top_p)
     with torch.inference_mode():
-        uniforms = draw_uniforms(torch.Generator(device=device).manual_seed(seed), samples, horizon)
+        uniforms = draw_uniforms(seed, samples, horizon, device=device)
         s1, s2 = tokenizer.encode(torch.from_numpy(prepared.x)[None].to(device))  # (1, L) each
         features = torch.cat([torch.from_numpy(f) for f in (prepared.features, prepared.future_features)]).to(device)
         s1, s2 = s1.expand(samples, -1), s2.expand(samples, -1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import traceback
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -63,6 +64,12 @@ class ForecastService:
         """Jobs running or queued now (each shared job counted once)."""
         with self._lock:
             return len(self._running)
+
+    @property
+    def unfinished(self) -> int:
+        """Jobs not ended yet, those cancelled but still stopping included."""
+        with self._lock:
+            return len(self._jobs)
 
     def submit(self, key: Hashable, job: Callable[[], T], waiting: bool = False) -> Future:
         """The future of the job under `key`: the one already running, else a new one; ServiceBusyError when full.
@@ -135,6 +142,9 @@ class ForecastService:
             with running(token), interactive():  # someone waits for it: background jobs pause meanwhile
                 token.check()
                 return job()
+        except BaseException as error:
+            traceback.clear_frames(error.__traceback__)  # the failed job's arrays are freed now, before the release
+            raise
         finally:
             elapsed = time.perf_counter() - start
             with self._lock:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, excerpt
 from kronos.timeframes import timeframe_delta
 
 SEED_RANGE = (0, 2**31 - 1)
@@ -108,7 +108,8 @@ class ForecastSettings:
                 try:
                     values[field.name] = kind(params[field.name])
                 except ValueError:
-                    raise InvalidInputError(f"{field.name} must be a number, got {params[field.name]!r}") from None
+                    raise InvalidInputError(f"{field.name} must be a number, got {excerpt(params[field.name])}"
+                                            ) from None
         return cls(**values)
 
 
@@ -145,9 +146,9 @@ class MarketChoice:
     def __post_init__(self):
         problems = []
         if not re.fullmatch(SYMBOL_PATTERN, self.symbol):
-            problems.append(f"symbol {self.symbol!r} should look like BASE/QUOTE, e.g. BTC/USDT")
+            problems.append(f"symbol {excerpt(self.symbol)} should look like BASE/QUOTE, e.g. BTC/USDT")
         if self.mode not in MODES:
-            problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            problems.append(f"mode must be one of {', '.join(MODES)}, got {excerpt(self.mode)}")
         try:
             timeframe_delta(self.timeframe)
         except InvalidInputError as error:
@@ -177,6 +178,7 @@ class ServerSettings:
     16 at once keep the batches full (the API benchmark's 16 clients, README), 32 more may wait, and beyond that a
     request is refused at once (429 with Retry-After) rather than piling up. 120 s covers the largest request the
     work budget lets through (MAX_REQUEST_WORK, about 80 s). An exchange slower than 10 s is replaced by the store.
+    A request body may take 30 s to arrive: the largest allowed (4 MiB) needs only about 1 Mbit/s.
     A calibrate=true request waits 5 s for its calibration (a background job), then answers 202: ask again.
     """
 
@@ -186,6 +188,8 @@ class ServerSettings:
     queue_size: int = _setting(32, "requests waiting for a worker; beyond them the server answers 429")
     timeout: float = _setting(120.0, "seconds a request waits for its forecast before the server answers 503")
     exchange_timeout: float = _setting(10.0, "seconds to wait for the exchanges before answering from the local store")
+    body_timeout: float = _setting(30.0, "seconds a client may take to send its request body before the server "
+                                         "answers 408 and closes the connection")
     calibration_wait: float = _setting(5.0, "seconds a calibrate=true request waits for its calibration before "
                                             "answering 202 with Retry-After (the calibration goes on; ask again)")
 
@@ -194,6 +198,7 @@ class ServerSettings:
             ("port", "between 0 and 65535", 0 <= self.port <= 65535), ("workers", "at least 1", self.workers >= 1),
             ("queue_size", "at least 0", self.queue_size >= 0), ("timeout", "over 0", self.timeout > 0),
             ("exchange_timeout", "over 0", self.exchange_timeout > 0),
+            ("body_timeout", "over 0", self.body_timeout > 0),
             ("calibration_wait", "at least 0", self.calibration_wait >= 0)) if not ok]
         if problems:
             raise InvalidInputError(problems)

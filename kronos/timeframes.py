@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, excerpt
 
 # Timeframes offered by the front ends (ccxt's notation; most exchanges list these).
 TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
@@ -15,7 +15,8 @@ def timeframe_delta(timeframe: str) -> pd.Timedelta:
     """The length of a timeframe such as 5m, 1h, 1d (a number and one of m, h, d, w); InvalidInputError otherwise."""
     count, unit = timeframe[:-1], timeframe[-1:]
     if not (count.isascii() and count.isdigit() and int(count) > 0 and unit in _UNITS):
-        raise InvalidInputError(f"timeframe {timeframe!r} is not understood; use e.g. {', '.join(TIMEFRAMES[:8])}")
+        raise InvalidInputError(f"timeframe {excerpt(timeframe)} is not understood; use e.g. "
+                                f"{', '.join(TIMEFRAMES[:8])}")
     return pd.Timedelta(seconds=int(count) * _UNITS[unit])
 
 

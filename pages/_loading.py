@@ -39,10 +39,11 @@ FORECASTS, BACKTESTS = "loading.forecasts", "loading.backtests"
 T = TypeVar("T")
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
+@st.cache_resource(show_spinner=False, max_entries=2, on_release=lambda batcher: batcher.close())
 def load_forecaster(model: str, tokenizer: str | None) -> Batcher:
     """One Forecaster per (model, tokenizer) for every session of this server, its forecasts batched across
-    sessions (kronos.batching); only a model this server allows (kronos.checkpoints.allowed)."""
+    sessions (kronos.batching); only a model this server allows (kronos.checkpoints.allowed). A model leaving the
+    cache has its batching thread closed, so its memory is freed."""
     if not model:
         raise WeightsUnavailableError("no model named: type a checkpoint directory or hub id under Model "
                                       "in the sidebar, or pick a preset")
@@ -150,7 +151,7 @@ def backtest(forecaster: ForecastSource, candles: Candles, settings: BacktestSet
     return _kept(BACKTESTS, (fingerprint(candles.frame), forecaster.fingerprint, settings), make if run else None)
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, on_release=lambda jobs: jobs.close())
 def calibrations() -> Jobs:
     """The calibrations running or done for every session of this server, one per (model, data, forecast, store);
     a session waits for one at a time: when its settings change, the one it waited for is cancelled unless another

@@ -201,3 +201,17 @@ def test_a_kept_record_grown_origin_by_origin_equals_a_refit(world, tmp_path):
     for name in kept.weights:
         np.testing.assert_array_equal(kept.weights[name], fresh.weights[name])
     np.testing.assert_allclose(kept.upside_combined, fresh.upside_combined, rtol=1e-12, atol=0)
+
+
+def test_fewer_paths_or_a_shorter_horizon_fit_from_the_stored_paths(world, tmp_path):
+    frame, oracle = world
+    store = CandleStore(tmp_path / "s.sqlite")
+    full = fit_record(oracle, frame.iloc[:GROWING], SAMPLING, store)
+    oracle.histories.clear()
+    fewer = fit_record(oracle, frame.iloc[:GROWING], ForecastSettings(horizon=H, samples=20, lookback=LOOKBACK), store)
+    assert oracle.histories == [] and fewer.reused == full.origins == fewer.origins
+    shorter = fit_record(oracle, frame.iloc[:GROWING], ForecastSettings(horizon=12, samples=S, lookback=LOOKBACK),
+                         store)
+    newer = shorter.origin_times[shorter.origin_times > full.origin_times[-1]]  # known only to the shorter horizon
+    assert shorter.reused == full.origins and len(newer) > 0 and sum(oracle.histories) == len(newer)
+    assert shorter.origin_times[:full.origins].equals(full.origin_times)

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from kronos import cli
 from kronos.api import create_app
 from kronos.api.errors import MAX_BODY_BYTES
+from kronos.api.middleware import BodyTimeout
 from kronos.cli import serve
 from kronos.data import market
 from kronos.data.store import CandleStore
@@ -141,7 +142,8 @@ def test_bad_custom_bodies_get_the_validators_messages(client, parity_input):
     body["open"][3] = "abc"
     body["high"][5] = body["low"][5] - 1
     problems = client.post("/predict_custom", json=body).json()["problems"]
-    assert problems == ["open.3: Input should be a valid number, unable to parse string as a number (got 'abc')"]
+    assert problems == ["open: row 4 (item 3 of each JSON list) 'abc': Input should be a valid number, unable to parse "
+                        "string as a number"]  # rows named as the validator names them (its third: "high: row 6")
     body["open"][3] = body["open"][2]
     problems = client.post("/predict_custom", json=body).json()["problems"]
     assert any("high: row 6" in p and "below low" in p for p in problems)
@@ -268,6 +270,8 @@ def test_serve_loads_the_chosen_model_on_the_given_address(monkeypatch):
     runtime = started["app"].state.runtime
     assert (started["host"], started["port"]) == ("127.0.0.1", 8123)
     assert runtime.choice == ModelChoice("small", None) and runtime.service.workers == 2
+    assert serve.run(parser.parse_args(["--body-timeout", "5"])) == 0
+    assert [m.kwargs for m in started["app"].user_middleware if m.cls is BodyTimeout] == [{"timeout": 5.0}]
 
 
 def test_backtest_scores_the_model_and_the_baselines_per_hour(client, parity_input):

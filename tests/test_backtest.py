@@ -146,18 +146,32 @@ class Weights:
     fingerprint, max_context = "0123456789abcdef", 512
 
 
-def test_store_keys_are_those_of_earlier_versions(frame):
-    """Stored origins are reused only while an origin's key stays the same: these were computed before
-    BacktestSettings held a ForecastSettings (when it listed the sampling fields itself)."""
+def test_store_keys_are_those_of_the_per_path_draws(frame):
+    """Stored origins are reused only while an origin's key stays the same: these were computed when the draws became
+    per path (the keys name the scheme, so paths stored under the earlier draws are never reused) and stopped
+    holding the sample count and horizon."""
     assert origin_keys(Weights(), frame, [61, 116], SMALL) == [
-        "4b7d7aee3432abbc68a5703e906eda81deac97e54fb99020f794592e16a7579a",
-        "11811e2c24458269fc10f3b21a9878228b7a37742379c16f34916dc0862413a2"]
+        "77d9f133fe78384a880d6a6ac80a1977eeb0313a815a3436d497ec18203a02af",
+        "8eb31365c0b51848f63c8984fbda48c5d7f673d421e5b6594d5d079f0a80d906"]
     other = BacktestSettings(ForecastSettings(horizon=4, lookback=40, temperature=0.7, top_p=0.9, top_k=5, seed=7),
                              origins=100, every=7, min_count=9)
     assert origin_keys(Weights(), frame, [61], other) == [
-        "c54670ae4bd78a81f6a5b4da5f1026f17a1a3bd60b7f82e53753070686fd0f1d"]
+        "3070cf9801c4f35e12c10d0c20b30c7b1d71970d178ebb3c3d71671ea11f258d"]
     assert origin_keys(Weights(), frame, [61], dataclasses.replace(other, origins=3, every=1, min_count=1)) == \
         origin_keys(Weights(), frame, [61], other)  # where the origins fall is not what their paths depend on
+    fewer = dataclasses.replace(other, forecast=dataclasses.replace(other.forecast, samples=5, horizon=2))
+    assert origin_keys(Weights(), frame, [61], fewer) == origin_keys(Weights(), frame, [61], other)
+    assert origin_keys(Weights(), frame, [61], dataclasses.replace(
+        other, forecast=dataclasses.replace(other.forecast, top_k=4))) != origin_keys(Weights(), frame, [61], other)
+
+
+def test_where_the_window_slides_the_key_holds_the_horizon(frame):
+    class Short(Weights):
+        max_context = 43  # lookback 40 + horizon 4 slides, + horizon 3 fits
+
+    shorter = dataclasses.replace(SMALL, forecast=dataclasses.replace(SAMPLING, horizon=3))
+    assert origin_keys(Short(), frame, [61], SMALL) != origin_keys(Short(), frame, [61], shorter)
+    assert origin_keys(Weights(), frame, [61], SMALL) == origin_keys(Weights(), frame, [61], shorter)
 
 
 def test_progress_runs_to_the_end_across_the_stored_parts(forecaster, frame, tmp_path, monkeypatch):
@@ -168,3 +182,51 @@ def test_progress_runs_to_the_end_across_the_stored_parts(forecaster, frame, tmp
     run_backtest(forecaster, frame, SMALL, store=store, progress=lambda step, total: calls.append((step, total)))
     assert calls[-1] == (1200, 1200) and [s for s, _ in calls] == sorted(s for s, _ in calls)
     assert len(store.backtest_paths([])) == 0 and run_backtest(forecaster, frame, SMALL, store=store).reused == 12
+
+
+class Counting:
+    """A forecaster that records what each forecast_many call asked: (histories, samples, horizon, first path)."""
+
+    def __init__(self, forecaster):
+        self.forecaster, self.calls = forecaster, []
+
+    def __getattr__(self, name):
+        return getattr(self.forecaster, name)
+
+    def forecast_many(self, histories, **arguments):
+        self.calls.append((len(histories), arguments["samples"], arguments["horizon"], arguments.get("first_path", 0)))
+        return self.forecaster.forecast_many(histories, **arguments)
+
+
+def _with(samples: int, horizon: int) -> BacktestSettings:
+    return dataclasses.replace(SMALL, forecast=dataclasses.replace(SAMPLING, samples=samples, horizon=horizon))
+
+
+def test_fewer_paths_or_a_shorter_horizon_are_served_from_the_store_without_forecasting(forecaster, frame, tmp_path):
+    store, counting = CandleStore(tmp_path / "s.sqlite"), Counting(forecaster)
+    run_backtest(counting, frame, _with(8, 5), store=store)
+    assert counting.calls == [(12, 8, 5, 0)]
+    for samples, horizon in ((5, 5), (8, 3), (3, 2)):
+        cut = frame.iloc[:len(frame) - 5 + horizon]  # the same origin rows (the last leaves `horizon` rows after it)
+        served = run_backtest(counting, cut, _with(samples, horizon), store=store)
+        assert served.reused == 12 and len(counting.calls) == 1, (samples, horizon)
+        fresh = run_backtest(forecaster, cut, _with(samples, horizon))
+        for name, scores in fresh.scores.items():  # paths decoded at another length: equal to float rounding
+            if isinstance(scores, Scores):
+                np.testing.assert_allclose(served.scores[name].crps, scores.crps, rtol=1e-6, err_msg=name)
+    same = run_backtest(counting, frame, _with(6, 5), store=store)
+    assert same.to_dict()["scores"] == run_backtest(forecaster, frame, _with(6, 5)).to_dict()["scores"]
+
+
+def test_more_paths_forecast_only_the_missing_ones_and_equal_a_fresh_run(forecaster, frame, tmp_path):
+    store, counting = CandleStore(tmp_path / "s.sqlite"), Counting(forecaster)
+    run_backtest(counting, frame, _with(4, 4), store=store)
+    more = run_backtest(counting, frame, _with(10, 4), store=store)
+    assert counting.calls == [(12, 4, 4, 0), (12, 6, 4, 4)] and more.reused == 0
+    assert more.to_dict()["scores"] == run_backtest(forecaster, frame, _with(10, 4)).to_dict()["scores"]
+    assert {closes.shape for closes, _ in store.backtest_paths(origin_keys(forecaster, frame, [61, 116],
+                                                                           SMALL)).values()} == {(10, 4)}
+    longer = run_backtest(counting, frame, _with(10, 6), store=store)  # a longer horizon: forecast again
+    assert counting.calls[2:] == [(12, 10, 6, 0)] and longer.reused == 0
+    run_backtest(counting, frame, _with(10, 4), store=store)
+    assert len(counting.calls) == 3

@@ -78,3 +78,14 @@ def test_a_calibrated_backtest_whose_last_forecast_would_pass_2262_exits_2_in_on
               "--every", "5", "--lookback", "40", "--horizon", "20", "--samples", "2", "--calibrate")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "would pass 2262-04-11" in out.stderr.strip().splitlines()[-1]
+
+
+def test_a_forecast_where_no_step_fits_before_2262_says_none_fit(tmp_path):
+    from data_frames import candle_frame
+
+    csv = tmp_path / "daily.csv"
+    candle_frame(64, start="2262-02-07", step="D").to_csv(csv, index=False)  # the last row opens 2262-04-11
+    out = run("forecast", "--csv", str(csv), *MODEL, "--horizon", "1", "--samples", "2", "--lookback", "40")
+    error = out.stderr.splitlines()[-1]
+    assert out.returncode == 2 and error.startswith("error: ") and out.stderr.count("error") == 1
+    assert error.endswith("none fit: give earlier times") and "at most 0 steps" not in error

@@ -22,7 +22,7 @@ from kronos.data.store import CandleStore
 from kronos.errors import ServiceTimeoutError, WorkCancelledError
 from kronos.evaluation.backtest import KEPT_EVERY, BacktestSettings, run_backtest
 from kronos.service import ForecastService
-from kronos.settings import Environment, ForecastSettings
+from kronos.settings import Environment, ForecastSettings, ServerSettings
 from kronos.synthetic import random_walk
 
 PATH_BYTES = 4 * 3 * 8  # one origin's closes: 4 samples x 3 hours of float64
@@ -278,3 +278,40 @@ def test_a_long_job_gives_the_freed_memory_back(monkeypatch):
     assert released == []
     service.run("long", lambda: time.sleep(0.1))
     assert released == [1]  # the heaps trimmed (kronos.process.release_memory), as after a big backtest
+
+
+def test_a_body_trickled_one_byte_a_second_is_cut_off_with_408(forecaster, tmp_path):
+    from kronos.api import create_app
+
+    app = create_app(forecaster=forecaster, store=CandleStore(tmp_path / "s.sqlite"),
+                     server=ServerSettings(body_timeout=1.5))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    _wait_for(lambda: server.started)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"POST /predict_custom HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                           b"content-length: 1000\r\n\r\n")
+            started, answer = time.monotonic(), b""
+            client.setblocking(False)
+            while time.monotonic() - started < 8 and b"\r\n\r\n" not in answer:
+                try:
+                    client.send(b" ")  # one byte at a time, as a slow client would
+                except OSError:
+                    break
+                time.sleep(0.25)
+                try:
+                    answer += client.recv(65536)
+                except BlockingIOError:
+                    pass
+            waited = time.monotonic() - started
+            client.setblocking(True)
+            while chunk := client.recv(65536):  # the server closes the connection after its answer
+                answer += chunk
+    finally:
+        server.should_exit = True
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]  # was: kept open as long as bytes came
+    assert 1.4 <= waited < 4 and b"did not arrive within 1.5 s" in answer

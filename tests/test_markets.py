@@ -287,8 +287,10 @@ def test_the_command_scans_stored_markets_offline_and_says_what_is_wrong(recorde
     result = Scan.model_validate_json(out)
     assert code == 0 and [r.symbol for r in result.rows] == ["SOL/USDT"] and result.rows[0].source == "store"
     assert "note: the stored USDT markets of binance 1h" in err
-    code, out, err = cli(capsys, "--symbols", "XRP/USDT", "--store", str(store.path))
-    assert code == 1 and "unavailable: XRP/USDT: binance could not be reached" in out
+    code, out, err = cli(capsys, "--symbols", "XRP/USDT", "NOPE/USDT", "--store", str(store.path))
+    assert code == 2 and out == "" and len(err.splitlines()) == 1  # no market: an error, one line
+    assert err.startswith("error: no market could be forecast (XRP/USDT: binance could not be reached")
+    assert "NOPE/USDT: " in err
     code, _, err = cli(capsys, "--top", "1001", "--store", str(store.path))
     assert code == 2 and err == "error: a scan may ask for at most 1000 markets, got 1001\n"
     code, _, err = cli(capsys, "--symbols", "BTCUSDT", "--store", str(store.path))
@@ -309,6 +311,10 @@ def test_get_scan_gives_the_commands_rows_and_refuses_over_budget_at_once(record
         assert over.status_code == 422 and "at most 50 markets" in over.json()["error"]
         assert time.perf_counter() - started < 1
         assert "/scan" in client.get("/openapi.json").json()["paths"]
+        empty = client.get("/scan", params={**params, "symbols": ""})  # was: the stored markets, silently
+        assert empty.status_code == 422 and "symbols is empty" in empty.json()["error"]
+        long = client.get("/scan", params={**params, "symbols": "A" * 10_000 + "/USDT"})
+        assert long.status_code == 422 and len(long.content) < 500 and "(10,007 characters)" in long.text
     same = scan_answer(ScanQuery(**params), forecaster, store)
     assert [r.model_dump(exclude={"age_s"}) for r in Scan.model_validate_json(answer.text).rows] == \
         [r.model_dump(exclude={"age_s"}) for r in same.rows]

@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,7 @@ from kronos.cli import main
 from kronos.data import market, storefile
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
+from kronos.engine import Forecaster
 from kronos.errors import StoreUnavailableError
 from kronos.flows import forecast_candles
 from kronos.settings import ForecastSettings, MarketChoice
@@ -178,6 +180,24 @@ def test_cli_commands_on_a_faulty_store_exit_2_with_one_line(fault, command, cap
     assert err.count("\n") == 1 and err.startswith(f"error: the local store {fault} ") and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", [
+    ["backtest", "--csv", str(PARITY / "input.csv"), "--origins", "2", *MODEL],
+    ["forecast", "--csv", str(PARITY / "input.csv"), "--calibrate", *MODEL],
+    ["scan", "--symbols", "BTC/USDT", "--source", "store", "--calibrate", *MODEL],
+])
+def test_commands_that_keep_their_results_refuse_a_read_only_store_before_the_work(read_only, command, monkeypatch,
+                                                                                   capsys):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded: the work began before the store was checked")
+
+    monkeypatch.setattr(Forecaster, "from_pretrained", no_work)
+    started = time.perf_counter()
+    assert main([*command, "--store", str(read_only)]) == 2
+    assert time.perf_counter() - started < 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: the local store {read_only} is read-only; ")
+
+
 def test_fetch_refuses_a_store_it_cannot_fill(read_only, venues, capsys):
     assert main(["fetch", "--store", str(read_only)]) == 2
     err = capsys.readouterr().err
@@ -231,7 +251,19 @@ def test_api_starts_on_a_faulty_store_forecasts_custom_data_and_answers_503_for_
         assert custom.status_code == 200, custom.text
         stored = client.get("/predict_api", params={"horizon": 4, "samples": 2, "lookback": 64})
     assert stored.status_code == 503 and "local store" in stored.json()["error"]
+    assert stored.headers["Retry-After"] == "60"  # every 503 says when to retry, a store fault's too
     assert str(fault.parent) not in stored.text
+
+
+def test_health_sees_a_store_truncated_under_the_running_server_and_says_when_it_last_checked(forecaster, tmp_path):
+    store = CandleStore(good_store(tmp_path / "candles.sqlite", 20_000))
+    with TestClient(create_app(forecaster=forecaster, store=store)) as client:
+        first = client.get("/health").json()
+        assert first["store"] == "ok" and pd.Timestamp(first["store_checked"]) <= pd.Timestamp.now(tz="UTC")
+        os.truncate(store.path, store.path.stat().st_size // 2)  # the same file, half of it gone
+        after = client.get("/health").json()
+    assert after["store"].startswith("the server's local store is damaged"), after  # was "ok" for up to 60 s
+    assert pd.Timestamp(after["store_checked"]) >= pd.Timestamp(first["store_checked"])
 
 
 def test_the_dashboard_shows_a_store_fault_and_still_forecasts_live_candles(store, monkeypatch, tmp_path):

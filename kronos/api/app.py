@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from kronos.api.calibrating import CalibrationPendingError, warm_start
 from kronos.api.deps import NOT_LOADED, Runtime, require_token
 from kronos.api.errors import MAX_BODY_BYTES, error_response, responses
-from kronos.api.middleware import BodyLimit
+from kronos.api.middleware import BodyLimit, BodyTimeout
 from kronos.api.routes import backtest, forecasts, health, markets
 from kronos.batching import Batcher
 from kronos.cancellation import DisconnectWatch
@@ -69,6 +69,7 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     app.add_exception_handler(CalibrationPendingError, _pending)
     app.add_middleware(DisconnectWatch)  # inside the body limit: it reads bodies the limit let through
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(BodyTimeout, timeout=server.body_timeout)  # outermost: it times the whole body's arrival
     guarded = ({"dependencies": [Depends(require_token)], "responses": responses(401)} if runtime.token else {})
     app.include_router(forecasts.router, **guarded)
     app.include_router(backtest.router, **guarded)

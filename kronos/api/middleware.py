@@ -1,6 +1,9 @@
-"""ASGI middleware of the HTTP API: the body size limit, enforced before any of the body reaches the app."""
+"""ASGI middleware of the HTTP API: the body's size limit and its read timeout, enforced before any of the body
+reaches the app."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,3 +36,43 @@ class BodyLimit:
             return body.pop() if body else await receive()
 
         await self.app(scope, replay, send)
+
+
+class BodyTimeout:
+    """A request body not received in full within `timeout` seconds of the request's start gets 408 (a client
+    trickling its body, or one that stopped sending it) and its connection closed, so it holds no worker or socket
+    for longer; what comes after the body (the wait for a disconnect) is not timed."""
+
+    def __init__(self, app: ASGIApp, timeout: float):
+        self.app, self.timeout = app, timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        deadline, reading, started = asyncio.get_running_loop().time() + self.timeout, [True], [False]
+
+        async def timed() -> Message:
+            if not reading[0]:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except TimeoutError:
+                raise _BodyTimedOut from None
+            reading[0] = message["type"] == "http.request" and message.get("more_body", False)
+            return message
+
+        async def sending(message: Message) -> None:
+            started[0] = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed, sending)
+        except _BodyTimedOut:
+            if not started[0]:
+                text = (f"the request body did not arrive within {self.timeout:g} s; send it at once (a slow or "
+                        "stalled upload is cut off)")
+                await error_body(408, text, headers={"Connection": "close"})(scope, receive, send)
+
+
+class _BodyTimedOut(Exception):
+    """The body's read timeout passed: BodyTimeout answers 408."""

@@ -12,8 +12,18 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import ccxt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
+from kronos.api.errors import ROWS, grouped
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.reading import read_json_text
 from kronos.data.validation import FEATURE_COLUMNS, MIN_ROWS
@@ -128,21 +138,35 @@ class MarketQuery(Calibrating, MarketOnly):
         return MarketChoice(self.exchange, self.symbol, self.timeframe, "aligned" if self.align_to_hour else "realtime")
 
 
+def _summarized(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    """A list's items validated; their faults as one error per kind, its first rows named and the rest counted, so
+    that 20,000 bad items make a few short problems rather than 20,000 errors held in memory at once."""
+    try:
+        return handler(value)
+    except ValidationError as error:
+        items = ({"loc": ("body", info.field_name, *e["loc"]), "msg": e["msg"],
+                  "input": value[e["loc"][0]] if e["loc"] and isinstance(e["loc"][0], int) else value}
+                 for e in error.errors(include_url=False, include_context=False, include_input=False))
+        problems = grouped(items)
+        raise PydanticCustomError(ROWS, "{text}", {"text": "; ".join(problems), "problems": problems}) from None
+
+
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Stamp = datetime | Annotated[float, Field(ge=0, le=LATEST_EPOCH_MS, allow_inf_nan=False)]
+Rows = WrapValidator(_summarized)  # on each list of candles' values
 
 
 class CustomCandles(SamplingQuery):
     """Your own candles in the original custom format (at most 20,000) and the sampling settings (see CustomBody)."""
 
-    timestamps: list[Stamp] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS,
+    timestamps: Annotated[list[Stamp], Rows] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS,
                                     description="ISO 8601 times (UTC unless zoned) or epoch seconds/milliseconds")
-    open: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
-    high: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
-    low: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
-    close: list[Price] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
-    volume: list[Price] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
-    amount: list[Price] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    open: Annotated[list[Price], Rows] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    high: Annotated[list[Price], Rows] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    low: Annotated[list[Price], Rows] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    close: Annotated[list[Price], Rows] = Field(min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    volume: Annotated[list[Price], Rows] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
+    amount: Annotated[list[Price], Rows] | None = Field(None, min_length=MIN_ROWS, max_length=MAX_CUSTOM_ROWS)
 
     def candles(self) -> Candles:
         """The body's candles checked by the project's validator; InvalidInputError listing every problem."""

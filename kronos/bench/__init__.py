@@ -7,6 +7,7 @@
     python -m kronos.bench api        the HTTP API under N concurrent clients, on one or many histories
     python -m kronos.bench hub        how soon an unreachable hub is reported
     python -m kronos.bench scan       20 stored markets: the scan command, shared loops against separate forecasts
+    python -m kronos.bench calibrated-api  calibrate=true, fresh store: alone, 4 clients at once, a plain one meanwhile
 
 Each takes --help. Random weights of the published shapes unless told otherwise; synthetic candles.
 """

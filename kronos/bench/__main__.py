@@ -1,4 +1,5 @@
-"""`python -m kronos.bench [engine|backtest|combined|training|api|hub|scan|memory] [options]`: see kronos.bench."""
+"""`python -m kronos.bench [engine|backtest|combined|training|api|hub|scan|memory|calibrated-api] [options]`: see
+kronos.bench."""
 
 import importlib
 import sys
@@ -6,7 +7,7 @@ import sys
 from kronos.process import prepare
 
 prepare()  # before torch loads
-BENCHMARKS = ("engine", "backtest", "combined", "training", "api", "hub", "scan", "memory")
+BENCHMARKS = ("engine", "backtest", "combined", "training", "api", "hub", "scan", "memory", "calibrated-api")
 arguments = sys.argv[1:]
 name = arguments.pop(0) if arguments and arguments[0] in BENCHMARKS else "engine"
-importlib.import_module(f"kronos.bench.{name}").main(arguments)
+importlib.import_module(f"kronos.bench.{name.replace('-', '_')}").main(arguments)

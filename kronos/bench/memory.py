@@ -1,24 +1,28 @@
-"""The HTTP API's resident memory across big backtests: before them, after each, and the peak.
+"""The HTTP API's resident memory across big backtests, a cancelled one and calibrations: before, after each, peak.
 
-It builds the app in this process (kronos.api.create_app, a scratch store), warms it up with a small forecast
-and a small backtest (lazy imports, first allocations), then posts `--runs` backtests of synthetic candles, each
-with a new seed (so none reuses stored paths), and prints the process's resident memory (VmRSS) before and after
-each one. The issue's probe was 500 origins, 100 paths, 48 h; the API's work budget (kronos.settings.MAX_REQUEST_WORK)
-now refuses that with 422 before any work, so the default is the biggest 500-origin, 48 h backtest it accepts: 12
-paths (288,000 generated candle steps). The model: `--model/--tokenizer` checkpoint
-directories, else a preset's shapes with random weights (`--preset`, default mini).
+It builds the app in this process (kronos.api.create_app, a scratch store), warms it up with a small forecast, a
+small backtest and a small calibration (lazy imports, first allocations), then posts `--runs` backtests of synthetic
+candles, each with a new seed (so none reuses stored paths), one more whose client goes away after `--cancel-after`
+seconds (a disconnect, through the app's own disconnect watch), and `--calibrations` calibrated custom forecasts, and
+prints the process's resident memory (VmRSS) at the start and after each one. A probe once asked for 500 origins, 100
+paths, 48 h; the API's work budget (kronos.settings.MAX_REQUEST_WORK) refuses that with 422 before any work, so the
+default is the biggest 500-origin, 48 h backtest it accepts: 12 paths (288,000 generated candle steps). The model:
+`--model/--tokenizer` checkpoint directories, else a preset's shapes with random weights (`--preset`, default mini).
 
     python -m kronos.bench memory [--runs 3] [--origins 500] [--samples 12] [--horizon 48] [--lookback 64]
+                                  [--cancel-after 10] [--calibrations 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import tempfile
 import time
 from pathlib import Path
 
+from kronos.evaluation.combined import calibration_rows
 from kronos.synthetic import random_forecaster, random_walk
 
 MIB = 2**20
@@ -43,6 +47,36 @@ def backtest_body(origins: int, samples: int, horizon: int, lookback: int, seed:
             "seed": seed}
 
 
+def calibration_body(horizon: int, lookback: int, seed: int) -> dict:
+    """A /predict_custom body asking for the calibrated block, with the rows its whole calibration reads."""
+    frame = random_walk(calibration_rows(lookback, horizon), seed=seed)
+    return {"timestamps": frame["timestamps"].astype(str).tolist(),
+            **{c: frame[c].tolist() for c in ("open", "high", "low", "close", "volume", "amount")},
+            "horizon": horizon, "lookback": lookback, "seed": seed, "calibrate": True}
+
+
+async def post_then_leave(app, path: str, body: dict, after_s: float) -> None:
+    """POST `body` to the ASGI `app` as a client that closes its connection after `after_s` seconds."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+        await asyncio.sleep(after_s)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        pass
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80)}
+    await app(scope, receive, send)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the backtests and print one JSON line per measurement, then the growth."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=12)
     parser.add_argument("--horizon", type=int, default=48)
     parser.add_argument("--lookback", type=int, default=64)
+    parser.add_argument("--cancel-after", type=float, default=10.0, help="seconds before the client of the "
+                        "cancelled backtest goes away")
+    parser.add_argument("--calibrations", type=int, default=4)
+    parser.add_argument("--calibration-horizon", type=int, default=24)
     parser.add_argument("--model", help="checkpoint directory (default: random weights of --preset)")
     parser.add_argument("--tokenizer", help="tokenizer checkpoint directory, with --model")
     parser.add_argument("--preset", default="mini")
@@ -66,10 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     forecaster = (Forecaster.from_pretrained(args.model, args.tokenizer) if args.model
                   else random_forecaster(args.preset))
     store = CandleStore(Path(tempfile.mkdtemp()) / "candles.sqlite")
-    with TestClient(create_app(forecaster=forecaster, store=store, service=service)) as client:
+    app = create_app(forecaster=forecaster, store=store, service=service)
+    with TestClient(app) as client:
+        start = resident()
+        print(json.dumps({"after": "start", **start}), flush=True)
         small = backtest_body(8, 4, 4, args.lookback, seed=0)
         for path in ("/predict_custom", "/backtest"):
             client.post(path, json=small).raise_for_status()
+        client.post("/predict_custom", json=calibration_body(2, args.lookback, seed=0)).raise_for_status()
         before = resident()
         print(json.dumps({"after": "warm-up", **before}), flush=True)
         for run in range(1, args.runs + 1):
@@ -78,7 +120,24 @@ def main(argv: list[str] | None = None) -> None:
                                                                  args.lookback, seed=run))
             print(json.dumps({"after": f"backtest {run}", "status": answer.status_code,
                               "seconds": round(time.perf_counter() - started, 1), **resident()}), flush=True)
+        started = time.perf_counter()
+        client.portal.call(post_then_leave, app, "/backtest", backtest_body(
+            args.origins, args.samples, args.horizon, args.lookback, seed=args.runs + 1), args.cancel_after)
+        while service.unfinished:  # the cancelled job stops at its next step
+            time.sleep(0.05)
+        time.sleep(1.0)  # and the batch it was in
+        print(json.dumps({"after": "cancelled backtest", "seconds": round(time.perf_counter() - started, 1),
+                          **resident()}), flush=True)
+        for run in range(1, args.calibrations + 1):
+            started = time.perf_counter()
+            answer = client.post("/predict_custom", json=calibration_body(args.calibration_horizon, args.lookback,
+                                                                          seed=100 + run))
+            print(json.dumps({"after": f"calibration {run}", "status": answer.status_code,
+                              "seconds": round(time.perf_counter() - started, 1), **resident()}), flush=True)
         after = resident()
-    print(f"resident memory: {before['rss_mib']:.0f} MiB before, {after['rss_mib']:.0f} MiB after {args.runs} "
-          f"backtests ({args.origins} origins, {args.samples} paths, {args.horizon} h): "
-          f"{after['rss_mib'] - before['rss_mib']:+.0f} MiB; peak {after['peak_mib']:.0f} MiB")
+    print(f"resident memory: {start['rss_mib']:.0f} MiB at the start, {before['rss_mib']:.0f} MiB after the warm-up "
+          f"(a small forecast, backtest and calibration), {after['rss_mib']:.0f} MiB after {args.runs} "
+          f"backtests ({args.origins} origins, {args.samples} paths, {args.horizon} h), a cancelled one and "
+          f"{args.calibrations} calibrations: {after['rss_mib'] - start['rss_mib']:+.0f} MiB from the start, "
+          f"{after['rss_mib'] - before['rss_mib']:+.0f} MiB from the warm-up; "
+          f"peak {after['peak_mib']:.0f} MiB")

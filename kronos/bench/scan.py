@@ -1,6 +1,7 @@
 """A scan's speed, on stored markets whose calibration is stored, and at first sight.
 
     python -m kronos.bench scan                                  # 20 stored markets, calibrations stored
+    python -m kronos.bench scan --cli --markets 6                # the whole command only, on 6 such markets
     python -m kronos.bench scan --first-sight [--markets 20] [--origins 200] [--ray local] [--cpus 2]
 
 Kronos-mini's shapes with random weights (saved to a temporary folder), synthetic hourly candles in a temporary store,
@@ -12,6 +13,7 @@ process, one forecast per market against the scan's shared generation loops (the
 1.5x), and the scan's parts: forecasts, combining from the stored origins. To prepare the stored backtests with one
 first sight, the markets share their candles but for the last 24 (which only the newest origin's outcome and the
 scan's own forecast see), so each market's forecast and record differ while its origins' windows are stored once.
+`--cli`: the whole command only (`--repeat` times, the best and the median), none of the in-process parts.
 
 `--first-sight`: `--markets` markets of their own candles, each backtested at first sight (`--origins` origins every
 6 candles) within the scan, market by market, on this machine; with `--ray`, again on that Ray cluster's actors
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="first sight: also on this Ray cluster (auto, local, HOST:PORT)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of a local Ray (default 2)")
+    parser.add_argument("--cli", action="store_true", help="time the whole scan command only")
+    parser.add_argument("--repeat", type=int, default=3, help="--cli: runs of the command (default 3)")
     args = parser.parse_args(argv)
     symbols = [f"M{i:03d}/USDT" for i in range(args.markets)]
     with tempfile.TemporaryDirectory() as folder:
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         _scan(forecaster, symbols[:1], store, ScanCalibration(forecaster, store, run=True))
         prepared = time.perf_counter() - started
+        if args.cli:
+            return _cli_only(args, env, store, symbols, prepared)
         whole, combined = _command(env, store, symbols)
         single, batched, same = _loops(forecaster, store, symbols)
         raw_s = _timed(lambda: _scan(forecaster, symbols, store))
@@ -81,6 +87,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| {whole:.1f} | <= {TARGET_S:g} | {combined} of {args.markets} | {single:.2f} | {batched:.2f} | "
           f"{single / batched:.2f}x | >= {TARGET_SPEEDUP}x | {same} | {raw_s:.2f} | {inline_s:.2f} | "
           f"{(inline_s - raw_s) / args.markets:.2f} |")
+
+
+def _cli_only(args: argparse.Namespace, env: dict[str, str], store: CandleStore, symbols: list[str],
+              prepared: float) -> None:
+    """Time the whole scan command `--repeat` times on the stored, calibrated markets; print the table."""
+    runs = [_command(env, store, symbols) for _ in range(max(1, args.repeat))]
+    seconds = sorted(s for s, _ in runs)
+    print(f"repeat scan, whole command: {args.markets} stored markets, calibrations stored (prepared in "
+          f"{prepared:.0f} s), {SETTINGS.samples} paths x {SETTINGS.horizon} h, mini shapes (random weights)")
+    print("| runs | best (s) | median (s) | target (s) | rows combined (each run) |")
+    print("|---|---|---|---|---|")
+    print(f"| {len(runs)} | {seconds[0]:.1f} | {seconds[len(seconds) // 2]:.1f} | <= {TARGET_S:g} | "
+          f"{', '.join(f'{c} of {args.markets}' for _, c in runs)} |")
 
 
 def _sharing(markets: int) -> list[pd.DataFrame]:

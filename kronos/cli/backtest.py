@@ -15,7 +15,7 @@ from kronos.cli.options import (
     model_from,
     progress_bar,
     settings_from,
-    store_from,
+    writable_store,
 )
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, rows_needed, run_backtest
@@ -42,11 +42,12 @@ def backtest_settings_from(args: argparse.Namespace) -> BacktestSettings:
 def run(args: argparse.Namespace) -> int:
     """Print the backtest's JSON (settings, origins, scores per forecaster, skill) plus `data` on stdout."""
     settings = backtest_settings_from(args)
+    store = writable_store(args)  # it keeps every origin's paths: checked before the work
     candles = candles_from(args, rows_needed(settings))
     choice = model_from(args)
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
                                             max_context=args.max_context)
-    result = run_backtest(forecaster, candles.frame, settings, store=store_from(args), latest=args.calibrate,
+    result = run_backtest(forecaster, candles.frame, settings, store=store, latest=args.calibrate,
                           progress=progress_bar("backtest"))
     json.dump({**result.to_dict(), "data": candles.describe().model_dump(mode="json")}, sys.stdout)
     sys.stdout.write("\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kronos.cli.options import add_market_options, add_store_option, market_from, store_from
+from kronos.cli.options import add_market_options, add_store_option, market_from, writable_store
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles
 
 
@@ -20,10 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fill the store; exit 0 when an exchange answered, 1 when only the store could; a store that cannot be
     written is an error before anything is fetched."""
-    store = store_from(args)
-    fault = store.health()
-    if fault is not None:
-        raise fault
+    store = writable_store(args)
     candles = fetch_candles(market_from(args), args.limit, store=store)
     for note in candles.notes:
         print(note, file=sys.stderr)

@@ -31,12 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the forecast's JSON, with where its data came from (and its calibration with --calibrate), on stdout."""
     settings = options.settings_from(args)
+    store = options.writable_store(args) if args.calibrate else options.store_from(args)  # calibrating keeps origins
     rows = calibration_rows(settings.lookback, settings.horizon) if args.calibrate else settings.lookback
     candles = options.candles_from(args, rows)
     choice = options.model_from(args)
     forecaster = Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
                                             max_context=args.max_context)
-    store = options.store_from(args)
     forecast = forecast_candles(forecaster, candles, settings, log=store)
     block = calibrated(forecaster, candles, forecast, store, settings.hour_idx, options.progress_bar("calibration"),
                        quick=args.calibration == "quick") if args.calibrate else None

@@ -41,6 +41,16 @@ def store_from(args: argparse.Namespace) -> CandleStore:
     return CandleStore(getattr(args, "store", None))
 
 
+def writable_store(args: argparse.Namespace) -> CandleStore:
+    """The store named by --store, checked for writing now (a write made and rolled back), before any work whose
+    results it keeps; its StoreUnavailableError (read-only, damaged, ...) otherwise."""
+    store = store_from(args)
+    fault = store.health()
+    if fault is not None:
+        raise fault
+    return store
+
+
 def add_market_options(parser: argparse.ArgumentParser, mode: bool = True) -> None:
     """`--exchange --symbol --timeframe [--mode]` with the shared defaults."""
     names = ("exchange", "symbol", "timeframe", "mode") if mode else ("exchange", "symbol", "timeframe")

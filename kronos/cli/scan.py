@@ -10,8 +10,16 @@ from collections.abc import Callable
 import pandas as pd
 
 from kronos.calibrations import ScanCalibration
-from kronos.cli.options import add_model_options, add_settings_options, add_store_option, model_from, store_from
+from kronos.cli.options import (
+    add_model_options,
+    add_settings_options,
+    add_store_option,
+    model_from,
+    store_from,
+    writable_store,
+)
 from kronos.engine import Forecaster
+from kronos.errors import DataUnavailableError, listed
 from kronos.markets import WAITING_HERE, scan_answer
 from kronos.schemas.markets import SORT_COLUMNS, Scan, ScanQuery
 from kronos.settings import SCAN_QUOTE, SCAN_TOP, Environment, MarketChoice
@@ -62,26 +70,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the ranking; exit 0 when at least one market was forecast, 1 when none could be."""
+    """Print the ranking (exit 0); when no market could be forecast, DataUnavailableError saying why (one line,
+    exit 2)."""
     symbols = [s for part in args.symbols for s in part.split(",") if s.strip()] if args.symbols else None
     query = ScanQuery.checked(symbols=symbols, top=args.top, quote=args.quote, exchange=args.exchange,
                       timeframe=args.timeframe, source=args.source, horizon=args.horizon, samples=args.samples,
                       temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, lookback=args.lookback,
                       seed=args.seed, hour_idx=args.hour, sort=args.sort, descending=not args.ascending,
                       calibrate=args.calibrate)
+    store = writable_store(args) if args.calibrate else store_from(args)  # calibrating keeps what it fits
     address = args.ray or Environment.read().ray_address
     forecaster = _forecaster(args, address)
     try:
-        store = store_from(args)
         calibration = ScanCalibration(forecaster, store, run=args.calibrate, tell=_told(), waiting=WAITING_HERE)
         result = scan_answer(query, forecaster, store, remote=False, calibration=calibration)
     finally:
         if address:
             forecaster.close()
+    if not result.available:
+        reasons = [f"{row.symbol}: {row.problem}" for row in result.rows] or result.watchlist.notes or ["none listed"]
+        raise DataUnavailableError(f"no market could be forecast ({'; '.join(listed(reasons, 3, 'market(s)'))})")
     for note in result.watchlist.notes:
         print(f"note: {note}", file=sys.stderr)
     print(result.model_dump_json() if args.json else table(result))
-    return 0 if result.available else 1
+    return 0
 
 
 def _told() -> Callable[[str, int, int], None]:

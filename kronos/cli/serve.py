@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_options(parser, ServerSettings, ("host", "port"))
     add_model_options(parser)
     add_dataclass_options(parser, ServerSettings, ("workers", "queue_size", "timeout", "exchange_timeout",
-                                                     "calibration_wait"))
+                                                     "body_timeout", "calibration_wait"))
     parser.add_argument("--compile", action="store_true", default=None,
                         help="compile the decode step at start-up (slow to start, faster after; env KRONOS_COMPILE)")
 

@@ -25,6 +25,7 @@ from kronos.errors import (
     InvalidInputError,
     StoreUnavailableError,
     UnknownMarketError,
+    excerpt,
 )
 from kronos.settings import EXCHANGES, MarketChoice
 from kronos.timeframes import timeframe_delta
@@ -130,7 +131,7 @@ def load_candles(source: str, market: MarketChoice, limit: int = DEFAULT_LIMIT, 
         if not path:
             raise InvalidInputError(f"the {source} source needs a file: --{source} FILE")
         return custom_candles(read_file(path, source, lookback=limit), Path(path).name, source)
-    raise InvalidInputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
+    raise InvalidInputError(f"the source must be one of {', '.join(SOURCES)}, got {excerpt(source)}")
 
 
 def _check_arguments(limit: int, timeout: float) -> None:

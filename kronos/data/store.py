@@ -91,6 +91,10 @@ class CandleStore(FittedTables):
         """None when the store can be read and written now, else the fault (`public()` for remote clients)."""
         return self._file.health()
 
+    def checked_at(self) -> float | None:
+        """When (epoch seconds) the store's integrity check last found it sound in this process; None when never."""
+        return self._file.checked_at()
+
     def merge(self, frame: pd.DataFrame, exchange: str, symbol: str, timeframe: str, *,
               amount_estimated: bool = False) -> int:
         """Upsert the engine-format `frame` (newer values win); return how many candles were new."""

@@ -27,9 +27,10 @@ PROBLEMS = {  # SQLite's primary result code -> (what is wrong, what to do)
     sqlite3.SQLITE_PERM: ("may not be opened", "check its permissions " + ELSEWHERE),
     sqlite3.SQLITE_IOERR: ("cannot be read or written (a disk error)", "check the disk " + ELSEWHERE),
 }
-HEALTH_CHECK_S = 60.0  # health() checks the file again when its last check is older than this
+HEALTH_CHECK_S = 60.0  # health() runs the integrity check again when its last one is older than this
+HEADER = b"SQLite format 3\x00"
 _SETUP = threading.Lock()
-_CHECKED: dict[tuple[int, int] | None, float] = {}  # (device, inode) of a file set up and checked -> when (monotonic)
+_CHECKED: dict[tuple[int, int] | None, float] = {}  # (device, inode) of a file set up and checked -> when (time.time)
 
 
 class StoreFile:
@@ -52,19 +53,24 @@ class StoreFile:
         cannot be used."""
         self._check_path()
         checked = _CHECKED.get(self._identity())  # None for a file not made yet
-        if checked is not None and (max_age is None or time.monotonic() - checked < max_age):
+        if checked is not None and (max_age is None or time.time() - checked < max_age):
             return
         with _SETUP, self._translated(), closing(sqlite3.connect(self.path, timeout=30)) as db, db:
             self._set_up(db)  # switching to WAL needs the file to itself: one thread at a time
         identity = self._identity()
         if identity is not None:
-            _CHECKED[identity] = time.monotonic()
+            _CHECKED[identity] = time.time()
+
+    def checked_at(self) -> float | None:
+        """When (epoch seconds) the file's integrity check last found it sound in this process; None when never."""
+        return _CHECKED.get(self._identity())
 
     def health(self) -> StoreUnavailableError | None:
-        """None when the store can be used now (checked within HEALTH_CHECK_S, a write made and rolled back), else
-        why not."""
+        """None when the store can be used now, else why not: its header and size read and a write made and rolled
+        back at every call, its integrity checked within HEALTH_CHECK_S (`checked_at` says when), at once when its
+        header looks wrong."""
         try:
-            self.check(HEALTH_CHECK_S)
+            self.check(0.0 if self._suspect() else HEALTH_CHECK_S)
             with self.connect(timeout=1) as db:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute(f"PRAGMA user_version = {int(db.execute('PRAGMA user_version').fetchone()[0])}")
@@ -124,6 +130,20 @@ class StoreFile:
             raise self.fault("is a folder, not a file", "name a file in it " + ELSEWHERE)
         if self.path.exists() and not self.path.is_file():
             raise self.fault("is not a regular file (a device or a pipe)", "name a regular file " + ELSEWHERE)
+
+    def _suspect(self) -> bool:
+        """The cheap part of the integrity check: True when the file does not start as SQLite's do or is shorter
+        than its header says (overwritten, truncated), so that the full check runs now."""
+        try:
+            with self.path.open("rb") as file:
+                head, size = file.read(100), os.fstat(file.fileno()).st_size
+        except OSError:
+            return False  # missing or unreadable: the full check says what is wrong when it runs
+        if not head:
+            return False  # made, not set up yet
+        page = int.from_bytes(head[16:18], "big")
+        pages, valid = int.from_bytes(head[28:32], "big"), head[24:28] == head[92:96]
+        return not head.startswith(HEADER) or valid and size < pages * (65536 if page == 1 else page)
 
     def _identity(self) -> tuple[int, int] | None:
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, excerpt
 from kronos.timeframes import format_duration, median_step
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -123,18 +123,26 @@ def _map_columns(table: pd.DataFrame, result: Validation) -> dict[str, str]:
         if column is None:
             ignored.append(str(name))
         elif column in names:
-            result.errors.append(f"columns {names[column]!r} and {name!r} both name {column}; keep one of them")
+            result.errors.append(f"columns {excerpt(str(names[column]))} and {excerpt(str(name))} both name {column}; "
+                                 "keep one of them")
         else:
             names[column] = name
     missing = [c for c in ("timestamps",) + PRICE_COLUMNS if c not in names]
     if missing:
-        found = ", ".join(map(repr, map(str, table.columns))) or "none"
+        found = _names(table.columns) or "none"
         hint = " (the first line looks like data: add a header line)" if _looks_like_data(table.columns) else ""
         result.errors.append(f"missing column(s) {', '.join(missing)}; found {found}{hint}; "
                              f"name the columns {HEADER_HINT} (volume, amount optional)")
     elif ignored:
-        result.warnings.append(f"ignored column(s) {', '.join(map(repr, ignored))}")
+        result.warnings.append(f"ignored column(s) {_names(ignored)}")
     return names
+
+
+def _names(columns: object) -> str:
+    """Column names for a message: the first EXAMPLES, each an excerpt, the rest counted."""
+    names = [excerpt(str(name)) for name in columns]
+    more = f" and {len(names) - EXAMPLES:,} more" if len(names) > EXAMPLES else ""
+    return ", ".join(names[:EXAMPLES]) + more
 
 
 def _looks_like_data(columns: pd.Index) -> bool:
@@ -148,12 +156,12 @@ def _report(mask: np.ndarray, column: str, problem: str, fix: str, where: Where,
     if not len(rows):
         return
     quoted = [where(i) if values is None else f"{where(i)} {_show(values.iloc[i])}" for i in rows[:EXAMPLES]]
-    more = f" and {len(rows) - EXAMPLES} more row(s)" if len(rows) > EXAMPLES else ""
+    more = f" and {len(rows) - EXAMPLES:,} more row(s)" if len(rows) > EXAMPLES else ""
     errors.append(f"{column}: {', '.join(quoted)}{more}: {problem}; {fix}")
 
 
 def _show(value: object) -> str:
-    return repr(value) if isinstance(value, str) else f"({value})"
+    return excerpt(value) if isinstance(value, str) else f"({value})"
 
 
 def _timestamps(raw: pd.Series, column: str, where: Where, errors: list[str]) -> pd.Series:
@@ -286,4 +294,5 @@ def check_forecast_span(stamps: pd.Series, horizon: int, lookback: int | None = 
     if horizon > room:
         raise InvalidInputError(f"timestamps: {horizon} forecast steps of {format_duration(step)} after the last row "
                                 f"({used[-1]:%Y-%m-%d %H:%M}, row {len(stamps)}) would pass {LATEST:%Y-%m-%d}, the "
-                                f"latest time that can be handled; forecast at most {max(room, 0)} steps")
+                                "latest time that can be handled; " + (f"forecast at most {room} steps" if room > 0
+                                                                       else "none fit: give earlier times"))

@@ -20,7 +20,7 @@ import ccxt
 from kronos.data import market
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
-from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, UnknownMarketError
+from kronos.errors import DataUnavailableError, EmptyStoreError, InvalidInputError, UnknownMarketError, excerpt
 from kronos.schemas.markets import Watchlist
 from kronos.settings import EXCHANGES, SCAN_QUOTE, SCAN_TOP, MarketChoice
 
@@ -54,7 +54,7 @@ def given(symbols: list[str] | tuple[str, ...], exchange: str, timeframe: str) -
 def check_exchange(name: str) -> None:
     """UnknownMarketError unless `name` is a ccxt exchange id."""
     if name not in ccxt.exchanges:
-        raise UnknownMarketError(f"unknown exchange {name!r}; use a ccxt id such as {', '.join(EXCHANGES)}")
+        raise UnknownMarketError(f"unknown exchange {excerpt(name)}; use a ccxt id such as {', '.join(EXCHANGES)}")
 
 
 def ranked(markets: dict[str, dict], tickers: dict[str, dict], quote: str = SCAN_QUOTE,

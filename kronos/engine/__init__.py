@@ -6,13 +6,13 @@
     forecaster   `Forecaster`: loading, `forecast`, `forecast_many` and the generation loop
     source       `ForecastSource`: what callers rely on of a Forecaster or of a Batcher running one
 
-The tuning constants (PATH_CHUNK, DRAW_CHUNK, HISTORIES_KEPT) are read where they are defined: patch them there.
+The tuning constants (PATH_CHUNK, HISTORIES_KEPT) are read where they are defined: patch them there.
 """
 
 from kronos.engine.forecaster import Forecaster
-from kronos.engine.planning import HISTORIES_PER_BATCH, draw_uniforms
+from kronos.engine.planning import DRAW_SCHEME, HISTORIES_PER_BATCH, draw_uniforms
 from kronos.engine.preprocess import Prepared, column_scales, normalise, time_features
 from kronos.engine.source import ForecastSource, Progress
 
-__all__ = ["HISTORIES_PER_BATCH", "ForecastSource", "Forecaster", "Prepared", "Progress", "column_scales",
-           "draw_uniforms", "normalise", "time_features"]
+__all__ = ["DRAW_SCHEME", "HISTORIES_PER_BATCH", "ForecastSource", "Forecaster", "Prepared", "Progress",
+           "column_scales", "draw_uniforms", "normalise", "time_features"]

@@ -38,6 +38,7 @@ from kronos.engine.histories import History, HistoryCache
 from kronos.engine.planning import Loop, loop_uniforms, plan_loops, turns
 from kronos.engine.preprocess import Prepared
 from kronos.engine.source import Progress
+from kronos.errors import InvalidInputError
 from kronos.forecast import Forecast, model_label
 from kronos.model import Kronos, KronosTokenizer, PredictorCache
 from kronos.sampling import sample_ids
@@ -107,9 +108,12 @@ class Forecaster:
                       samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
                       temperature: float = FORECAST_DEFAULTS.temperature, top_p: float = FORECAST_DEFAULTS.top_p,
                       top_k: int = FORECAST_DEFAULTS.top_k, lookback: int | None = None,
-                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
+                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None,
+                      first_path: int = 0) -> list[Forecast]:
         """`forecast` of several histories with the same settings, one seed (and optionally a sample count) each.
 
+        With `first_path` F, each forecast's paths are paths F .. F + samples - 1 of the forecast with F + samples
+        paths and the same seed (its draws; to float rounding, its paths): how a kept forecast gets more paths.
         They share generation loops where they can: the same history given several times runs once with the
         union of their paths; different histories of the same length and path count run HISTORIES_PER_BATCH at
         a time. Every forecast equals the one `forecast` gives for its history, sample count and seed.
@@ -118,17 +122,22 @@ class Forecaster:
         prepared = [self.prepare(h, horizon, lookback) for h in histories]  # raises for bad input first
         for count in sorted(set(counts)):
             self.check_arguments(horizon, count, temperature, top_p, top_k, asked)
+        if first_path < 0:
+            raise InvalidInputError(f"first_path must be 0 or more, got {first_path}")
         chosen = [draw_seed() if s is None else int(s) for s in asked]
         loops = plan_loops(prepared, counts)
         tick = _ticker(horizon * sum(len(turns(loop)) for loop in loops), progress)
         made: dict[int, Forecast] = {}  # by history
         with torch.inference_mode():
             for loop in loops:
-                uniforms = loop_uniforms(loop, chosen, counts, horizon, self.device)  # (H, 2, G, P)
+                uniforms = loop_uniforms(loop, chosen, counts, [first_path] * len(counts), horizon,
+                                         self.device)  # (H, 2, G, P)
                 rows, ids = self._run(loop, prepared, uniforms, (temperature, top_k, top_p), tick)  # (G, P, H, ...)
                 for m, own in _paths_of(loop, counts):  # forecast m's paths: rows[own], ids[own]
                     settings = dict(horizon=horizon, samples=counts[m], temperature=temperature, top_p=top_p,
                                     top_k=top_k, lookback=len(prepared[m].frame), max_context=self.max_context)
+                    if first_path:
+                        settings["first_path"] = first_path
                     made[m] = Forecast(prepared[m].denormalise(rows[own]), prepared[m].future, prepared[m].frame,
                                        chosen[m], self.name, settings, ids[own])
         return [made[m] for m in range(len(histories))]

@@ -33,7 +33,7 @@ from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS
 from kronos.engine import HISTORIES_PER_BATCH, ForecastSource
 from kronos.errors import InvalidInputError
-from kronos.evaluation.backtest import BacktestSettings, Latest, _forecast_origins, latest_of, origin_keys
+from kronos.evaluation.backtest import BacktestSettings, Latest, _forecast_origins, latest_of, stored_origins
 from kronos.evaluation.baselines import FIRST_ROWS, FIT_WINDOW, garch_state, trailing_closes
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.forecasters import (
@@ -325,10 +325,8 @@ class _Fitting:
         """The stored paths among origins `rows`: closes (S, H) and volatility amplification probability."""
         if self.store is None:
             return {}
-        keys = origin_keys(self.forecaster, self.plan.frame, rows.tolist(), self.plan.settings)
-        found = self.store.backtest_paths(keys)
-        return {int(r): (found[key][0], np.nan if found[key][1] is None else found[key][1])
-                for r, key in zip(rows, keys) if key in found}
+        found = stored_origins(self.forecaster, self.plan.frame, rows.tolist(), self.plan.settings, self.store)
+        return {int(r): (closes, np.nan if vol is None else vol) for r, (closes, vol) in found.items()}
 
     def paths(self, rows: np.ndarray, stored: dict[int, tuple[np.ndarray, float]]
               ) -> dict[int, tuple[np.ndarray, float]]:

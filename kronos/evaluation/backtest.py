@@ -13,8 +13,9 @@ random walk and against the best baseline (the lowest mean CRPS over the hours o
 
 Origins run through `Forecaster.forecast_many` (several histories per generation loop); each origin has its own
 seed, drawn from the run's seed and the origin's time, so a forecast does not depend on which other origins ran
-with it. Each origin's paths are kept in the store under (weights, settings, the rows the model saw): a repeated or
-longer run reuses them.
+with it. Each origin's paths are kept in the store under (weights, settings but samples and horizon, the rows the
+model saw), with their sample count and horizon: a run asking no more paths and no longer horizon slices them, one
+asking more paths forecasts only the missing ones (see `origin_keys`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pandas as pd
 
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS, check_history
-from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, column_scales
+from kronos.engine import DRAW_SCHEME, HISTORIES_PER_BATCH, ForecastSource, column_scales
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
@@ -218,25 +219,77 @@ def _skills(scores: dict[str, Scores | UpsideScores], reference: str) -> dict[st
 def _forecast_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
                       store: CandleStore | None, progress: Callable[[int, int], None] | None
                       ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Closes (N, S, H) of every origin's paths and their volatility amplification probabilities (N,), reusing
-    the store's; and how many were reused."""
-    stamps = frame["timestamps"]
-    windows = [frame.iloc[o - settings.forecast.lookback:o] for o in runs]
+    """Closes (N, S, H) of every origin's paths and their volatility amplification probabilities (N,), served from
+    the store's where it holds at least S paths of at least H steps; and how many were served so.
+
+    An origin stored with fewer paths gets only the missing ones (at its stored horizon, kept with the others); one
+    stored with a shorter horizon, or not at all, is forecast whole."""
+    chosen = settings.forecast
     keys = origin_keys(forecaster, frame, runs, settings)
     found = store.backtest_paths(keys) if store is not None else {}
-    missing = [i for i, key in enumerate(keys) if key not in found]
-    for start in range(0, len(missing), KEPT_EVERY):  # kept as they come: an interrupted run loses little
-        part = missing[start:start + KEPT_EVERY]
-        seeds = [origin_seed(settings.forecast.seed, stamps.iloc[runs[i] - 1]) for i in part]
-        steps = _offset(progress, start, len(part), len(missing))
-        made = forecaster.forecast_many([windows[i] for i in part], seeds=seeds, progress=steps, **settings.sampling())
-        new = {keys[i]: (f.column("close"), f.volatility_amplification_probability()) for i, f in zip(part, made)}
-        if store is not None:
-            store.put_backtest_paths(new)
-        found = {**found, **new}
-    paths = np.stack([found[key][0] for key in keys])
-    vol = np.array([np.nan if found[key][1] is None else found[key][1] for key in keys])
-    return paths, vol, len(keys) - len(missing)
+    parts: dict[tuple[int, int], list[int]] = {}  # (first path, horizon) -> the origins forecast so
+    for i, key in enumerate(keys):
+        held = found[key][0].shape if key in found else (0, 0)
+        if held[1] < chosen.horizon:
+            parts.setdefault((0, chosen.horizon), []).append(i)
+        elif held[0] < chosen.samples:
+            parts.setdefault((held[0], held[1]), []).append(i)
+    total, done = sum(map(len, parts.values())), 0
+    for (first, horizon), part in parts.items():
+        for start in range(0, len(part), KEPT_EVERY):  # kept as they come: an interrupted run loses little
+            piece = part[start:start + KEPT_EVERY]
+            made = _forecast_piece(forecaster, frame, [runs[i] for i in piece], settings, first, horizon,
+                                   _offset(progress, done, len(piece), total))
+            new = {keys[i]: _union(found.get(keys[i]), closes, frame, runs[i]) for i, closes in zip(piece, made)}
+            if store is not None:
+                store.put_backtest_paths(new)
+            found, done = {**found, **new}, done + len(piece)
+    served = [serve(found[key], frame, o, chosen.samples, chosen.horizon) for key, o in zip(keys, runs)]
+    vol = np.array([np.nan if v is None else v for _, v in served])
+    return np.stack([closes for closes, _ in served]), vol, len(keys) - total
+
+
+def stored_origins(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
+                   store: CandleStore) -> dict[int, tuple[np.ndarray, float | None]]:
+    """The origins (by row) whose paths the store can serve whole: closes (S, H) and volatility probability."""
+    chosen, keys = settings.forecast, origin_keys(forecaster, frame, runs, settings)
+    found = store.backtest_paths(keys)
+    held = {o: found[key] for o, key in zip(runs, keys) if key in found}
+    return {o: serve(h, frame, o, chosen.samples, chosen.horizon) for o, h in held.items()
+            if np.all(np.greater_equal(h[0].shape, (chosen.samples, chosen.horizon)))}
+
+
+def _forecast_piece(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings,
+                    first: int, horizon: int, progress: Callable[[int, int], None] | None) -> list[np.ndarray]:
+    """Closes (S - first, horizon) of paths first .. S - 1 of the origins at rows `runs`, each with its own seed."""
+    chosen, stamps = settings.forecast, frame["timestamps"]
+    arguments = settings.sampling() | {"horizon": horizon, "samples": chosen.samples - first}
+    if first:
+        arguments["first_path"] = first
+    made = forecaster.forecast_many([frame.iloc[o - chosen.lookback:o] for o in runs], progress=progress,
+                                    seeds=[origin_seed(chosen.seed, stamps.iloc[o - 1]) for o in runs], **arguments)
+    return [f.column("close") for f in made]
+
+
+def _union(held: tuple[np.ndarray, float | None] | None, closes: np.ndarray, frame: pd.DataFrame,
+           run: int) -> tuple[np.ndarray, float | None]:
+    """What to keep of an origin: its held paths (if any) then the new ones, with their volatility probability."""
+    union = closes if held is None or held[0].shape[1] != closes.shape[1] else np.concatenate((held[0], closes))
+    return union, _vol_probability(union, frame, run)
+
+
+def serve(held: tuple[np.ndarray, float | None], frame: pd.DataFrame, run: int, samples: int,
+          horizon: int) -> tuple[np.ndarray, float | None]:
+    """An origin's first `samples` paths' first `horizon` steps, of those held (at least as many and as long), with
+    their volatility amplification probability (the held one where nothing is cut)."""
+    cut = held[0][:samples, :horizon]
+    return held if cut.shape == held[0].shape else (cut, _vol_probability(cut, frame, run))
+
+
+def _vol_probability(closes: np.ndarray, frame: pd.DataFrame, run: int) -> float | None:
+    """Forecast.volatility_amplification_probability of the origin at row `run` with these closes (S, H)."""
+    close = frame["close"].to_numpy()[:run]
+    return None if closes.shape[1] < 3 else float(volatility_amplified(np.log(closes / close[-1]), close).mean())
 
 
 def _offset(progress: Callable[[int, int], None] | None, done: int, part: int,
@@ -254,18 +307,23 @@ def origin_seed(seed: int, last_time: pd.Timestamp) -> int:
 
 def origin_keys(forecaster: ForecastSource, frame: pd.DataFrame, runs: list[int], settings: BacktestSettings
                 ) -> list[str]:
-    """The store's key of each origin's paths (rows `runs` of `frame`): what they depend on, the weights, the sampling
-    settings, the seed rule and the rows seen (pandas' per-row hash of the window's timestamps and features), and the
-    engine's column scales where it rescales the window. Keys must not change for the same inputs, or stored origins
-    are forecast again (tests/test_backtest.py holds some)."""
-    stamps, lookback = frame["timestamps"], settings.forecast.lookback
+    """The store's key of each origin's paths (rows `runs` of `frame`): what they depend on, the weights, the draw
+    scheme, the sampling settings but the sample count and horizon (a path's first steps, and a forecast's first
+    paths, do not depend on them: kronos.engine.planning), the seed rule and the rows seen (pandas' per-row hash of
+    the window's timestamps and features), and the engine's column scales where it rescales the window. The horizon
+    is in the key only where lookback + horizon exceed the context: the decoder's window then depends on it. Keys
+    must not change for the same inputs, or stored origins are forecast again (tests/test_backtest.py holds some)."""
+    stamps, lookback, horizon = frame["timestamps"], settings.forecast.lookback, settings.forecast.horizon
     rows = pd.util.hash_pandas_object(frame[["timestamps", *FEATURE_COLUMNS]], index=False).to_numpy()
     values = frame[list(FEATURE_COLUMNS)].to_numpy()
     keys = []
     for o in runs:
         seed = origin_seed(settings.forecast.seed, stamps.iloc[o - 1])
         described = {"weights": forecaster.fingerprint, "context": forecaster.max_context, "seed": seed,
-                     **settings.sampling()}
+                     "draws": DRAW_SCHEME, **settings.sampling()}
+        del described["samples"], described["horizon"]
+        if lookback + horizon > forecaster.max_context:
+            described["horizon"] = horizon
         scale = column_scales(values[o - lookback:o])
         if (scale != 1).any():  # paths stored before the engine rescaled such windows are wrong: not to be reused
             described["scale"] = scale.tolist()

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema, field_validator
 
-from kronos.errors import InvalidInputError
+from kronos.errors import InvalidInputError, excerpt, listed
 from kronos.settings import (
     FORECAST_DEFAULTS,
     MAX_REQUEST_WORK,
@@ -176,10 +176,14 @@ class ScanQuery(BaseModel):
             return None
         parts = [value] if isinstance(value, str) else list(value)
         symbols = [s.strip().upper() for part in parts for s in str(part).split(",") if s.strip()]
-        bad = [s for s in symbols if not re.fullmatch(SYMBOL_PATTERN, s)]
+        bad = [excerpt(s) for s in symbols if not re.fullmatch(SYMBOL_PATTERN, s)]
         if bad:
-            raise ValueError(f"symbols should look like BASE/QUOTE, e.g. BTC/USDT; got {', '.join(bad)}")
-        return list(dict.fromkeys(symbols)) or None
+            raise ValueError("symbols should look like BASE/QUOTE, e.g. BTC/USDT; got "
+                             + ", ".join(listed(bad, 3, "symbol(s)")))
+        if not symbols:
+            raise ValueError("symbols is empty: name at least one BASE/QUOTE market, or leave symbols out to scan the "
+                             "top markets")
+        return list(dict.fromkeys(symbols))
 
     @classmethod
     def checked(cls, **values: object) -> ScanQuery:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -16,7 +17,9 @@ class ErrorBody(BaseModel):
 
 class Health(BaseModel):
     """The loaded model, how busy the pool is, and whether the local store can be used (`store`: "ok" or what is
-    wrong; forecasts of exchange or custom data work without it)."""
+    wrong; forecasts of exchange or custom data work without it). `store` is as of the request: the file's header
+    read and a write tried then; its full integrity check runs at most once a minute, and `store_checked` (UTC) says
+    when it last found the file sound."""
 
     status: Literal["ok"]
     model: str
@@ -25,6 +28,7 @@ class Health(BaseModel):
     capacity: int
     pending: int
     store: str
+    store_checked: datetime | None = None
 
 
 class TrackRecordAnswer(BaseModel):

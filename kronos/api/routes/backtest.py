@@ -31,7 +31,7 @@ class BacktestAnswer(BacktestResult):
              description=f"Candles as for /predict_custom (at most {MAX_CUSTOM_ROWS:,}, {MAX_BODY_BYTES // 2**20} "
                          f"MiB). The work is bounded: {BUDGET}. Settings that the candles cannot hold (too few rows "
                          "for lookback + horizon, a horizon not shorter than the lookback) are answered 422 at once.",
-             responses=responses(400, 413, 422, 429, 503))
+             responses=responses(400, 408, 413, 422, 429, 503))
 def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep, gone: GoneDep) -> BacktestAnswer:
     settings, candles = body.backtest_settings(), body.candles()
     check_backtest(settings, len(candles.frame))

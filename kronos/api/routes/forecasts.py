@@ -74,7 +74,7 @@ def predict(query: Annotated[MarketQuery, Query()], runtime: RuntimeDep, forecas
                          "routes: waited for a few seconds, else 202 with Retry-After: send the same body again; "
                          "later calls on the same candles reuse the stored origins), or `{unavailable: why}` naming "
                          "the rows it would need.",
-             responses=responses(202, 400, 413, 422, 429, 503))
+             responses=responses(202, 400, 408, 413, 422, 429, 503))
 def predict_custom(body: CustomBody, runtime: RuntimeDep, forecaster: ForecasterDep,
                    gone: GoneDep, request: Request) -> ForecastAnswer:
     settings = body.forecast_settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
@@ -14,11 +15,17 @@ router = APIRouter()
 log = logging.getLogger("kronos.api")
 
 
-@router.get("/health", summary="Whether the model is loaded and how busy the pool is", responses=responses(503))
+@router.get("/health", summary="Whether the model is loaded, how busy the pool is, the store's state",
+            description="`store` is as of the request (the file's header read and a write tried and rolled back); "
+                        "the store's full integrity check runs at most once a minute and `store_checked` says when "
+                        "it last found the file sound (UTC).", responses=responses(503))
 def health(runtime: RuntimeDep, forecaster: ForecasterDep) -> Health:
-    fault = runtime.market.store.health()
+    store = runtime.market.store
+    fault = store.health()
     if fault is not None:
         log.warning("%s", fault)  # the operator's message names the path; the answer does not
+    checked = store.checked_at()
     return Health(status="ok", model=runtime.model_name, max_context=forecaster.max_context,
                   workers=runtime.service.workers, capacity=runtime.service.capacity,
-                  pending=runtime.service.pending, store="ok" if fault is None else fault.public())
+                  pending=runtime.service.pending, store="ok" if fault is None else fault.public(),
+                  store_checked=None if checked is None else datetime.fromtimestamp(checked, UTC))
