@@ -46,7 +46,11 @@ def start_server(port: int, workers: int, queue_size: int) -> subprocess.Popen:
             "from kronos.service import ForecastService; "
             f"uvicorn.run(create_app(service=ForecastService({workers}, {queue_size})), host='127.0.0.1', "
             f"port={port}, log_level='warning')")
-    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return wait_healthy(subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}), port)
+
+
+def wait_healthy(server: subprocess.Popen, port: int) -> subprocess.Popen:
+    """Wait until the server child on `port` answers /health with 200 (at most 300 s), then return it."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:

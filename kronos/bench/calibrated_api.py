@@ -4,7 +4,7 @@
 
 It starts the API (`kronos.api.create_app` on uvicorn, in a child process) with the parity checkpoint
 (tests/fixtures/kronos_parity, or --model/--tokenizer) and a fresh store of the last `--rows` hourly candles of
---csv (default: ../shared/data/btcusdt_1h_binance.csv.gz, stored as Binance BTC/USDT 1h; every exchange offline,
+--csv (e.g. the shared BTC/USDT 1h candles, stored as Binance BTC/USDT 1h; every exchange offline,
 so the API answers from the store). Then, in seconds:
 
 1. a plain forecast alone (the median of three, each with its own seed);
@@ -38,11 +38,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from kronos.bench.api import free_port
+from kronos.bench.api import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 PARITY = ROOT / "tests" / "fixtures" / "kronos_parity"
-REAL_DATA = ROOT.parent / "shared" / "data" / "btcusdt_1h_binance.csv.gz"
 TARGET_ALONE_S, TARGET_SLOWDOWN = 10.0, 2.0
 WAITING = (202, 429, 503)  # answers that say "not yet": follow their Retry-After
 
@@ -89,18 +88,7 @@ def start(port: int, store: Path, model: str, tokenizer: str) -> subprocess.Pope
     """The server in a child process; returns once /health answers 200."""
     code = (f"from kronos.process import prepare; prepare(); from kronos.bench.calibrated_api import serve; "
             f"serve({port}, {str(store)!r}, {model!r}, {tokenizer!r})")
-    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return server
-        except OSError:
-            if server.poll() is not None:
-                sys.exit(f"the server exited with status {server.returncode}")
-            time.sleep(0.5)
-    server.terminate()
-    sys.exit("the server did not become healthy within 300 s")
+    return wait_healthy(subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}), port)
 
 
 def get(url: str, timeout: float) -> tuple[int, dict, dict]:
@@ -188,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the three measurements and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3300, help="stored candles (default 3300)")
-    parser.add_argument("--csv", type=Path, default=REAL_DATA, help="hourly candles in the engine's columns")
+    parser.add_argument("--csv", type=Path, required=True, help="hourly candles in the engine's columns")
     parser.add_argument("--model", default=str(PARITY / "model"))
     parser.add_argument("--tokenizer", default=str(PARITY / "tokenizer"))
     parser.add_argument("--clients", type=int, default=4, help="concurrent calibrating clients (default 4)")

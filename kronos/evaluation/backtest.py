@@ -1,5 +1,4 @@
-"""Walk-forward backtest: the engine over many origins of one candle frame, scored against baselines, raw and
-calibrated.
+"""Walk-forward backtest: the engine over many origins of one frame, scored against baselines, raw and calibrated.
 
 Origins are rows of the frame, every `every` rows: the last `origins` of them that leave `horizon` realised rows
 after them and `lookback` rows before them. At origin o the engine sees rows o - lookback .. o - 1 only, and

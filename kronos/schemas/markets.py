@@ -56,7 +56,7 @@ class Watchlist(BaseModel):
 
 
 class Combined(BaseModel):
-    """What a ranking row takes from a market's combined forecast (issue 17) at the scan's hour."""
+    """What a ranking row takes from a market's combined forecast (Kronos pooled) at the scan's hour."""
 
     upside_probability: float
     expected_return: float
