@@ -1,4 +1,4 @@
-"""Benchmarks whose figures go in the README (speed targets live here, not in tests):
+"""Benchmarks whose figures go in docs/benchmarks.md (speed targets live here, not in tests):
 
     python -m kronos.bench [engine]   forecasts: cold and warm demo, small, max; the reference's recompute
     python -m kronos.bench backtest   200 origins in batches against 200 single forecasts

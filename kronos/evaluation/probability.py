@@ -10,7 +10,7 @@ Maps (MAPS), all fitted per hour ahead on the known pairs (the `known` rule of k
 The logistic maps are fitted by Newton's method with a ridge of RIDGE pseudo-pairs toward the identity map, so a few
 pairs cannot bend them far; probabilities are kept at least eps = 1 / (2 (S + 1)) from 0 and 1 (the half-count rule
 of scores.log_loss). DEFAULT_MAP is the one the combined forecast uses: "platt", which scored best out of sample on the
-shared BTC/USDT hours (see the README's Track record section for the comparison).
+shared BTC/USDT hours (see docs/track-record.md for the comparison).
 """
 
 from __future__ import annotations

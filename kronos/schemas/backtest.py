@@ -85,7 +85,7 @@ class BacktestResult(BaseModel):
     origins: int
     origin_times: list[str]
     reused: int  # origins whose paths came from the store
-    baseline_window: int  # one-step returns each baseline sees before its origin (GARCH: see the README)
+    baseline_window: int  # one-step returns each baseline sees before its origin (GARCH: docs/track-record.md)
     calibrated_origins: list[int]  # per hour: origins the model's calibration reached
     pooled_origins: list[int]  # per hour: origins whose pool weights were learnt
     best_baseline: str  # the baseline of lowest mean CRPS over the hours
