@@ -38,8 +38,8 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}/[A-Za-z0-9][A-Za-z0-9._-]{0,
 
 # The work one HTTP request may ask for, in generated candle steps: origins x paths x horizon (a forecast is one
 # origin). The backtest benchmark generates about 3,600 a second (mini, 30 paths, lookback 383, 2 CPU cores:
-# docs/benchmarks.md), so 300,000 take about 80 s, within the server's default 120 s request timeout (ServerSettings) with
-# room for the rest of the request. A forecast (at most 100 paths x 48 hours = 4,800) always fits. More is refused
+# docs/benchmarks.md), so 300,000 take about 80 s, within the server's default 120 s request timeout (ServerSettings)
+# with room for the rest of the request. A forecast (at most 100 paths x 48 hours = 4,800) always fits. More is refused
 # (422) before any work.
 MAX_REQUEST_WORK = 300_000
 
@@ -174,12 +174,12 @@ class ServerSettings:
     """How the HTTP API serves (`python -m kronos serve`, kronos.api.create_app, kronos.service): address, pool,
     deadlines.
 
-    Concurrent requests' forecasts run in shared batches (kronos.batching), so a worker mostly waits for its batch:
-    16 at once keep the batches full (the API benchmark's 16 clients, docs/benchmarks.md), 32 more may wait, and
-    beyond that a request is refused at once (429 with Retry-After) rather than piling up. 120 s covers the largest request the
-    work budget lets through (MAX_REQUEST_WORK, about 80 s). An exchange slower than 10 s is replaced by the store.
-    A request body may take 30 s to arrive: the largest allowed (4 MiB) needs only about 1 Mbit/s.
-    A calibrate=true request waits 5 s for its calibration (a background job), then answers 202: ask again.
+    Concurrent requests' forecasts run in shared batches (kronos.batching), so a worker mostly waits for its batch: 16
+    at once keep the batches full (the API benchmark's 16 clients, docs/benchmarks.md), 32 more may wait, and beyond
+    that a request is refused at once (429 with Retry-After) rather than piling up. 120 s covers the largest request the
+    work budget lets through (MAX_REQUEST_WORK, about 80 s). An exchange slower than 10 s is replaced by the store. A
+    request body may take 30 s to arrive: the largest allowed (4 MiB) needs only about 1 Mbit/s. A calibrate=true
+    request waits 5 s for its calibration (a background job), then answers 202: ask again.
     """
 
     host: str = _setting("127.0.0.1", "address to listen on")

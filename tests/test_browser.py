@@ -1,9 +1,10 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium against a server on a free port.
 
 The server uses Kronos-mini's shapes with random weights and a recorded Binance (tests/app_server.py), so
-nothing reaches the network. The test saves screenshots (under docs/ with KRONOS_SCREENSHOTS=docs, the
-README's pictures; else in a temporary folder) and prints the time from a slider change to the fan
-chart's redraw (the README records it; it is not asserted).
+nothing reaches the network. The test saves screenshots (under docs/ with
+KRONOS_SCREENSHOTS=docs, the pictures of the README and docs/dashboard.md; else in a temporary folder) and prints
+the time from a slider change to the fan
+chart's redraw (docs/benchmarks.md records it; it is not asserted).
 """
 
 from __future__ import annotations
