@@ -8,6 +8,7 @@ import streamlit as st
 
 from kronos.charts import FORECASTERS, coverage_chart, crps_chart, pit_chart, reliability_chart, weights_chart
 from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings, rows_needed
+from kronos.evaluation.baselines import FIT_WINDOW
 from kronos.settings import ORIGIN_LIMITS
 from kronos.summary import score_table
 from pages import _controls, _loading, _show
@@ -90,7 +91,7 @@ with _show.reported():
         f"Weights: **{result.model}** (fingerprint {forecaster.fingerprint})",
         f"Origins: {count}, {result.reused} of them reused from the store",
         f"Baselines: log returns of the last {settings.forecast.lookback - 1} candles before each origin (GARCH(1,1): "
-        "fitted on up to 2,000 before it)",
+        f"fitted on up to {FIT_WINDOW:,} before it)",
         "Scores: on the close's log return from the last close before the origin; CRPS and band widths in "
         "log-return units"]))
     st.subheader("Scores per forecaster (mean over the hours ahead)")
