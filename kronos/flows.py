@@ -1,5 +1,6 @@
-"""The flows every front end shares: candles + settings -> forecast -> answer. The CLI, the HTTP API and the
-dashboard parse their input, call these, and print or show what comes back."""
+"""The flows every front end shares: candles + settings -> forecast -> answer, a backtest's answer, the track record
+of the live forecasts. The CLI, the HTTP API and the dashboard parse their input, call these, and print or show
+what comes back."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
 from kronos.errors import StoreUnavailableError
+from kronos.evaluation import record
+from kronos.evaluation.backtest import Backtest
 from kronos.evaluation.combined import combined_forecast
-from kronos.evaluation.record import MARKET_SOURCES, log_forecast
+from kronos.evaluation.record import MARKET_SOURCES, TrackRecord, log_forecast
 from kronos.forecast import Forecast
+from kronos.schemas.backtest import BacktestAnswer
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.forecast import ForecastAnswer
 from kronos.settings import ForecastSettings
@@ -60,3 +64,17 @@ def calibrated(forecaster: ForecastSource, candles: Candles, forecast: Forecast,
     market = (candles.exchange, candles.symbol, candles.timeframe) if candles.source in MARKET_SOURCES else None
     return combined_forecast(forecaster, candles.frame, forecast, store, progress, market=market, hour_idx=hour_idx,
                              publish=publish, quick=quick)
+
+
+def backtest_answer(result: Backtest, candles: Candles, model: str | None = None) -> BacktestAnswer:
+    """The answer of a backtest of the candles, for the CLI and the API: its result and `data`, where the candles
+    came from; `model` names the weights in place of the result's own name (the API's names no path)."""
+    values = dict(result.to_schema())  # the fields as they are: typed models stay typed
+    return BacktestAnswer(**values | ({} if model is None else {"model": model}), data=candles.describe())
+
+
+def track_record(store: CandleStore, exchange: str, symbol: str, timeframe: str, model: str) -> TrackRecord:
+    """The record of the market's live forecasts by the model (its weights' fingerprint), after writing the outcome
+    of each whose candles have closed since it was last looked at."""
+    record.score_closed(store, exchange, symbol, timeframe, model)
+    return record.track_record(store, exchange, symbol, timeframe, model)

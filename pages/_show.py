@@ -26,9 +26,8 @@ from kronos.errors import (
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.combined import ORIGINS
 from kronos.evaluation.live import calibrated_view
-from kronos.evaluation.record import score_closed
-from kronos.evaluation.record import track_record as record_of
 from kronos.flows import answer
+from kronos.flows import track_record as record_of
 from kronos.forecast import Forecast
 from kronos.jobs import Job
 from kronos.schemas.calibrated import Calibrated, Unavailable
@@ -244,7 +243,6 @@ def track_record(candles: Candles, forecaster: ForecastSource, forecast: Forecas
     if fault is not None:
         st.warning(f"Live forecasts are not logged: {public(fault)}.")
     try:
-        score_closed(*market)  # the explicit step that writes outcomes
         record, view = record_of(*market), calibrated_view(*market, forecast)
     except StoreUnavailableError:
         return  # the warning says why

@@ -6,19 +6,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import PARITY
 from pydantic import BaseModel
 from test_api import SMALL, api_client, api_store, cli_arguments, cli_json, custom_body  # noqa: F401 (fixtures)
 
+from kronos import cli
 from kronos.api.errors import MAX_BODY_BYTES
-from kronos.api.routes.backtest import BacktestAnswer
+from kronos.schemas.backtest import BacktestAnswer
 from kronos.schemas.forecast import ForecastAnswer, ForecastWithFigure, ForecastWithPaths
 from kronos.schemas.service import ErrorBody, Health, TrackRecordAnswer
 
+BACKTEST = {**SMALL, "horizon": 3, "lookback": 40, "origins": 4}
 ROUTES = [("get", "/health", None, Health), ("get", "/predict_api", None, ForecastAnswer),
           ("get", "/predict_all", None, ForecastWithPaths), ("get", "/predict", None, ForecastWithFigure),
           ("post", "/predict_custom", SMALL, ForecastAnswer),
-          ("post", "/backtest", {**SMALL, "horizon": 3, "lookback": 40, "origins": 4, "calibrate": True},
-           BacktestAnswer),
+          ("post", "/backtest", {**BACKTEST, "calibrate": True}, BacktestAnswer),
           ("get", "/track_record", None, TrackRecordAnswer)]
 
 
@@ -55,3 +57,14 @@ def test_the_cli_prints_the_same_models(capsys, extra, model):
     printed = cli_json(capsys, *cli_arguments(SMALL), *extra)
     same_through(model, json.dumps(printed))
     assert ("all_samples" in printed) == (model is ForecastWithPaths)
+
+
+def test_the_cli_backtest_prints_the_api_answer(capsys, client, parity_input, tmp_path):
+    assert cli.main(["backtest", "--csv", str(PARITY / "input.csv"), "--model", str(PARITY / "model"),
+                     "--tokenizer", str(PARITY / "tokenizer"), "--store", str(tmp_path / "cli.sqlite"),
+                     *cli_arguments(BACKTEST)]) == 0
+    printed = capsys.readouterr().out
+    same_through(BacktestAnswer, printed)
+    served = client.post("/backtest", json=custom_body(parity_input, **BACKTEST)).json()
+    assert list(json.loads(printed)) == list(served)
+    assert json.loads(printed)["scores"]["model"] == served["scores"]["model"]  # the same candles, the same paths

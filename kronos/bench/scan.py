@@ -5,7 +5,7 @@
     python -m kronos.bench scan --first-sight [--markets 20] [--origins 200] [--ray local] [--cpus 2]
 
 Kronos-mini's shapes with random weights (saved to a temporary folder), synthetic hourly candles in a temporary store,
-the live demo's settings (30 paths x 24 h, lookback 383), as issue 18's targets state.
+the live demo's settings (30 paths x 24 h, lookback 383): the settings its speed targets are set for.
 
 Default: the whole `python -m kronos scan` command (process start included) on `--markets` stored markets whose
 first-sight backtests (200 origins every 6 candles) are stored, every row combined (target: <= 5 s); then, in this

@@ -19,6 +19,7 @@ from kronos.cli.options import (
 )
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, rows_needed, run_backtest
+from kronos.flows import backtest_answer
 
 SAMPLING_OPTIONS = ("horizon", "samples", "temperature", "top_p", "top_k", "lookback", "seed")  # no hour_idx: all hours
 ORIGIN_OPTIONS = ("origins", "every", "min_count")
@@ -49,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
                                             max_context=args.max_context)
     result = run_backtest(forecaster, candles.frame, settings, store=store, latest=args.calibrate,
                           progress=progress_bar("backtest"))
-    json.dump({**result.to_dict(), "data": candles.describe().model_dump(mode="json")}, sys.stdout)
+    json.dump(backtest_answer(result, candles).model_dump(mode="json"), sys.stdout)
     sys.stdout.write("\n")
     return 0

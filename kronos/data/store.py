@@ -92,7 +92,7 @@ class CandleStore(FittedTables):
         return self._file.health()
 
     def checked_at(self) -> float | None:
-        """When (epoch seconds) the store's integrity check last found it sound in this process; None when never."""
+        """When (epoch seconds) the store's integrity check last ran in this process, sound or not; None when never."""
         return self._file.checked_at()
 
     def merge(self, frame: pd.DataFrame, exchange: str, symbol: str, timeframe: str, *,

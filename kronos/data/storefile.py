@@ -31,6 +31,7 @@ HEALTH_CHECK_S = 60.0  # health() runs the integrity check again when its last o
 HEADER = b"SQLite format 3\x00"
 _SETUP = threading.Lock()
 _CHECKED: dict[tuple[int, int] | None, float] = {}  # (device, inode) of a file set up and checked -> when (time.time)
+_RAN: dict[Path, float] = {}  # path -> when its integrity check last ran, whatever it found
 
 
 class StoreFile:
@@ -55,6 +56,7 @@ class StoreFile:
         checked = _CHECKED.get(self._identity())  # None for a file not made yet
         if checked is not None and (max_age is None or time.time() - checked < max_age):
             return
+        _RAN[self.path] = time.time()
         with _SETUP, self._translated(), closing(sqlite3.connect(self.path, timeout=30)) as db, db:
             self._set_up(db)  # switching to WAL needs the file to itself: one thread at a time
         identity = self._identity()
@@ -62,8 +64,8 @@ class StoreFile:
             _CHECKED[identity] = time.time()
 
     def checked_at(self) -> float | None:
-        """When (epoch seconds) the file's integrity check last found it sound in this process; None when never."""
-        return _CHECKED.get(self._identity())
+        """When (epoch seconds) the file's integrity check last ran in this process, sound or not; None when never."""
+        return _RAN.get(self.path)
 
     def health(self) -> StoreUnavailableError | None:
         """None when the store can be used now, else why not: its header and size read and a write made and rolled

@@ -1,14 +1,16 @@
 """The backtest's answer: settings, origins, per forecaster the scores per hour ahead, skills, the pool's weights.
 
-Built by `kronos.evaluation.backtest.Backtest.to_schema()`; the CLI prints it, the API returns it (plus its data
-block), the Track record page offers it as a download. Per-hour lists have H entries (hour h at index h - 1); band
-fields map a level key ("50", "80", "95") to such a list. Scores are on the close's log return from the last close
-before the origin; NaN and infinities are null.
+Built by `kronos.evaluation.backtest.Backtest.to_schema()`; the CLI prints it and the API returns it as a
+BacktestAnswer (plus its data block: `kronos.flows.backtest_answer`), the Track record page offers it as a download.
+Per-hour lists have H entries (hour h at index h - 1); band fields map a level key ("50", "80", "95") to such a
+list. Scores are on the close's log return from the last close before the origin; NaN and infinities are null.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
+
+from kronos.schemas.forecast import DataBlock
 
 Hourly = list[float | None]
 
@@ -94,3 +96,10 @@ class BacktestResult(BaseModel):
     skill_best: dict[str, dict[str, Hourly]]  # the same against the best baseline
     weights: dict[str, Hourly]  # the pool's mean weight per component and hour over the pooled origins
     latest: Latest | None = None
+
+
+class BacktestAnswer(BacktestResult):
+    """What the CLI prints and POST /backtest returns: the backtest (BacktestResult) and `data`, where its candles
+    came from."""
+
+    data: DataBlock

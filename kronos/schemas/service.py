@@ -19,7 +19,7 @@ class Health(BaseModel):
     """The loaded model, how busy the pool is, and whether the local store can be used (`store`: "ok" or what is
     wrong; forecasts of exchange or custom data work without it). `store` is as of the request: the file's header
     read and a write tried then; its full integrity check runs at most once a minute, and `store_checked` (UTC) says
-    when it last found the file sound."""
+    when it last ran, whatever it found."""
 
     status: Literal["ok"]
     model: str

@@ -11,20 +11,12 @@ from kronos.api.deps import ForecasterDep, GoneDep, RuntimeDep
 from kronos.api.errors import MAX_BODY_BYTES, responses
 from kronos.api.requests import BUDGET, MAX_CUSTOM_ROWS, BacktestBody, MarketOnly
 from kronos.evaluation.backtest import check_backtest, run_backtest
-from kronos.evaluation.record import score_closed, track_record
-from kronos.schemas.backtest import BacktestResult
-from kronos.schemas.forecast import DataBlock
+from kronos.flows import backtest_answer, track_record
+from kronos.schemas.backtest import BacktestAnswer
 from kronos.schemas.service import TrackRecordAnswer
 from kronos.summary import fingerprint
 
 router = APIRouter()
-
-
-class BacktestAnswer(BacktestResult):
-    """A backtest (kronos.schemas.backtest.BacktestResult: per forecaster the scores per hour ahead, skills against
-    the random walk and the best baseline, the combined forecast's weights) and `data`."""
-
-    data: DataBlock
 
 
 @router.post("/backtest", summary="Walk-forward backtest of your candles: the model, calibrated, against baselines",
@@ -39,7 +31,7 @@ def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep,
     result = runtime.service.run(key, lambda: run_backtest(forecaster, candles.frame, settings,
                                                            store=runtime.market.store, latest=body.calibrate),
                                  cancel=gone)
-    return BacktestAnswer(**{**result.to_schema().model_dump(), "model": runtime.model_name}, data=candles.describe())
+    return backtest_answer(result, candles, model=runtime.model_name)
 
 
 @router.get("/track_record", summary="The record of the live forecasts of a market by the loaded model",
@@ -47,7 +39,6 @@ def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep,
 def get_track_record(query: Annotated[MarketOnly, Query()], runtime: RuntimeDep,
                      forecaster: ForecasterDep) -> TrackRecordAnswer:
     market = query.market()
-    score_closed(runtime.market.store, market.exchange, market.symbol, market.timeframe, forecaster.fingerprint)
     found = track_record(runtime.market.store, market.exchange, market.symbol, market.timeframe,
                          forecaster.fingerprint)
     return TrackRecordAnswer(exchange=market.exchange, symbol=market.symbol, timeframe=market.timeframe,

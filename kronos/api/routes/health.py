@@ -18,7 +18,7 @@ log = logging.getLogger("kronos.api")
 @router.get("/health", summary="Whether the model is loaded, how busy the pool is, the store's state",
             description="`store` is as of the request (the file's header read and a write tried and rolled back); "
                         "the store's full integrity check runs at most once a minute and `store_checked` says when "
-                        "it last found the file sound (UTC).", responses=responses(503))
+                        "it last ran (UTC), whatever it found.", responses=responses(503))
 def health(runtime: RuntimeDep, forecaster: ForecasterDep) -> Health:
     store = runtime.market.store
     fault = store.health()
