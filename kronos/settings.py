@@ -17,20 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
 from kronos.errors import InvalidInputError, excerpt
 from kronos.timeframes import timeframe_delta
 
 SEED_RANGE = (0, 2**31 - 1)
-# name: (minimum, maximum) of every front end; the Python engine also takes more samples and a longer horizon.
-RANGES = {
-    "horizon": (1, 48),
-    "samples": (1, 100),
-    "temperature": (0.1, 2.0),
-    "top_p": (0.1, 1.0),
-    "top_k": (0, 100),
-    "lookback": (32, 2048),
-    "seed": SEED_RANGE,
-}
 MAX_ENGINE_SAMPLES = 1000
 EXCHANGES = ("binance", "okx", "bybit", "kraken")  # asked in this order: the chosen one first, then the others
 MODES = ("aligned", "realtime")  # aligned drops the still-open candle, realtime keeps it
@@ -57,7 +50,9 @@ def _setting(default: Any, help: str) -> Any:
 
 
 def help_texts(settings: type) -> dict[str, str]:
-    """The help text of each field of a settings dataclass, by field name."""
+    """The help text of each field of a settings dataclass (its metadata) or pydantic model (its description)."""
+    if issubclass(settings, BaseModel):
+        return {name: field.description for name, field in settings.model_fields.items() if field.description}
     return {field.name: field.metadata["help"] for field in dataclasses.fields(settings) if "help" in field.metadata}
 
 
@@ -66,51 +61,94 @@ def draw_seed() -> int:
     return secrets.randbelow(SEED_RANGE[1] + 1)
 
 
-@dataclass(frozen=True)
-class ForecastSettings:
-    """Sampling settings of one forecast; `lookback` is how many of the latest candles the model sees."""
+def bounds(model: type[BaseModel], name: str) -> tuple[Any, Any]:
+    """A field's (minimum, maximum): its `ge` and `le` constraints."""
+    limits = {key: getattr(rule, key) for rule in model.model_fields[name].metadata for key in ("ge", "le")
+              if hasattr(rule, key)}
+    return limits["ge"], limits["le"]
 
-    horizon: int = _setting(24, "candles to forecast")
-    samples: int = _setting(30, "Monte Carlo paths")
-    temperature: float = _setting(1.0, "sampling temperature: above 1 spreads the paths, below 1 narrows them")
-    top_p: float = _setting(0.95, "nucleus sampling: keep the most likely tokens up to this probability")
-    top_k: int = _setting(0, "keep the k most likely tokens (0: off)")
-    lookback: int = _setting(383, "history candles the model sees (fewer when fewer are available)")
-    seed: int = _setting(42, "random seed: the same seed, settings and data give the same paths")
-    hour_idx: int | None = _setting(None, "hour ahead whose upside probability is reported (default: the horizon)")
 
-    def __post_init__(self):
-        problems = [f"{name} must be between {low} and {high}, got {getattr(self, name)}"
-                    for name, (low, high) in RANGES.items() if not low <= getattr(self, name) <= high]
-        if self.hour_idx is not None and not 1 <= self.hour_idx <= self.horizon:
-            problems.append(f"hour_idx must be between 1 and the horizon ({self.horizon}), got {self.hour_idx}")
-        if problems:
-            raise InvalidInputError(problems)
+def _hour_problem(horizon: object, hour_idx: object) -> str:
+    return f"hour_idx must be between 1 and the horizon ({horizon}), got {hour_idx}"
+
+
+class ForecastSettings(BaseModel):
+    """Sampling settings of one forecast; `lookback` is how many of the latest candles the model sees.
+
+    Each field's bounds are every front end's (the Python engine also takes more samples and a longer horizon), its
+    description the help text and its title the sidebar's label. Made with bad values it raises InvalidInputError
+    naming each one (`invalid`); validated as a field of another model, pydantic's ValidationError."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    horizon: int = Field(24, ge=1, le=48, title="Horizon (hours ahead)", description="candles to forecast")
+    samples: int = Field(30, ge=1, le=100, title="Sample paths", description="Monte Carlo paths")
+    temperature: float = Field(1.0, ge=0.1, le=2.0, title="Temperature",
+                               description="sampling temperature: above 1 spreads the paths, below 1 narrows them")
+    top_p: float = Field(0.95, ge=0.1, le=1.0, title="Top-p",
+                         description="nucleus sampling: keep the most likely tokens up to this probability")
+    top_k: int = Field(0, ge=0, le=100, title="Top-k (0 = off)", description="keep the k most likely tokens (0: off)")
+    lookback: int = Field(383, ge=32, le=2048, title="Lookback (candles)",
+                          description="history candles the model sees (fewer when fewer are available)")
+    seed: int = Field(42, ge=SEED_RANGE[0], le=SEED_RANGE[1], title="Seed",
+                      description="random seed: the same seed, settings and data give the same paths")
+    hour_idx: int | None = Field(None, ge=1, title="Hour index",
+                                 description="hour ahead whose upside probability is reported (default: the horizon)")
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise invalid(error, values) from None
+
+    @model_validator(mode="after")
+    def _hour_within_horizon(self) -> ForecastSettings:
+        if self.hour_idx is not None and self.hour_idx > self.horizon:
+            raise PydanticCustomError("hour_idx", _hour_problem(self.horizon, self.hour_idx))
+        return self
 
     def engine_arguments(self, rows: int | None = None) -> dict:
         """Keyword arguments for Forecaster.forecast; with `rows`, the lookback is cut to the rows available."""
-        arguments = {k: v for k, v in dataclasses.asdict(self).items() if k != "hour_idx"}
+        arguments = self.model_dump(include=set(SAMPLING_NAMES))
         if rows is not None:
             arguments["lookback"] = min(self.lookback, rows)
         return arguments
 
     def to_query(self) -> dict[str, str]:
         """The settings as URL query parameters (strings)."""
-        return {k: str(v) for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: str(v) for k, v in self.model_dump(include=set(SETTING_NAMES), exclude_none=True).items()}
 
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> ForecastSettings:
         """Settings from URL query parameters; unknown keys are ignored, bad values raise InvalidInputError."""
-        values = {}
-        for field in dataclasses.fields(cls):
-            if field.name in params:
-                kind = float if field.name in ("temperature", "top_p") else int
-                try:
-                    values[field.name] = kind(params[field.name])
-                except ValueError:
-                    raise InvalidInputError(f"{field.name} must be a number, got {excerpt(params[field.name])}"
-                                            ) from None
-        return cls(**values)
+        return ForecastSettings(**{name: params[name] for name in SETTING_NAMES if name in params})
+
+
+SETTING_NAMES = tuple(ForecastSettings.model_fields)
+SAMPLING_NAMES = tuple(name for name in SETTING_NAMES if name != "hour_idx")  # the engine's keyword arguments
+# name: (minimum, maximum) of every front end, from the fields' bounds
+RANGES = {name: bounds(ForecastSettings, name) for name in SAMPLING_NAMES}
+BOUND_ERRORS = ("greater_than_equal", "less_than_equal", "greater_than", "less_than")
+NUMBER_ERRORS = ("int_parsing", "int_type", "float_parsing", "float_type")
+
+
+def invalid(error: ValidationError, values: Mapping[str, Any]) -> InvalidInputError:
+    """pydantic's ValidationError of settings made from `values`, as InvalidInputError worded for people: a setting
+    out of range with its bounds, a value that is no number quoted, any other fault as `field: message`."""
+    problems = []
+    for fault in error.errors(include_url=False):
+        name, kind, got = ".".join(map(str, fault["loc"])), fault["type"], fault.get("input")
+        if name == "hour_idx" and kind in BOUND_ERRORS:
+            problems.append(_hour_problem(values.get("horizon", FORECAST_DEFAULTS.horizon), got))
+        elif name in RANGES and kind in BOUND_ERRORS:
+            problems.append(f"{name} must be between {RANGES[name][0]} and {RANGES[name][1]}, got {got}")
+        elif kind == "int_from_float":
+            problems.append(f"{name} must be a whole number, got {got}")
+        elif kind in NUMBER_ERRORS:
+            problems.append(f"{name} must be a number, got {excerpt(got)}")
+        else:
+            problems.append(f"{name}: {fault['msg']}" if name else fault["msg"])
+    return InvalidInputError(problems)
 
 
 FORECAST_DEFAULTS = ForecastSettings()

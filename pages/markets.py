@@ -1,7 +1,6 @@
 """Markets: a watchlist, or the exchange's top markets by volume, forecast at once and ranked; each row links to that
 market's live page with the same settings."""
 
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -159,7 +158,7 @@ with _show.reported():
     query = ScanQuery.checked(symbols=symbols, top=state["markets.top"], quote=state["markets.quote"].strip() or
                               SCAN_QUOTE, exchange=fields["exchange"], timeframe=fields["timeframe"],
                               source="store" if state["markets.stored"] else "exchange",
-                              **dataclasses.asdict(controls.settings))
+                              **controls.settings.model_dump())
     if st.button("Scan", type="primary", icon=":material/travel_explore:", key="markets.run"):
         forecaster, store = _loading.model(controls.model), CandleStore()
         calibration = ScanCalibration(forecaster, store, waiting=QUEUED)

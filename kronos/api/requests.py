@@ -6,7 +6,6 @@ checks that need several fields (or the candles) run once there, before any work
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -31,10 +30,10 @@ from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings
 from kronos.evaluation.combined import EVERY, ORIGINS
 from kronos.settings import (
-    FORECAST_DEFAULTS,
     MAX_REQUEST_WORK,
     ORIGIN_LIMITS,
     RANGES,
+    SETTING_NAMES,
     SYMBOL_PATTERN,
     ForecastSettings,
     MarketChoice,
@@ -44,8 +43,7 @@ from kronos.timeframes import TIMEFRAMES
 
 MAX_CUSTOM_ROWS = 20_000  # candles one request may send (all of them are validated)
 LATEST_EPOCH_MS = 4_102_444_800_000  # 2100-01-01 in milliseconds: epoch numbers above it are no candle times
-SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ForecastSettings))
-SETTING_HELP, MARKET_HELP = help_texts(ForecastSettings), help_texts(MarketChoice)
+MARKET_HELP, HOUR = help_texts(MarketChoice), ForecastSettings.model_fields["hour_idx"]
 BACKTEST_HELP = help_texts(BacktestSettings)
 BUDGET = (f"at most {MAX_REQUEST_WORK:,} generated candle steps per request (origins x samples x horizon), so that "
           "it finishes within the request timeout; more is answered 422 before any work")
@@ -58,11 +56,6 @@ CALIBRATE = (f"true: add `calibrated`, the combined forecast (Kronos calibrated 
              f"{BUDGET}. With too little history `calibrated` is `{{unavailable: why}}`, naming the rows it would need")
 
 
-def _ranged(name: str) -> Any:
-    low, high = RANGES[name]
-    return Field(getattr(FORECAST_DEFAULTS, name), ge=low, le=high, description=SETTING_HELP[name])
-
-
 def check_work(origins: int, samples: int, horizon: int) -> None:
     """InvalidInputError when a request asks for more than MAX_REQUEST_WORK generated candle steps."""
     work = origins * samples * horizon
@@ -72,20 +65,18 @@ def check_work(origins: int, samples: int, horizon: int) -> None:
                                 "fewer origins, samples or hours")
 
 
-class SamplingQuery(BaseModel):
-    """Sampling settings shared by every forecast route; defaults and ranges from kronos.settings."""
+class SamplingQuery(ForecastSettings):
+    """Sampling settings shared by every forecast route: ForecastSettings' fields, their defaults, ranges and help
+    texts; an hour_idx beyond the horizon means its last hour. Its faults are pydantic's, which the API words."""
 
+    __init__ = BaseModel.__init__  # pydantic's ValidationError, not the settings' InvalidInputError
     model_config = ConfigDict(extra="ignore")
 
-    horizon: int = _ranged("horizon")
-    samples: int = _ranged("samples")
-    temperature: float = _ranged("temperature")
-    top_p: float = _ranged("top_p")
-    top_k: int = _ranged("top_k")
-    lookback: int = _ranged("lookback")
-    seed: int = _ranged("seed")
-    hour_idx: int | None = Field(None, ge=1, le=RANGES["horizon"][1],
-                                 description=SETTING_HELP["hour_idx"] + "; beyond the horizon: its last hour")
+    hour_idx: int | None = Field(None, ge=1, le=RANGES["horizon"][1], title=HOUR.title,
+                                 description=f"{HOUR.description}; beyond the horizon: its last hour")
+
+    def _hour_within_horizon(self) -> SamplingQuery:  # no check: `forecast_settings` caps it
+        return self
 
     def forecast_settings(self) -> ForecastSettings:
         """The checked settings, hour_idx capped at the horizon, within the work budget."""
@@ -194,5 +185,5 @@ class BacktestBody(CustomCandles):
     def backtest_settings(self) -> BacktestSettings:
         """The backtest's settings, within the work budget."""
         check_work(self.origins, self.samples, self.horizon)
-        sampling = dataclasses.replace(self.forecast_settings(), hour_idx=None)  # a backtest scores every hour
+        sampling = self.forecast_settings().model_copy(update={"hour_idx": None})  # a backtest scores every hour
         return BacktestSettings(sampling, origins=self.origins, every=self.every, min_count=self.min_count)

@@ -11,18 +11,18 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema, field_validator
 
-from kronos.errors import InvalidInputError, excerpt, listed
+from kronos.errors import excerpt, listed
 from kronos.settings import (
-    FORECAST_DEFAULTS,
     MAX_REQUEST_WORK,
-    RANGES,
     SCAN_MAX_MARKETS,
     SCAN_MAX_PATHS,
     SCAN_QUOTE,
     SCAN_TOP,
+    SETTING_NAMES,
     SYMBOL_PATTERN,
     ForecastSettings,
     MarketChoice,
+    invalid,
 )
 
 CALIBRATE = (f"run the first-sight backtests of markets not calibrated yet (tens of seconds each the first time; "
@@ -138,13 +138,14 @@ class Scan(BaseModel):
         return self.table().to_csv(index=False)
 
 
-class ScanQuery(BaseModel):
+class ScanQuery(ForecastSettings):
     """What a scan is asked for (GET /scan's query, the command's options, the page's inputs): `symbols`, or else
-    the `top` markets of `quote` by 24 h quote volume; where the candles come from; the forecast settings; the order.
+    the `top` markets of `quote` by 24 h quote volume; where the candles come from; the forecast settings (the fields
+    of ForecastSettings, hour_idx within the horizon); the order.
 
     Within the budget of one request: at most SCAN_MAX_MARKETS markets and SCAN_MAX_PATHS markets x samples."""
 
-    model_config = ConfigDict(extra="forbid")
+    __init__ = BaseModel.__init__  # pydantic's ValidationError (the API words it); `checked` for InvalidInputError
 
     symbols: list[str] | None = Field(None, description="BASE/QUOTE symbols, repeated or comma-separated; none: "
                                                         "the top markets")
@@ -156,14 +157,6 @@ class ScanQuery(BaseModel):
     timeframe: str = MarketChoice().timeframe
     source: Literal["exchange", "store"] = Field("exchange", description="exchange: live candles (the store when the "
                                                                          "exchange fails); store: stored ones only")
-    horizon: int = Field(FORECAST_DEFAULTS.horizon, ge=RANGES["horizon"][0], le=RANGES["horizon"][1])
-    samples: int = Field(FORECAST_DEFAULTS.samples, ge=RANGES["samples"][0], le=RANGES["samples"][1])
-    temperature: float = Field(FORECAST_DEFAULTS.temperature, ge=RANGES["temperature"][0], le=RANGES["temperature"][1])
-    top_p: float = Field(FORECAST_DEFAULTS.top_p, ge=RANGES["top_p"][0], le=RANGES["top_p"][1])
-    top_k: int = Field(FORECAST_DEFAULTS.top_k, ge=RANGES["top_k"][0], le=RANGES["top_k"][1])
-    lookback: int = Field(FORECAST_DEFAULTS.lookback, ge=RANGES["lookback"][0], le=RANGES["lookback"][1])
-    seed: int = Field(FORECAST_DEFAULTS.seed, ge=RANGES["seed"][0], le=RANGES["seed"][1])
-    hour_idx: int | None = Field(None, ge=1, description="the hour ahead the figures describe (default: the horizon)")
     sort: SortColumn = SORT_COLUMNS[0]
     descending: bool = True
     calibrate: bool = Field(False, description=CALIBRATE)
@@ -191,13 +184,11 @@ class ScanQuery(BaseModel):
         try:
             return cls(**values)
         except ValidationError as error:
-            raise InvalidInputError([f"{'.'.join(map(str, e['loc'])) or 'query'}: {e['msg']}"
-                                     for e in error.errors()]) from None
+            raise invalid(error, values) from None
 
     def settings(self) -> ForecastSettings:
-        """The forecast settings; InvalidInputError when the hour is past the horizon."""
-        return ForecastSettings(self.horizon, self.samples, self.temperature, self.top_p, self.top_k, self.lookback,
-                                self.seed, self.hour_idx)
+        """The forecast settings."""
+        return ForecastSettings(**self.model_dump(include=set(SETTING_NAMES)))
 
     def markets(self) -> int:
         """How many markets the query asks for."""
