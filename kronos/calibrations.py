@@ -98,7 +98,7 @@ class Pending:
         """What its result depends on: the weights, the market, the forecast's data end and settings, the hour."""
         c, f = self.candles, self.forecast
         return (fingerprint, c.exchange, c.symbol, c.timeframe, f.last_timestamp.isoformat(), f.horizon, f.samples,
-                tuple(sorted(f.settings.items())), self.hour)
+                tuple(sorted(f.settings.model_dump().items())), self.hour)
 
 
 @dataclass(eq=False)

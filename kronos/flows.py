@@ -27,7 +27,7 @@ logger = logging.getLogger("kronos.flows")
 def forecast_candles(forecaster: ForecastSource, candles: Candles, settings: ForecastSettings,
                      progress: Progress | None = None, log: CandleStore | None = None) -> Forecast:
     """Forecast the candles with the settings, the lookback cut to the rows there are (the forecast's
-    `settings["lookback"]` says how many were used); a forecast of market candles is recorded in `log`'s forecast
+    `settings.lookback` says how many were used); a forecast of market candles is recorded in `log`'s forecast
     log, to be scored once its candles close: best-effort, a store that cannot take it gives a logged warning."""
     arguments = settings.engine_arguments(rows=len(candles.frame))
     forecast = forecaster.forecast(candles.frame, **arguments, progress=progress)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,8 @@ class Forecast:
 
     `paths` is (samples, horizon, 6) in the column order open, high, low, close, volume, amount;
     `timestamps` are the horizon's candle times; `history` is the lookback the model saw;
-    `tokens` (samples, horizon, 2) are the coarse and fine ids drawn at each step.
+    `tokens` (samples, horizon, 2) are the coarse and fine ids drawn at each step; `settings` are what the engine
+    ran with.
     """
 
     paths: np.ndarray
@@ -38,7 +39,7 @@ class Forecast:
     history: pd.DataFrame
     seed: int
     model: str
-    settings: dict = field(default_factory=dict)
+    settings: UsedSettings
     tokens: np.ndarray | None = None
 
     def __post_init__(self):
@@ -125,7 +126,7 @@ class Forecast:
         stamps = [t.isoformat() for t in self.timestamps]
         mean, low, high = self.paths.mean(axis=0), self.paths.min(axis=0), self.paths.max(axis=0)
         summary = ForecastAnswer(
-            model=model_label(self.model), seed=self.seed, settings=UsedSettings(**self.settings),
+            model=model_label(self.model), seed=self.seed, settings=self.settings,
             last_timestamp=self.last_timestamp.isoformat(), last_close=self.last_close, hour_idx=k,
             upside_probability=float(upside[k - 1]),
             upside_probability_all_hours=[HourProbability(hour=i + 1, timestamp=stamps[i], probability=float(p))

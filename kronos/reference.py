@@ -9,6 +9,7 @@ import torch
 from kronos.engine import Forecaster, draw_uniforms
 from kronos.forecast import Forecast
 from kronos.sampling import sample_ids
+from kronos.schemas.forecast import UsedSettings
 
 
 def recompute_forecast(forecaster: Forecaster, history: pd.DataFrame, *, horizon: int, samples: int,
@@ -36,7 +37,7 @@ def recompute_forecast(forecaster: Forecaster, history: pd.DataFrame, *, horizon
         start = max(0, s1.shape[1] - context)
         rows = tokenizer.decode(s1[:, start:], s2[:, start:])[:, -horizon:]  # (S, horizon, 6)
         tokens = torch.stack((s1[:, -horizon:], s2[:, -horizon:]), dim=-1)
-    settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p, top_k=top_k,
-                    lookback=len(prepared.frame), max_context=context, method="reference recompute")
+    settings = UsedSettings.reported(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p,
+                                     top_k=top_k, lookback=len(prepared.frame), seed=seed, max_context=context)
     return Forecast(prepared.denormalise(rows.cpu().numpy()), prepared.future, prepared.frame, seed,
                     forecaster.name, settings, tokens.cpu().numpy())

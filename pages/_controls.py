@@ -7,6 +7,7 @@ every run writes the current settings back, so the address bar is always a link 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
@@ -29,6 +30,7 @@ from kronos.settings import (
     EXCHANGES,
     MODES,
     RANGES,
+    SETTING_NAMES,
     Environment,
     ForecastSettings,
     MarketChoice,
@@ -53,6 +55,7 @@ def tips(*settings: type) -> dict[str, str]:
 
 
 TIPS = tips(ForecastSettings, MarketChoice)
+FIELDS = ForecastSettings.model_fields  # each sampling setting's label (title), bounds and help text
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def _initial_state(params: dict[str, str]) -> tuple[dict, list[str]]:
     except KronosError as error:
         problems.append(str(error))
         settings = ForecastSettings()
-    values = {name: value for name, value in vars(settings).items() if value is not None}
+    values = settings.model_dump(exclude_none=True)
     values.setdefault("hour_idx", settings.horizon)
     environment, runs = Environment.read(), trained_checkpoints()
     choice = resolve(params["model"], params.get("tokenizer") or None, environment, runs) if params.get("model") \
@@ -165,29 +168,30 @@ def _market_controls() -> dict[str, str]:
     return {name: st.session_state[_key(name)].strip() for name in MARKET_DEFAULTS}
 
 
-def _slider(label: str, name: str, step: float | int = 1, high: float | int | None = None, **options) -> None:
+def _setting(widget: Callable, name: str, step: float | int = 1, high: float | int | None = None, **options) -> None:
+    """A slider or number input of one sampling setting: its label (the field's title), bounds and tooltip from
+    ForecastSettings."""
     low, top = RANGES[name]
-    st.slider(label, low, top if high is None else high, step=step, key=_key(name), **{"help": TIPS[name], **options})
+    widget(FIELDS[name].title, low, top if high is None else high, step=step, key=_key(name),
+           **{"help": TIPS[name], **options})
 
 
 def _sampling_controls(context: int) -> ForecastSettings:
     longest = min(RANGES["lookback"][1], context)
     state = st.session_state
     state[_key("lookback")] = min(state[_key("lookback")], longest)
-    _slider("Lookback (candles)", "lookback", high=longest,
-            help=f"{TIPS['lookback']}; at most the model's context ({context})")
-    _slider("Horizon (hours ahead)", "horizon")
-    _slider("Sample paths", "samples")
-    _slider("Temperature", "temperature", step=0.05)
-    _slider("Top-p", "top_p", step=0.05)
-    st.number_input("Top-k (0 = off)", *RANGES["top_k"], step=1, key=_key("top_k"), help=TIPS["top_k"])
-    st.number_input("Seed", *RANGES["seed"], step=1, key=_key("seed"), help=TIPS["seed"])
+    _setting(st.slider, "lookback", high=longest, help=f"{TIPS['lookback']}; at most the model's context ({context})")
+    _setting(st.slider, "horizon")
+    _setting(st.slider, "samples")
+    _setting(st.slider, "temperature", step=0.05)
+    _setting(st.slider, "top_p", step=0.05)
+    _setting(st.number_input, "top_k")
+    _setting(st.number_input, "seed")
     horizon = state[_key("horizon")]
     state[_key("hour_idx")] = min(state.get(_key("hour_idx"), horizon), horizon)
     if horizon > 1:
-        st.slider("Hour index", 1, horizon, key=_key("hour_idx"), help=TIPS["hour_idx"])
-    names = ("horizon", "samples", "temperature", "top_p", "top_k", "lookback", "seed", "hour_idx")
-    return ForecastSettings(**{name: state[_key(name)] for name in names})
+        st.slider(FIELDS["hour_idx"].title, 1, horizon, key=_key("hour_idx"), help=TIPS["hour_idx"])
+    return ForecastSettings(**{name: state[_key(name)] for name in SETTING_NAMES})
 
 
 def sidebar() -> Controls:

@@ -135,9 +135,9 @@ def forecast(forecaster: ForecastSource, candles: Candles, settings: ForecastSet
            tuple(sorted(settings.engine_arguments(rows=len(candles.frame)).items())))
     result = _kept(FORECASTS, key, lambda: _with_progress("Sampling paths", lambda progress: forecast_candles(
         forecaster, candles, settings, progress, log=CandleStore())))
-    if result.settings["lookback"] < settings.lookback:
+    if result.settings.lookback < settings.lookback:
         st.info(f"Only {len(candles.frame)} candles are available, so the model looks back "
-                f"{result.settings['lookback']} rather than {settings.lookback}.")
+                f"{result.settings.lookback} rather than {settings.lookback}.")
     return result
 
 
@@ -167,7 +167,7 @@ def calibration(forecaster: ForecastSource, candles: Candles, forecast: Forecast
     can take them, else it runs without keeping them."""
     store = CandleStore()
     key = (forecaster.fingerprint, fingerprint(candles.frame), candles.source, candles.exchange, candles.symbol,
-           candles.timeframe, forecast.seed, tuple(sorted(forecast.settings.items())), str(store.path))
+           candles.timeframe, forecast.seed, tuple(sorted(forecast.settings.model_dump().items())), str(store.path))
 
     def work(progress: Progress, publish: Callable[[Calibrated], None]) -> Calibrated | Unavailable:
         kept = usable(store)

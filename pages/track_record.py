@@ -1,7 +1,6 @@
 """Track record: a walk-forward backtest of the model on the market's stored candles or the custom data, scored
 against baselines, raw, calibrated and combined (with the pool's weights); run on request and kept for the session."""
 
-import dataclasses
 import json
 
 import streamlit as st
@@ -43,7 +42,7 @@ with _show.reported():
     run = right.button("Run backtest", type="primary", icon=":material/play_arrow:", key="track.run")
     st.caption("Lookback, horizon, sample paths, temperature, top-p, top-k and seed come from the sidebar. Each "
                "origin's paths are kept in the local store, so a longer run only forecasts the new origins.")
-    settings = BacktestSettings(dataclasses.replace(controls.settings, hour_idx=None), origins=origins, every=every)
+    settings = BacktestSettings(controls.settings.model_copy(update={"hour_idx": None}), origins=origins, every=every)
     candles = custom if source == "custom" else _loading.stored_candles(controls.market(), rows_needed(settings))
     forecaster = _loading.model(controls.model)
     result = _loading.backtest(forecaster, candles, settings, run)

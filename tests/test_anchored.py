@@ -16,6 +16,7 @@ from kronos.evaluation.anchored import BLOCK, fit_record, issue_latest, minimum_
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.kept import TERMS
 from kronos.forecast import Forecast
+from kronos.schemas.forecast import UsedSettings
 from kronos.settings import ForecastSettings
 
 H, S, LOOKBACK = 24, 30, 64
@@ -46,7 +47,9 @@ class Oracle:
             closes = history["close"].iloc[-1] * np.exp(steps.cumsum(1))
             stamps = pd.date_range(last + pd.Timedelta("1h"), periods=horizon, freq="h")
             made.append(Forecast(np.repeat(closes[..., None], 6, -1), stamps, history, seed, self.name,
-                                 {"lookback": len(history), "temperature": 1.0, "top_p": 0.95, "top_k": 0}))
+                                 UsedSettings.reported(horizon=horizon, samples=samples, lookback=len(history),
+                                                       temperature=1.0, top_p=0.95, top_k=0, seed=seed,
+                                                       max_context=self.max_context)))
         return made
 
     def forecast(self, history, *, seed=None, **settings) -> Forecast:

@@ -50,7 +50,8 @@ def _extend(first: Forecast, horizon: int) -> Forecast:
     paths = np.concatenate([first.paths, first.paths[:, -1:] * np.exp(steps.cumsum(axis=1))], axis=1)
     step = first.timestamps[0] - first.last_timestamp
     stamps = pd.DatetimeIndex([first.timestamps[0] + step * i for i in range(horizon)])
-    return Forecast(paths, stamps, first.history, first.seed, first.model, {**first.settings, "horizon": horizon})
+    return Forecast(paths, stamps, first.history, first.seed, first.model,
+                    first.settings.model_copy(update={"horizon": horizon}))
 
 
 STORE = filled_store(Path(tempfile.mkdtemp()) / "candles.sqlite", pd.read_csv(PARITY / "input.csv",

@@ -249,11 +249,11 @@ def test_cli_api_and_dashboard_give_the_same_default_forecast(filled, capsys):
         closes = np.array(list(answer["all_samples"]["close"].values()))
         np.testing.assert_array_equal(closes, dashboard.column("close"))
         assert answer["seed"] == dashboard.seed == FORECAST_DEFAULTS.seed
-        assert answer["settings"] == dashboard.settings
+        assert answer["settings"] == dashboard.settings.model_dump()
     defaults = FORECAST_DEFAULTS
-    assert dashboard.settings == dict(horizon=defaults.horizon, samples=defaults.samples,
-                                      temperature=defaults.temperature, top_p=defaults.top_p, top_k=defaults.top_k,
-                                      lookback=200, max_context=512)
+    assert dashboard.settings.model_dump() == dict(horizon=defaults.horizon, samples=defaults.samples,
+                                                   temperature=defaults.temperature, top_p=defaults.top_p,
+                                                   top_k=defaults.top_k, lookback=200, max_context=512)
 
 
 def test_live_page_shows_the_track_record_and_calibrated_values_once_there_are_enough(filled, parity_input,
@@ -294,7 +294,7 @@ def test_a_real_training_run_appears_in_the_model_picker_and_forecasts(filled, m
                for c in app.sidebar.caption)
     assert app.query_params["model"] == "trained:btcrun" and "tokenizer" not in app.query_params  # no server path
     assert len(kept_forecasts(app)) == 2  # the preset's, then the trained run's
-    assert kept_forecasts(app)[-1].settings["max_context"] == 512  # the tiny shape's context, as record.json names it
+    assert kept_forecasts(app)[-1].settings.max_context == 512  # the tiny shape's context, as record.json names it
     assert "Upside, hour 24" in metrics(app)
 
 

@@ -45,7 +45,8 @@ def test_paths_from_a_first_path_on_are_the_rest_of_the_larger_forecast(forecast
                                     first_path=5, **KWARGS)
     np.testing.assert_array_equal(rest[0].tokens, large.tokens[5:])
     np.testing.assert_array_equal(rest[0].paths, large.paths[5:])
-    assert rest[0].settings["first_path"] == 5 and "first_path" not in large.settings
+    assert rest[0].settings.first_path == 5 and large.settings.first_path == 0
+    assert "first_path" not in large.settings.model_dump()  # answers name it only when it is not 0
     with pytest.raises(InvalidInputError, match="first_path must be 0 or more"):
         forecaster.forecast_many([parity_input], horizon=2, samples=2, first_path=-1)
 

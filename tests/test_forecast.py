@@ -10,7 +10,7 @@ import pytest
 
 from kronos import Forecast, InvalidInputError
 from kronos.forecast import model_label
-from kronos.schemas.forecast import DataBlock, ForecastAnswer, ForecastWithPaths
+from kronos.schemas.forecast import DataBlock, ForecastAnswer, ForecastWithPaths, UsedSettings
 
 DATA = DataBlock(source="csv", exchange=None, symbol="test.csv", timeframe="1h", rows=40, as_of="2025-01-02T15:00:00",
                  is_stale=False, amount_is_estimated=False, notes=[])
@@ -25,8 +25,8 @@ def _forecast(closes: np.ndarray, history_closes: np.ndarray) -> Forecast:
         history[c] = history_closes
     paths = np.repeat(closes[:, :, None], 6, axis=2)
     future = pd.date_range(history["timestamps"].iloc[-1] + pd.Timedelta(hours=1), periods=horizon, freq="h")
-    settings = dict(horizon=horizon, samples=samples, temperature=1.0, top_p=1.0, top_k=0, lookback=rows,
-                    max_context=512)
+    settings = UsedSettings(horizon=horizon, samples=samples, temperature=1.0, top_p=1.0, top_k=0, lookback=rows,
+                            seed=3, max_context=512)
     return Forecast(paths, future, history, seed=3, model="test", settings=settings)
 
 

@@ -12,23 +12,34 @@ import sys
 import typing
 from collections.abc import Callable
 
+from pydantic import BaseModel
+
 from kronos.data.candles import Candles
 from kronos.data.market import SOURCES, load_candles
 from kronos.data.store import CandleStore
-from kronos.settings import MODES, Environment, ForecastSettings, MarketChoice, ModelChoice, help_texts
+from kronos.settings import MODES, SETTING_NAMES, Environment, ForecastSettings, MarketChoice, ModelChoice, help_texts
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, settings: type, names: tuple[str, ...] | None = None,
                           **extra: dict) -> None:
-    """`--name` for each field of the settings dataclass (all, or those in `names`), its default, type and help text
-    (its metadata, plus the default) taken from the class; `extra` adds argparse arguments by field name."""
-    helps, types = help_texts(settings), typing.get_type_hints(settings)
-    for field in dataclasses.fields(settings):
-        if names is None or field.name in names:
-            shown = "" if field.default is None else f" (default {field.default})"
-            kind = next(t for t in typing.get_args(types[field.name]) or (types[field.name],) if t is not type(None))
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=field.default,
-                                help=helps[field.name] + shown, **extra.get(field.name, {}))
+    """`--name` for each field of the settings dataclass or pydantic model (all, or those in `names`), its default,
+    type and help text (its metadata or description, plus the default) taken from the class; `extra` adds argparse
+    arguments by field name."""
+    helps = help_texts(settings)
+    for name, default, annotation in _fields(settings):
+        if names is None or name in names:
+            shown = "" if default is None else f" (default {default})"
+            kind = next(t for t in typing.get_args(annotation) or (annotation,) if t is not type(None))
+            parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
+                                help=helps[name] + shown, **extra.get(name, {}))
+
+
+def _fields(settings: type) -> list[tuple[str, typing.Any, typing.Any]]:
+    """(name, default, type) of each field of a settings dataclass or pydantic model."""
+    if issubclass(settings, BaseModel):
+        return [(name, field.default, field.annotation) for name, field in settings.model_fields.items()]
+    types = typing.get_type_hints(settings)
+    return [(field.name, field.default, types[field.name]) for field in dataclasses.fields(settings)]
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +97,7 @@ def add_settings_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
 
 def settings_from(args: argparse.Namespace) -> ForecastSettings:
     """The checked settings; InvalidInputError naming each value out of range."""
-    names = [f.name for f in dataclasses.fields(ForecastSettings)]
-    return ForecastSettings(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+    return ForecastSettings(**{name: getattr(args, name) for name in SETTING_NAMES if hasattr(args, name)})
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:

@@ -42,6 +42,7 @@ from kronos.errors import InvalidInputError
 from kronos.forecast import Forecast, model_label
 from kronos.model import Kronos, KronosTokenizer, PredictorCache
 from kronos.sampling import sample_ids
+from kronos.schemas.forecast import UsedSettings
 from kronos.settings import FORECAST_DEFAULTS, draw_seed
 
 Sampling = tuple[float, int, float]  # temperature, top_k, top_p
@@ -134,10 +135,10 @@ class Forecaster:
                                          self.device)  # (H, 2, G, P)
                 rows, ids = self._run(loop, prepared, uniforms, (temperature, top_k, top_p), tick)  # (G, P, H, ...)
                 for m, own in _paths_of(loop, counts):  # forecast m's paths: rows[own], ids[own]
-                    settings = dict(horizon=horizon, samples=counts[m], temperature=temperature, top_p=top_p,
-                                    top_k=top_k, lookback=len(prepared[m].frame), max_context=self.max_context)
-                    if first_path:
-                        settings["first_path"] = first_path
+                    settings = UsedSettings.reported(
+                        horizon=horizon, samples=counts[m], temperature=temperature, top_p=top_p, top_k=top_k,
+                        lookback=len(prepared[m].frame), seed=chosen[m], max_context=self.max_context,
+                        first_path=first_path)
                     made[m] = Forecast(prepared[m].denormalise(rows[own]), prepared[m].future, prepared[m].frame,
                                        chosen[m], self.name, settings, ids[own])
         return [made[m] for m in range(len(histories))]

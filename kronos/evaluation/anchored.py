@@ -74,9 +74,9 @@ def calibration_rows(lookback: int, horizon: int, origins: int = ORIGINS, every:
 def record_sampling(forecast: Forecast) -> ForecastSettings:
     """The sampling settings of a forecast's record: the forecast's own, with the default seed."""
     used = forecast.settings
-    return ForecastSettings(horizon=forecast.horizon, samples=forecast.samples,
-                            lookback=int(used.get("lookback", len(forecast.history))), temperature=used["temperature"],
-                            top_p=used["top_p"], top_k=used["top_k"], seed=FORECAST_DEFAULTS.seed)
+    return ForecastSettings(horizon=forecast.horizon, samples=forecast.samples, lookback=used.lookback,
+                            temperature=used.temperature, top_p=used.top_p, top_k=used.top_k,
+                            seed=FORECAST_DEFAULTS.seed)
 
 
 @dataclass(frozen=True, eq=False)

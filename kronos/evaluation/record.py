@@ -29,7 +29,7 @@ def log_forecast(store: CandleStore, candles: Candles, forecast: Forecast, model
     if candles.source not in MARKET_SOURCES:
         return False
     bands = {key: [lo[0].tolist(), hi[0].tolist()] for key, (lo, hi) in forecast_bands(forecast).items()}
-    summary = {"model_name": forecast.model, "seed": forecast.seed, "settings": forecast.settings,
+    summary = {"model_name": forecast.model, "seed": forecast.seed, "settings": forecast.settings.model_dump(),
                "last_close": forecast.last_close, "upside": forecast.upside_probability().tolist(), "bands": bands}
     store.log_forecast(candles.exchange, candles.symbol, candles.timeframe, model, forecast.timestamps[0], summary)
     return True

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from kronos.schemas.calibrated import Calibrated, Unavailable
+from kronos.settings import ForecastSettings
 
 
 class HourProbability(BaseModel):
@@ -40,16 +41,29 @@ class HourSummary(BaseModel):
     max: Row
 
 
-class UsedSettings(BaseModel):
-    """The settings the forecast ran with (lookback as used: at most the candles available)."""
+class UsedSettings(ForecastSettings):
+    """The settings a forecast ran with, as the engine reports them: the sampling settings (lookback as used: at most
+    the candles available; the seed given or drawn), the model's context and, for more paths of a kept forecast, the
+    index of its first path. The engine makes it from values its own checks passed (`reported`), which may go past
+    the front ends' ranges (more paths, a longer horizon); answers come from the front ends, within them.
 
-    horizon: int
-    samples: int
-    temperature: float
-    top_p: float
-    top_k: int
-    lookback: int
-    max_context: int
+    As an answer's `settings` (model_dump, JSON) it leaves out the seed and hour_idx, the answer's own, and a
+    first_path of 0."""
+
+    max_context: int = Field(description="the model's context length, in candles")
+    first_path: int = Field(0, ge=0, description="the index of the first of these paths among its seed's paths")
+
+    @classmethod
+    def reported(cls, **values: Any) -> UsedSettings:
+        """The engine's report of checked values, unchecked here (its limits are not the front ends')."""
+        return cls.model_construct(**values)
+
+    @model_serializer(mode="wrap")
+    def _as_answered(self, handler: SerializerFunctionWrapHandler):  # unannotated: the schema stays the fields'
+        values = handler(self)
+        for name in ("seed", "hour_idx", *(() if self.first_path else ("first_path",))):
+            values.pop(name, None)
+        return values
 
 
 class DataBlock(BaseModel):

@@ -8,7 +8,6 @@ with Retry-After (kronos.api.calibrating).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 from typing import Annotated
@@ -107,7 +106,7 @@ def _market_forecast(runtime: Runtime, forecaster: ForecastSource, query: Market
 def _shared(settings: ForecastSettings, calibrate: bool) -> tuple:
     """What decides a job's result besides its candles: the settings (the hour only matters to the calibrated block's
     upside probability) and whether it calibrates."""
-    return dataclasses.replace(settings, hour_idx=settings.hour_idx if calibrate else None), calibrate
+    return settings.model_copy(update={"hour_idx": settings.hour_idx if calibrate else None}), calibrate
 
 
 def _calibration(runtime: Runtime, forecaster: ForecastSource, candles: Candles, forecast: Forecast,
