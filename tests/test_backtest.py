@@ -159,17 +159,17 @@ def test_store_keys_are_those_of_the_per_path_draws(frame):
         "3070cf9801c4f35e12c10d0c20b30c7b1d71970d178ebb3c3d71671ea11f258d"]
     assert origin_keys(Weights(), frame, [61], dataclasses.replace(other, origins=3, every=1, min_count=1)) == \
         origin_keys(Weights(), frame, [61], other)  # where the origins fall is not what their paths depend on
-    fewer = dataclasses.replace(other, forecast=dataclasses.replace(other.forecast, samples=5, horizon=2))
+    fewer = dataclasses.replace(other, forecast=other.forecast.model_copy(update={"samples": 5, "horizon": 2}))
     assert origin_keys(Weights(), frame, [61], fewer) == origin_keys(Weights(), frame, [61], other)
     assert origin_keys(Weights(), frame, [61], dataclasses.replace(
-        other, forecast=dataclasses.replace(other.forecast, top_k=4))) != origin_keys(Weights(), frame, [61], other)
+        other, forecast=other.forecast.model_copy(update={"top_k": 4}))) != origin_keys(Weights(), frame, [61], other)
 
 
 def test_where_the_window_slides_the_key_holds_the_horizon(frame):
     class Short(Weights):
         max_context = 43  # lookback 40 + horizon 4 slides, + horizon 3 fits
 
-    shorter = dataclasses.replace(SMALL, forecast=dataclasses.replace(SAMPLING, horizon=3))
+    shorter = dataclasses.replace(SMALL, forecast=SAMPLING.model_copy(update={"horizon": 3}))
     assert origin_keys(Short(), frame, [61], SMALL) != origin_keys(Short(), frame, [61], shorter)
     assert origin_keys(Weights(), frame, [61], SMALL) == origin_keys(Weights(), frame, [61], shorter)
 
@@ -199,7 +199,7 @@ class Counting:
 
 
 def _with(samples: int, horizon: int) -> BacktestSettings:
-    return dataclasses.replace(SMALL, forecast=dataclasses.replace(SAMPLING, samples=samples, horizon=horizon))
+    return dataclasses.replace(SMALL, forecast=SAMPLING.model_copy(update={"samples": samples, "horizon": horizon}))
 
 
 def test_fewer_paths_or_a_shorter_horizon_are_served_from_the_store_without_forecasting(forecaster, frame, tmp_path):

@@ -238,8 +238,8 @@ def test_scan_answer_keeps_a_request_within_its_budget(recorded, store, forecast
         scan_answer(ScanQuery(top=51), forecaster, store)
     with pytest.raises(InvalidInputError, match=r"at most 1500 paths \(markets x samples\), got 20 x 100"):
         scan_answer(ScanQuery(samples=100), forecaster, store)
-    with pytest.raises(InvalidInputError, match="hour_idx"):
-        scan_answer(ScanQuery(symbols=["BTC/USDT"], horizon=4, hour_idx=6), forecaster, store)
+    with pytest.raises(InvalidInputError, match=r"hour_idx must be between 1 and the horizon \(4\), got 6"):
+        ScanQuery.checked(symbols=["BTC/USDT"], horizon=4, hour_idx=6)  # refused as the query is made
     with pytest.raises(InvalidInputError, match="symbols: Value error, symbols should look like BASE/QUOTE"):
         ScanQuery.checked(symbols="BTC-USDT")
     query = ScanQuery(top=3, horizon=8, samples=6, lookback=64, seed=5, sort="symbol", descending=False)

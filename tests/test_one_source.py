@@ -53,7 +53,8 @@ def document(tmp_path) -> dict:
 
 
 def test_every_settings_field_has_a_help_text():
-    for settings in (ForecastSettings, MarketChoice, ServerSettings, OriginLimits):
+    assert set(help_texts(ForecastSettings)) == set(ForecastSettings.model_fields)
+    for settings in (MarketChoice, ServerSettings, OriginLimits):
         assert set(help_texts(settings)) == {field.name for field in dataclasses.fields(settings)}
     assert set(BACKTEST_HELP) == set(ORIGIN_FIELDS)
     assert [field.type for field in dataclasses.fields(BacktestSettings) if field.name not in ORIGIN_FIELDS] == \
