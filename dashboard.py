@@ -5,12 +5,21 @@ folder as a page of its own (the old multipage scheme), and a path equal to a fi
 file without this script, so without the sidebar.
 """
 
+from kronos.errors import ConfigurationError
 from kronos.process import prepare
 from kronos.settings import Environment
 
+try:
+    environment = Environment.read()
+except ConfigurationError as error:  # a bad KRONOS_* variable: the operator's to fix, said instead of any page
+    import streamlit as st
+
+    st.error(f"The server's configuration is unusable: {error}")
+    st.stop()
+
 # Every session's forecasts run on one batching thread (kronos.batching), so torch may use all the cores;
 # KRONOS_TORCH_THREADS=N sets another count.
-prepare(threads=Environment.read().torch_threads)
+prepare(threads=environment.torch_threads)
 
 import streamlit as st  # noqa: E402
 

@@ -87,6 +87,10 @@ class EmptyStoreError(DataUnavailableError):
         return str(self) if not self.path else str(self).replace(f" {self.path}", "")
 
 
+class ConfigurationError(KronosError):
+    """The configuration is unusable: a KRONOS_* environment variable's value, named with what it takes."""
+
+
 class RetryLaterError(KronosError):
     """The work cannot be done now; `retry_after` is a guess, in whole seconds, of when to try again."""
 

@@ -15,12 +15,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
-from kronos.errors import InvalidInputError, excerpt
+from kronos.errors import ConfigurationError, InvalidInputError, excerpt
 from kronos.timeframes import timeframe_delta
 
 SEED_RANGE = (0, 2**31 - 1)
@@ -245,40 +247,72 @@ class ServerSettings:
 SERVER_DEFAULTS = ServerSettings()
 
 
-@dataclass(frozen=True)
-class Environment:
-    """The KRONOS_* environment variables, read here and nowhere else."""
+FLAG = "1 or 0 (true or false, yes or no)"
 
-    model: ModelChoice = ModelChoice()
-    store: Path | None = None  # KRONOS_STORE: the candle store file
-    models: Path | None = None  # KRONOS_MODELS: the folder of trained checkpoints
-    torch_threads: int | None = None  # KRONOS_TORCH_THREADS: torch threads (default: torch's, every core)
-    compile: bool = False  # KRONOS_COMPILE=1: compile the decode step (long-lived servers)
-    # KRONOS_ALLOW_ANY_MODEL=1: visitors (dashboard sidebar, links) may load any directory or hub id, not only the
-    # presets, the models folder's training runs and KRONOS_MODEL; off by default, so a shared deploy is safe
-    allow_any_model: bool = False
-    api_token: str | None = None  # KRONOS_API_TOKEN: when set, the HTTP API wants `Authorization: Bearer <it>`
-    ray_address: str | None = None  # KRONOS_RAY_ADDRESS: the Ray cluster of scans (kronos.distributed)
-    store_paths_mb: int = 300  # KRONOS_STORE_PATHS_MB: MB of backtest paths the store keeps (oldest evicted first)
+
+class Environment(BaseSettings):
+    """The KRONOS_* environment variables, read here and nowhere else: KRONOS_ and each field's name in capitals
+    (KRONOS_MODEL and KRONOS_TOKENIZER make `model`), empty ones as unset; a bad value is a ConfigurationError naming
+    the variable and what it takes."""
+
+    model_config = SettingsConfigDict(env_prefix="KRONOS_", env_ignore_empty=True, frozen=True, extra="ignore")
+
+    model: Annotated[ModelChoice, NoDecode] = Field(ModelChoice(), description="preset, hub id or checkpoint directory")
+    tokenizer: str | None = Field(None, description="tokenizer hub id or directory (default: the model's)")
+    store: Path | None = Field(None, description="the candle store file")
+    models: Path | None = Field(None, description="the folder of trained checkpoints")
+    torch_threads: int | None = Field(None, ge=1, description="a count of torch threads, 1 or more (default: "
+                                                              "torch's, every core)")
+    compile: bool = Field(False, description=f"{FLAG}, whether to compile the decode step (long-lived servers)")
+    # visitors (dashboard sidebar, links) may load any directory or hub id, not only the presets, the models folder's
+    # training runs and KRONOS_MODEL; off by default, so a shared deploy is safe
+    allow_any_model: bool = Field(False, description=f"{FLAG}, whether visitors may load any directory or hub id")
+    api_token: str | None = Field(None, description="when set, the HTTP API wants `Authorization: Bearer <it>`")
+    ray_address: str | None = Field(None, description="the Ray cluster of scans (kronos.serving.cluster)")
+    store_paths_mb: int = Field(300, ge=0, description="the MB of backtest paths the store keeps (oldest evicted "
+                                                       "first), 0 or more")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   **others: Any) -> tuple:
+        return (init_settings,)  # the values `read` gives: the variables of its mapping, nothing else
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_choice(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """KRONOS_MODEL (default mini) and KRONOS_TOKENIZER as one ModelChoice."""
+        model = values.get("model", ModelChoice())
+        if isinstance(model, str):
+            values = {**values, "model": ModelChoice(model, values.get("tokenizer"))}
+        return values
+
+    @field_validator("store", "models")
+    @classmethod
+    def _home(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser()
 
     @classmethod
     def read(cls, environ: Mapping[str, str] = os.environ) -> Environment:
-        """Read KRONOS_MODEL, KRONOS_TOKENIZER, KRONOS_STORE, KRONOS_MODELS, KRONOS_TORCH_THREADS, KRONOS_COMPILE,
-        KRONOS_ALLOW_ANY_MODEL, KRONOS_API_TOKEN, KRONOS_RAY_ADDRESS, KRONOS_STORE_PATHS_MB."""
-        threads = environ.get("KRONOS_TORCH_THREADS", "")
-        paths_mb = environ.get("KRONOS_STORE_PATHS_MB", "")
-        return cls(ModelChoice(environ.get("KRONOS_MODEL") or "mini", environ.get("KRONOS_TOKENIZER") or None),
-                   _path(environ.get("KRONOS_STORE")), _path(environ.get("KRONOS_MODELS")),
-                   int(threads) if threads.isdigit() and int(threads) > 0 else None,
-                   _flag(environ.get("KRONOS_COMPILE")), allow_any_model=_flag(environ.get("KRONOS_ALLOW_ANY_MODEL")),
-                   api_token=environ.get("KRONOS_API_TOKEN") or None,
-                   ray_address=environ.get("KRONOS_RAY_ADDRESS") or None,
-                   store_paths_mb=int(paths_mb) if paths_mb.isdigit() else cls.store_paths_mb)
+        """The KRONOS_* variables of `environ`; ConfigurationError naming each bad one and what it takes."""
+        try:
+            return cls(**_Variables(cls, environ)())
+        except ValidationError as error:
+            raise ConfigurationError("; ".join(_refused(fault) for fault in error.errors(include_url=False))) from None
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes")
+def _refused(fault: Any) -> str:
+    """One bad variable: its name and value, what is wrong, and what it takes (its field's description)."""
+    name = str(fault["loc"][0])
+    return (f"KRONOS_{name.upper()}={excerpt(fault['input'])} is not allowed ({fault['msg'][0].lower()}"
+            f"{fault['msg'][1:]}): it takes {Environment.model_fields[name].description}")
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value).expanduser() if value else None
+class _Variables(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping rather than os.environ."""
+
+    def __init__(self, settings: type[BaseSettings], environ: Mapping[str, str]):
+        self.environ = environ
+        super().__init__(settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)

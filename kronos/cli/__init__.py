@@ -12,6 +12,7 @@ import sys
 
 from kronos.cli import backtest, fetch, forecast, imports, scan, serve, train
 from kronos.errors import KronosError
+from kronos.settings import Environment
 
 COMMANDS = {
     "forecast": (forecast, "forecast and print JSON"),
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run a sub-command; a KronosError becomes one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
+        Environment.read()  # a bad KRONOS_* variable is refused before any work, whatever the command reads
         return COMMANDS[args.command][0].run(args)
     except KronosError as exc:
         print(f"error: {exc}", file=sys.stderr)
