@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -175,7 +174,7 @@ def test_who_may_choose_which_weights(tmp_path):
     for choice, expected in choices.items():
         model = ModelChoice(*choice) if isinstance(choice, tuple) else ModelChoice(choice)
         assert checkpoints.allowed(model, operator, runs) is expected, choice
-        assert checkpoints.allowed(model, replace(operator, allow_any_model=True), runs)
+        assert checkpoints.allowed(model, operator.model_copy(update={"allow_any_model": True}), runs)
     assert Environment.read({}).allow_any_model is False
     assert Environment.read({"KRONOS_ALLOW_ANY_MODEL": "1"}).allow_any_model is True
     with pytest.raises(WeightsUnavailableError) as etc:
