@@ -2,8 +2,9 @@
 the model, the server, the environment.
 
 The engine, the command line, the HTTP API and the dashboard (sidebar and links) take their defaults, limits and
-help texts (each field's metadata, `help_texts`) from here, so they cannot drift apart. The defaults are the live
-BTC/USDT demo's.
+help texts (each field's metadata or pydantic description, `help_texts`) from here, so they cannot drift apart: the
+sampling settings are one pydantic model, ForecastSettings, whose fields the API's queries inherit and whose bounds
+(RANGES) and titles the sidebar reads. The defaults are the live BTC/USDT demo's.
 """
 
 from __future__ import annotations
