@@ -1,5 +1,5 @@
 """The registry of background jobs the dashboard's calibrations run in, and the source that yields to others
-(kronos.jobs)."""
+(kronos.serving.jobs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from kronos import cancellation
 from kronos.cancellation import Token
 from kronos.errors import WorkCancelledError
-from kronos.jobs import Jobs, Yielding
+from kronos.serving.jobs import Jobs, Yielding
 
 
 def test_one_job_per_key_its_progress_and_its_result():
@@ -166,3 +166,18 @@ def test_a_background_job_pauses_at_its_checks_while_interactive_work_is_in_flig
         assert not passed.wait(0.3)  # the background one waits ...
     assert passed.wait(cancellation.PAUSE_S)  # ... until the interactive work ends
     checking.join(10)
+
+
+def test_every_job_gives_its_freed_memory_back_when_it_ends(monkeypatch):
+    """A finished, failed or cancelled job's arrays are freed by then; the heap they lived in goes back to the
+    system (kronos.process.release_memory), else the server keeps what each calibration used."""
+    released = []
+    monkeypatch.setattr("kronos.serving.jobs.release_memory", lambda: released.append(1))
+    jobs = Jobs()
+
+    def fails(progress, publish):
+        raise ValueError("bad")
+
+    jobs.start("ok", lambda progress, publish: "done")
+    jobs.start("fails", fails)
+    assert jobs.wait(10) and released == [1, 1]

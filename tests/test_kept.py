@@ -12,7 +12,7 @@ import numpy as np
 from kronos.data.store import CandleStore
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation import baselines, kept
-from kronos.evaluation.forecasters import Terms
+from kronos.evaluation.issuing import Terms
 from kronos.evaluation.kept import SCORED, KeptGarch, KeptRecord, Scored, keep_record, kept_record
 
 P, H, L, K = 5, 4, 6, 4

@@ -7,7 +7,7 @@ close of row o - 1 (kronos.evaluation.scores). The baselines see the same rows a
 and the EWMA's volatility and the bootstrap's returns come from the lookback's one-step log returns
 (W = lookback - 1), the "trailing frequency" of up moves from its closes; GARCH(1,1) is fitted on up to
 baselines.FIT_WINDOW returns before the origin (kronos.evaluation.baselines). Calibration and the combined forecast
-learn at each origin only from outcomes known there (kronos.evaluation.forecasters). Skill is reported against the
+learn at each origin only from outcomes known there (kronos.evaluation.issuing). Skill is reported against the
 random walk and against the best baseline (the lowest mean CRPS over the hours on these origins).
 
 Origins run through `Forecaster.forecast_many` (several histories per generation loop); each origin has its own
@@ -31,14 +31,14 @@ import pandas as pd
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS, check_history
 from kronos.engine import DRAW_SCHEME, HISTORIES_PER_BATCH, ForecastSource, column_scales
+from kronos.engine.forecast import volatility_amplified
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.forecasters import BASELINES, Issue, evaluate, runs_at
+from kronos.evaluation.issuing import BASELINES, Issue, evaluate, runs_at
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.probability import DEFAULT_MAP
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
-from kronos.forecast import volatility_amplified
 from kronos.schemas import backtest as schema
 from kronos.settings import FORECAST_DEFAULTS, ORIGIN_LIMITS, SEED_RANGE, ForecastSettings
 

@@ -1,7 +1,7 @@
 """What `python -m kronos train` writes into its output folder's record.json, typed once.
 
 kronos.training builds these (the run, each stage's history, the evaluation) and writes the record with
-`model_dump_json`; kronos.checkpoints reads record.json back through `TrainingRecord.read`, so that the model
+`model_dump_json`; kronos.model.checkpoints reads record.json back through `TrainingRecord.read`, so that the model
 picker and the trained context can never disagree with the writer. The run's settings and starting weights
 (`settings`, `init`) are kept as written: the resume check compares them whole, nothing reads them by key.
 """
@@ -126,7 +126,7 @@ class SeriesEvaluation(Shape):
     base_calibrated: HourlyScores | None = None
     base_skill: Skill | None = None
     base_calibrated_skill: Skill | None = None
-    # the volatility baselines and the combined forecast (kronos.evaluation.forecasters); absent in older records
+    # the volatility baselines and the combined forecast (kronos.evaluation.issuing); absent in older records
     best_baseline: str | None = None
     bootstrap: HourlyScores | None = None
     ewma: HourlyScores | None = None

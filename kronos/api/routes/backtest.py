@@ -14,7 +14,7 @@ from kronos.evaluation.backtest import check_backtest, run_backtest
 from kronos.flows import backtest_answer, track_record
 from kronos.schemas.backtest import BacktestAnswer
 from kronos.schemas.service import TrackRecordAnswer
-from kronos.summary import fingerprint
+from kronos.views.texts import fingerprint
 
 router = APIRouter()
 

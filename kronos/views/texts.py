@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from kronos.data.candles import Candles
+from kronos.engine.forecast import Forecast
+from kronos.engine.synthetic import random_walk
 from kronos.evaluation.scores import skill
-from kronos.forecast import Forecast
-from kronos.synthetic import random_walk
 from kronos.timeframes import describe_age
 
 if TYPE_CHECKING:
