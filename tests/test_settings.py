@@ -84,6 +84,8 @@ def test_a_forecast_reports_its_settings_typed(forecaster, parity_input):
             forecast.settings.top_k, forecast.settings.seed, forecast.settings.max_context) == (3, 2, 64, 5, 7, 128)
     assert forecast.settings.model_dump() == dict(horizon=3, samples=2, temperature=1.0, top_p=0.95, top_k=5,
                                                   lookback=64, max_context=128)  # answers, logs and keys as before
+    answered = UsedSettings.model_json_schema(mode="serialization")["properties"]
+    assert set(answered) == {*forecast.settings.model_dump(), "first_path"}  # the answers' schema says what they hold
 
 
 def test_the_engine_may_report_more_than_the_front_ends_allow(forecaster, parity_input):

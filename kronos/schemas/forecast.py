@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.settings import ForecastSettings
@@ -42,6 +42,15 @@ class HourSummary(BaseModel):
     max: Row
 
 
+UNANSWERED = ("seed", "hour_idx")  # settings an answer states once, beside its `settings`
+
+
+def _unanswered(schema: dict[str, Any]) -> None:
+    """The answers' schema of UsedSettings: without the fields they leave out."""
+    for name in UNANSWERED:
+        schema["properties"].pop(name, None)
+
+
 class UsedSettings(ForecastSettings):
     """The settings a forecast ran with, as the engine reports them: the sampling settings (lookback as used: at most
     the candles available; the seed given or drawn), the model's context and, for more paths of a kept forecast, the
@@ -50,6 +59,8 @@ class UsedSettings(ForecastSettings):
 
     As an answer's `settings` (model_dump, JSON) it leaves out the seed and hour_idx, the answer's own, and a
     first_path of 0."""
+
+    model_config = ConfigDict(json_schema_extra=_unanswered)
 
     max_context: int = Field(description="the model's context length, in candles")
     first_path: int = Field(0, ge=0, description="the index of the first of these paths among its seed's paths")
@@ -62,7 +73,7 @@ class UsedSettings(ForecastSettings):
     @model_serializer(mode="wrap")
     def _as_answered(self, handler: SerializerFunctionWrapHandler):  # unannotated: the schema stays the fields'
         values = handler(self)
-        for name in ("seed", "hour_idx", *(() if self.first_path else ("first_path",))):
+        for name in (*UNANSWERED, *(() if self.first_path else ("first_path",))):
             values.pop(name, None)
         return values
 
