@@ -34,9 +34,10 @@ from kronos.engine import DRAW_SCHEME, HISTORIES_PER_BATCH, ForecastSource, colu
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.forecasters import BASELINES, Issue, evaluate, runs_at
+from kronos.evaluation.forecasters import Issue, evaluate, runs_at
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.probability import DEFAULT_MAP
+from kronos.evaluation.registry import BASELINES, REFERENCE
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
 from kronos.forecast import volatility_amplified
 from kronos.schemas import backtest as schema
@@ -205,7 +206,7 @@ def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: Back
         pooled.sum(0), 1), float(name == DEFAULT)) for k, name in enumerate(issued.pool.names)}
     latest_view = latest_of(issued, -1, stamps[-1], float(close[-1]), stamps[-1] - stamps[-2]) if latest else None
     return Backtest(settings, forecaster.name, stamps[origins], reused, scores,
-                    _skills(scores, "random_walk"), _skills(scores, best), best,
+                    _skills(scores, REFERENCE), _skills(scores, best), best,
                     issued.calibrated.calibrated[:n].sum(0), pooled.sum(0), weights, latest_view)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from kronos import checkpoints
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
-from kronos.evaluation.forecasters import BASELINES
+from kronos.evaluation.registry import BASELINES
 from kronos.evaluation.scores import Scores, plain
 from kronos.settings import ORIGIN_LIMITS, ForecastSettings
 from kronos.training.data import Series
