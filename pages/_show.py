@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from kronos.charts import FORECASTERS, fan_chart, upside_chart, volume_chart
+from kronos.charts import fan_chart, forecasters, upside_chart, volume_chart
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.market import utc_now
 from kronos.data.store import CandleStore
@@ -203,7 +203,8 @@ def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, 
     columns[3].metric(f"Expected return, {hour}", expected[0], delta=expected[1], delta_color="off",
                       delta_arrow="off", help=when + expected[2])
     if block is not None:
-        weights = " · ".join(f"{COMPONENTS.get(name, FORECASTERS[name][0])} {values[k - 1]:.0%}"
+        styles = forecasters()
+        weights = " · ".join(f"{COMPONENTS.get(name, styles[name][0])} {values[k - 1]:.0%}"
                              for name, values in block.weights.items())
         st.success(block.summary)
         record = block.record

@@ -100,9 +100,14 @@ def forecasters() -> tuple[str, ...]:
     return (*BEFORE, *BASELINES, *AFTER)
 
 
+def pooled() -> tuple[str, ...]:
+    """The baselines the combined forecast pools, in the registry's order."""
+    return tuple(name for name, baseline in BASELINES.items() if baseline.pooled)
+
+
 def components() -> tuple[str, ...]:
     """The combined forecast's components, in the order of its weights: the calibrated model, the pooled baselines."""
-    return (CALIBRATED, *(name for name, baseline in BASELINES.items() if baseline.pooled))
+    return (CALIBRATED, *pooled())
 
 
 def labels(names) -> str:
