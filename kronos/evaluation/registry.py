@@ -23,6 +23,7 @@ BEFORE = ("model", "model_calibrated")  # the forecasters issued before the base
 AFTER = ("combined",)  # and after them
 CALIBRATED = "model_calibrated"  # the pool's first component
 REFERENCE = "random_walk"  # the baseline skill is measured against
+TRAILING = "trailing_frequency"  # scored beside the forecasters: an upside probability alone
 
 
 class Baseline:
@@ -89,7 +90,7 @@ BASELINES: dict[str, Baseline] = {}  # name -> baseline, in the order each run d
 
 def register(baseline: Baseline) -> Baseline:
     """Add `baseline` after those registered (it draws after them); ValueError when its name is taken."""
-    if baseline.name in BASELINES or baseline.name in (*BEFORE, *AFTER, "trailing_frequency"):
+    if baseline.name in BASELINES or baseline.name in (*BEFORE, *AFTER, TRAILING):
         raise ValueError(f"a forecaster named {baseline.name!r} exists already")
     BASELINES[baseline.name] = baseline
     return baseline

@@ -8,8 +8,9 @@ list. Scores are on the close's log return from the last close before the origin
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel, model_validator
 
+from kronos.evaluation import registry
 from kronos.schemas.forecast import DataBlock
 
 Hourly = list[float | None]
@@ -42,20 +43,36 @@ class ForecasterScores(UpsideScores):
     brier_vol_amp: float | None
 
 
-class BacktestScores(BaseModel):
+class BacktestScores(RootModel[dict[str, ForecasterScores | UpsideScores]]):
     """Each forecaster's scores over the same origins: the model raw and calibrated, the baselines, the combined
     forecast (the pool of the calibrated model and the baselines), and the trailing frequency of up moves."""
 
-    model_config = ConfigDict(extra="forbid")
+    @model_validator(mode="after")
+    def _every_forecaster(self) -> BacktestScores:
+        """Exactly the registry's forecasters (ForecasterScores each) and the trailing frequency, in that order."""
+        names = (*registry.forecasters(), registry.TRAILING)
+        if set(self.root) != set(names):
+            raise ValueError(f"the scores must name {', '.join(names)}; got {', '.join(self.root)}")
+        if any(type(self.root[name]) is not ForecasterScores for name in names[:-1]):
+            raise ValueError(f"every forecaster but {registry.TRAILING} needs its every score")
+        if type(self.root[registry.TRAILING]) is not UpsideScores:
+            raise ValueError(f"{registry.TRAILING} has upside scores only")
+        self.root = {name: self.root[name] for name in names}
+        return self
 
-    model: ForecasterScores
-    model_calibrated: ForecasterScores
-    random_walk: ForecasterScores
-    bootstrap: ForecasterScores
-    ewma: ForecasterScores  # RiskMetrics-style exponentially weighted volatility random walk
-    garch: ForecasterScores  # GARCH(1,1)
-    combined: ForecasterScores
-    trailing_frequency: UpsideScores
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        """An object with a property per forecaster of the registry (read when the schema is made)."""
+        reference = handler(core_schema)
+        found = handler.resolve_ref_schema(reference)  # the mapping's: values any of the two kinds' references
+        every, upside = found["additionalProperties"]["anyOf"]
+        names = (*registry.forecasters(), registry.TRAILING)
+        described = {"properties": {name: dict(every) for name in names[:-1]} | {registry.TRAILING: upside},
+                     "additionalProperties": False, "type": "object", "required": list(names),
+                     "title": found["title"], "description": found["description"]}
+        found.clear()
+        found.update(described)
+        return reference
 
 
 class Latest(BaseModel):
