@@ -54,7 +54,7 @@ class BacktestScores(RootModel[dict[str, ForecasterScores | UpsideScores]]):
         if set(self.root) != set(names):
             raise ValueError(f"the scores must name {', '.join(names)}; got {', '.join(self.root)}")
         if any(type(self.root[name]) is not ForecasterScores for name in names[:-1]):
-            raise ValueError(f"every forecaster but {registry.TRAILING} needs its every score")
+            raise ValueError(f"every forecaster but {registry.TRAILING} needs every score")
         if type(self.root[registry.TRAILING]) is not UpsideScores:
             raise ValueError(f"{registry.TRAILING} has upside scores only")
         self.root = {name: self.root[name] for name in names}
@@ -95,9 +95,10 @@ class Latest(BaseModel):
 
 
 class BacktestResult(BaseModel):
-    """A walk-forward backtest: forecasters "model", "model_calibrated", "random_walk", "bootstrap", "ewma",
-    "garch", "combined" (all ForecasterScores) and "trailing_frequency" (UpsideScores); CRPS and Brier skill per hour
-    against the random walk (`skill`) and against the best baseline (`skill_best`, `best_baseline`)."""
+    """A walk-forward backtest: the scores of every forecaster of kronos.evaluation.registry.forecasters (the model
+    raw and calibrated, each registered baseline, the combined forecast: ForecasterScores) and "trailing_frequency"
+    (UpsideScores); CRPS and Brier skill per hour against the random walk (`skill`) and against the best baseline
+    (`skill_best`, `best_baseline`)."""
 
     settings: dict[str, int | float]
     model: str
