@@ -14,9 +14,9 @@ from kronos.errors import StoreUnavailableError
 from kronos.evaluation import baselines, kept
 from kronos.evaluation.forecasters import Terms
 from kronos.evaluation.kept import KeptGarch, KeptRecord, Scored, keep_record, kept_record
-from kronos.evaluation.registry import forecasters
+from kronos.evaluation.registry import components, forecasters
 
-P, H, L, K = 5, 4, 6, 4
+P, H, L, K = 5, 4, 6, len(components())
 
 
 def record(key: str, seed: int = 0, origins: int = P) -> KeptRecord:
