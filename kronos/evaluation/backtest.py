@@ -37,7 +37,7 @@ from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.forecasters import Issue, evaluate, runs_at
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.probability import DEFAULT_MAP
-from kronos.evaluation.registry import BASELINES, REFERENCE
+from kronos.evaluation.registry import BASELINES, REFERENCE, TRAILING
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
 from kronos.forecast import volatility_amplified
 from kronos.schemas import backtest as schema
@@ -198,7 +198,7 @@ def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: Back
                           None if vol_outcome is None else f.vol[:n], vol_outcome, seed=chosen.seed,
                           bands=None if f.bands is None else {k: (lo[:n], hi[:n]) for k, (lo, hi) in f.bands.items()})
               for name, f in issued.forecasters.items()}
-    scores["trailing_frequency"] = upside_scores(baselines.up_frequency(past, chosen.horizon), observed,
+    scores[TRAILING] = upside_scores(baselines.up_frequency(past, chosen.horizon), observed,
                                                  chosen.samples)
     best = min(BASELINES, key=lambda name: float(np.mean(scores[name].crps)))
     pooled = issued.pool.pooled[:n]
