@@ -10,6 +10,7 @@ stored record made from them, stay the same to the bit.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +27,7 @@ REFERENCE = "random_walk"  # the baseline skill is measured against
 TRAILING = "trailing_frequency"  # scored beside the forecasters: an upside probability alone
 
 
-class Baseline:
+class Baseline(ABC):
     """A reference forecaster the model must beat: `draw` issues its paths at the runs of a backtest."""
 
     name: str  # its key in every answer
@@ -34,9 +35,9 @@ class Baseline:
     colour: str  # its colour in every chart
     pooled: bool  # a component of the combined forecast
 
+    @abstractmethod
     def draw(self, runs: Runs, rng: RunDraws) -> np.ndarray:
         """Paths (N, S, H) of log returns at the runs, each run drawing from its own generator in `rng`."""
-        raise NotImplementedError
 
 
 class RandomWalk(Baseline):
