@@ -8,7 +8,9 @@ list. Scores are on the close's log return from the last close before the origin
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, RootModel, model_validator
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, RootModel, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from kronos.evaluation import registry
 from kronos.schemas.forecast import DataBlock
@@ -61,7 +63,7 @@ class BacktestScores(RootModel[dict[str, ForecasterScores | UpsideScores]]):
         return self
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema, handler):
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         """An object with a property per forecaster of the registry (read when the schema is made)."""
         reference = handler(core_schema)
         found = handler.resolve_ref_schema(reference)  # the mapping's: values any of the two kinds' references
