@@ -8,13 +8,13 @@ file without this script, so without the sidebar.
 from kronos.process import prepare
 from kronos.settings import Environment
 
-# Every session's forecasts run on one batching thread (kronos.batching), so torch may use all the cores;
+# Every session's forecasts run on one batching thread (kronos.serving.batching), so torch may use all the cores;
 # KRONOS_TORCH_THREADS=N sets another count.
 prepare(threads=Environment.read().torch_threads)
 
 import streamlit as st  # noqa: E402
 
-from pages import _controls, _loading  # noqa: E402
+from ui import loaders, sidebar  # noqa: E402
 
 st.set_page_config(page_title="Kronos forecast", page_icon=":material/candlestick_chart:", layout="wide")
 page = st.navigation([
@@ -24,6 +24,6 @@ page = st.navigation([
     st.Page("pages/track_record.py", title="Track record", icon=":material/fact_check:", url_path="record"),
     st.Page("pages/markets.py", title="Markets", icon=":material/leaderboard:", url_path="markets"),
 ])
-_loading.warm_start()  # once per server: the default market's calibration, when the store holds its candles
-_controls.sidebar()
+loaders.warm_start()  # once per server: the default market's calibration, when the store holds its candles
+sidebar.draw()
 page.run()

@@ -16,7 +16,7 @@ import importlib
 
 _EXPORTS = {
     "Forecaster": "kronos.engine",
-    "Forecast": "kronos.forecast",
+    "Forecast": "kronos.engine.forecast",
     "KronosError": "kronos.errors",
     "InvalidInputError": "kronos.errors",
     "WeightsUnavailableError": "kronos.errors",

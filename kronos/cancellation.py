@@ -1,9 +1,9 @@
 """Stopping work nobody waits for any more: a token per job, checked at every generation step and before writes.
 
-kronos.service gives each job a Token and makes it the job's thread's current token while the job runs; it
+kronos.serving.service gives each job a Token and makes it the job's thread's current token while the job runs; it
 cancels the token once every caller waiting for the job has timed out or gone away (a closed connection).
-kronos.jobs does the same for background jobs once their last waiter's lease is dropped or lapses.
-Work then stops at its next check and writes nothing more: kronos.batching checks the token of each waiting
+kronos.serving.jobs does the same for background jobs once their last waiter's lease is dropped or lapses.
+Work then stops at its next check and writes nothing more: kronos.serving.batching checks the token of each waiting
 request (its forecasts in a shared batch stop once every request of the batch is cancelled; the others go
 on), and the store's writes of backtest paths check the current token first.
 
@@ -33,7 +33,7 @@ _counting = threading.Lock()
 
 class Token:
     """Whether a job should stop; `cancel` is final. A `background` job's forecasts yield to interactive ones
-    (kronos.batching serves those first)."""
+    (kronos.serving.batching serves those first)."""
 
     def __init__(self, background: bool = False) -> None:
         self._event = threading.Event()

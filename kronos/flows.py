@@ -10,12 +10,12 @@ from collections.abc import Callable
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
+from kronos.engine.forecast import Forecast
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation import record
 from kronos.evaluation.backtest import Backtest
 from kronos.evaluation.combined import combined_forecast
 from kronos.evaluation.record import MARKET_SOURCES, TrackRecord, log_forecast
-from kronos.forecast import Forecast
 from kronos.schemas.backtest import BacktestAnswer
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.forecast import ForecastAnswer

@@ -43,7 +43,7 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}/[A-Za-z0-9][A-Za-z0-9._-]{0,
 # (422) before any work.
 MAX_REQUEST_WORK = 300_000
 
-# Scans (kronos.markets): the default watchlist, and the budget of one GET /scan request or Markets page scan (the
+# Scans (kronos.scan.ranking): the default watchlist, and the budget of one GET /scan request or Markets page scan (the
 # command line may scan up to SCAN_MAX_MARKETS_CLI markets, on a Ray cluster for large ones).
 SCAN_TOP, SCAN_QUOTE = 20, "USDT"  # the top 20 USDT markets by 24 h quote volume
 SCAN_MAX_MARKETS = 50  # markets one request may scan
@@ -171,10 +171,11 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """How the HTTP API serves (`python -m kronos serve`, kronos.api.create_app, kronos.service): address, pool,
+    """How the HTTP API serves (`python -m kronos serve`, kronos.api.create_app, kronos.serving.service): address, pool,
     deadlines.
 
-    Concurrent requests' forecasts run in shared batches (kronos.batching), so a worker mostly waits for its batch: 16
+    Concurrent requests' forecasts run in shared batches (kronos.serving.batching), so a worker mostly waits for its
+    batch: 16
     at once keep the batches full (the API benchmark's 16 clients, docs/benchmarks.md), 32 more may wait, and beyond
     that a request is refused at once (429 with Retry-After) rather than piling up. 120 s covers the largest request the
     work budget lets through (MAX_REQUEST_WORK, about 80 s). An exchange slower than 10 s is replaced by the store. A
@@ -220,7 +221,7 @@ class Environment:
     # presets, the models folder's training runs and KRONOS_MODEL; off by default, so a shared deploy is safe
     allow_any_model: bool = False
     api_token: str | None = None  # KRONOS_API_TOKEN: when set, the HTTP API wants `Authorization: Bearer <it>`
-    ray_address: str | None = None  # KRONOS_RAY_ADDRESS: the Ray cluster of scans (kronos.distributed)
+    ray_address: str | None = None  # KRONOS_RAY_ADDRESS: the Ray cluster of scans (kronos.serving.cluster)
     store_paths_mb: int = 300  # KRONOS_STORE_PATHS_MB: MB of backtest paths the store keeps (oldest evicted first)
 
     @classmethod

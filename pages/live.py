@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages import _controls, _loading, _show
+from ui import loaders, sidebar, widgets
 
 REFRESH_S = 60
 
@@ -14,11 +14,11 @@ refresh = st.toggle("Refresh every minute", key="live.refresh",
 @st.fragment(run_every=REFRESH_S if refresh else None)
 def live() -> None:
     """Everything below the toggle; rerun on its own when refreshing."""
-    with _show.reported():
-        controls = _controls.current()
-        candles, forecaster, forecast = _loading.live_forecast(controls)
-        _show.overview(forecast, controls.settings.hour_idx, _loading.calibration(forecaster, candles, forecast))
-        _show.track_record(candles, forecaster, forecast, controls.settings.hour_idx)
+    with widgets.reported():
+        controls = sidebar.current()
+        candles, forecaster, forecast = loaders.live_forecast(controls)
+        widgets.overview(forecast, controls.settings.hour_idx, loaders.calibration(forecaster, candles, forecast))
+        widgets.track_record(candles, forecaster, forecast, controls.settings.hour_idx)
 
 
 live()

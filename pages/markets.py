@@ -10,18 +10,18 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from kronos.calibrations import ScanCalibration, market_combined
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
+from kronos.engine.forecast import Forecast
 from kronos.errors import KronosError
-from kronos.forecast import Forecast
-from kronos.jobs import Job, Yielding
-from kronos.markets import scan_answer, upside_risk_chart, with_combined
+from kronos.scan.combining import ScanCalibration, market_combined
+from kronos.scan.ranking import scan_answer, upside_risk_chart, with_combined
 from kronos.schemas.markets import SORT_COLUMNS, Combined, Scan, ScanQuery
+from kronos.serving.jobs import Job, Yielding
 from kronos.settings import SCAN_MAX_MARKETS, SCAN_QUOTE, SCAN_TOP
 from kronos.timeframes import describe_age
-from pages import _controls, _loading, _show
+from ui import loaders, sidebar, widgets
 
 RESULT = "markets.result"  # (query, scan, background jobs by symbol) of the latest scan
 QUEUED = "not calibrated yet: its first-sight backtest runs in the background"
@@ -38,13 +38,13 @@ LABELS = {"symbol": "Market", "last_price": "Last price", **PERCENT, "basis": "F
           "age": "Age", "live": "Live page"}
 
 
-def live_link(controls: _controls.Controls, symbol: str, exchange: str, timeframe: str) -> str:
+def live_link(controls: sidebar.Controls, symbol: str, exchange: str, timeframe: str) -> str:
     """The live page's address showing this market with the sidebar's model and settings."""
     query = {**controls.to_query(), "symbol": symbol, "exchange": exchange, "timeframe": timeframe, "mode": "aligned"}
     return "forecast?" + urlencode(query)
 
 
-def ranking(result: Scan, controls: _controls.Controls) -> None:
+def ranking(result: Scan, controls: sidebar.Controls) -> None:
     """The available markets as a sortable table with links, then why the others are missing."""
     table = result.table()
     table = table[table["available"]].copy()
@@ -52,7 +52,8 @@ def ranking(result: Scan, controls: _controls.Controls) -> None:
     table["live"] = [live_link(controls, s, e, result.watchlist.timeframe)
                      for s, e in zip(table["symbol"], table["exchange"], strict=True)]
     config = {name: st.column_config.NumberColumn(label, format="percent") for name, label in PERCENT.items()}
-    config |= {"symbol": "Market", "last_price": st.column_config.NumberColumn("Last price", format=_show.PRICE_FORMAT),
+    config |= {"symbol": "Market",
+               "last_price": st.column_config.NumberColumn("Last price", format=widgets.PRICE_FORMAT),
                "basis": st.column_config.TextColumn("Figures", help="raw: the model's own paths; combined: pooled "
                                                                      "with baselines by the market's record"),
                "source": "Data", "age": "Age",
@@ -72,7 +73,7 @@ def queued(calibration: ScanCalibration, forecaster: ForecastSource, store: Cand
         work = functools.partial(_combined, Yielding(forecaster), pending.candles, pending.forecast, store,
                                  pending.hour)
         key = ("markets", *pending.key(forecaster.fingerprint), str(store.path))
-        jobs[pending.candles.symbol] = _loading.calibrations().start(key, work)
+        jobs[pending.candles.symbol] = loaders.calibrations().start(key, work)
     return jobs
 
 
@@ -95,7 +96,7 @@ def finished(job: Job) -> Combined | str | None:
         return "no combined forecast: its backtest failed (see the server's log)"
 
 
-def results(result: Scan, jobs: dict[str, Job], controls: _controls.Controls, waited: bool) -> None:
+def results(result: Scan, jobs: dict[str, Job], controls: sidebar.Controls, waited: bool) -> None:
     """The ranking with the background's finished markets filled in, the progress of the others, the chart and the
     downloads; rerun every POLL_S seconds while markets wait (a fragment), the whole page once they are all in."""
     found = {symbol: figures for symbol, job in jobs.items() if (figures := finished(job)) is not None}
@@ -134,8 +135,8 @@ state = st.session_state
 for key, value in state.setdefault(KEPT, {"markets.choice": "top", "markets.top": SCAN_TOP, "markets.quote": SCAN_QUOTE,
                                           "markets.stored": False, "markets.symbols": [POPULAR[0]]}).items():
     state.setdefault(key, value)
-with _show.reported():
-    controls = _controls.current()
+with widgets.reported():
+    controls = sidebar.current()
     fields = controls.market_fields
     choice = st.radio("Watchlist", list(CHOICES), format_func=CHOICES.get, horizontal=True, key="markets.choice")
     symbols = None
@@ -161,7 +162,7 @@ with _show.reported():
                               source="store" if state["markets.stored"] else "exchange",
                               **dataclasses.asdict(controls.settings))
     if st.button("Scan", type="primary", icon=":material/travel_explore:", key="markets.run"):
-        forecaster, store = _loading.model(controls.model), CandleStore()
+        forecaster, store = loaders.model(controls.model), CandleStore()
         calibration = ScanCalibration(forecaster, store, waiting=QUEUED)
         bar = st.progress(0.0, text="Fetching candles and forecasting")
         try:

@@ -3,21 +3,21 @@ spread, one path as candles, downloads."""
 
 import streamlit as st
 
-from kronos.charts import final_close_histogram, path_candles, paths_chart
-from pages import _controls, _loading, _show
+from kronos.views.charts import final_close_histogram, path_candles, paths_chart
+from ui import loaders, sidebar, widgets
 
 st.title("Sample paths")
-with _show.reported():
-    controls = _controls.current()
-    custom = st.session_state.get(_show.CUSTOM_CANDLES)
+with widgets.reported():
+    controls = sidebar.current()
+    custom = st.session_state.get(widgets.CUSTOM_CANDLES)
     if custom is not None and st.radio("Data", ("Live market", f"Custom data '{custom.symbol}'"),
                                        horizontal=True, key="paths.source") != "Live market":
-        forecaster = _loading.model(controls.model)
-        candles, forecast = custom, _loading.forecast(forecaster, custom, controls.settings)
+        forecaster = loaders.model(controls.model)
+        candles, forecast = custom, loaders.forecast(forecaster, custom, controls.settings)
     else:
-        candles, forecaster, forecast = _loading.live_forecast(controls)
-    block = _show.calibrated_figures(forecast, controls.settings.hour_idx,
-                                     _loading.calibration(forecaster, candles, forecast))
+        candles, forecaster, forecast = loaders.live_forecast(controls)
+    block = widgets.calibrated_figures(forecast, controls.settings.hour_idx,
+                                     loaders.calibration(forecaster, candles, forecast))
     st.subheader("Kronos alone: its sampled paths")
     show_paths = st.toggle("Show every path", value=True, key="paths.show")
     st.plotly_chart(paths_chart(forecast, show_paths), key="paths_chart")
@@ -29,5 +29,5 @@ with _show.reported():
     st.subheader("Quantiles of the close per hour")
     quantiles = forecast.close_quantiles().rename(columns=lambda q: f"{q:.1%}")
     st.dataframe(quantiles, width="stretch",
-                 column_config={name: st.column_config.NumberColumn(format=_show.PRICE_FORMAT) for name in quantiles})
-    _show.downloads(forecast, candles, controls.settings.hour_idx, "kronos", block)
+                 column_config={name: st.column_config.NumberColumn(format=widgets.PRICE_FORMAT) for name in quantiles})
+    widgets.downloads(forecast, candles, controls.settings.hour_idx, "kronos", block)

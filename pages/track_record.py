@@ -6,16 +6,16 @@ import json
 
 import streamlit as st
 
-from kronos.charts import coverage_chart, crps_chart, pit_chart, reliability_chart, weights_chart
 from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings, rows_needed
 from kronos.evaluation.baselines import FIT_WINDOW
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.registry import BASELINES, labels, pooled
 from kronos.settings import ORIGIN_LIMITS
-from kronos.summary import score_table
-from pages import _controls, _loading, _show
+from kronos.views.charts import coverage_chart, crps_chart, pit_chart, reliability_chart, weights_chart
+from kronos.views.texts import score_table
+from ui import loaders, sidebar, widgets
 
-TIPS = _controls.tips(BacktestSettings)
+TIPS = sidebar.tips(BacktestSettings)
 KEPT = "track.kept"  # this page's inputs: Streamlit forgets a widget's value while another page shows
 
 st.title("Track record")
@@ -28,9 +28,9 @@ state = st.session_state
 for key, value in state.setdefault(KEPT, {"track.source": "store", "track.origins": BACKTEST_DEFAULTS.origins,
                                                "track.every": BACKTEST_DEFAULTS.every}).items():
     state.setdefault(key, value)
-with _show.reported():
-    controls = _controls.current()
-    custom = state.get(_show.CUSTOM_CANDLES)
+with widgets.reported():
+    controls = sidebar.current()
+    custom = state.get(widgets.CUSTOM_CANDLES)
     fields = controls.market_fields
     sources = {"store": f"Stored {fields['symbol']} {fields['timeframe']} candles from {fields['exchange']}"}
     if custom is not None:
@@ -46,9 +46,9 @@ with _show.reported():
     st.caption("Lookback, horizon, sample paths, temperature, top-p, top-k and seed come from the sidebar. Each "
                "origin's paths are kept in the local store, so a longer run only forecasts the new origins.")
     settings = BacktestSettings(dataclasses.replace(controls.settings, hour_idx=None), origins=origins, every=every)
-    candles = custom if source == "custom" else _loading.stored_candles(controls.market(), rows_needed(settings))
-    forecaster = _loading.model(controls.model)
-    result = _loading.backtest(forecaster, candles, settings, run)
+    candles = custom if source == "custom" else loaders.stored_candles(controls.market(), rows_needed(settings))
+    forecaster = loaders.model(controls.model)
+    result = loaders.backtest(forecaster, candles, settings, run)
     if result is None:
         st.info("Press **Run backtest** to forecast every origin (tens of seconds for a hundred origins).")
         st.stop()
@@ -87,7 +87,7 @@ with _show.reported():
     left, right = st.columns(2)
     left.plotly_chart(reliability_chart(result), key="track.reliability")
     right.plotly_chart(pit_chart(result), key="track.pit")
-    right.markdown(_show.bullets([
+    right.markdown(widgets.bullets([
         f"Data: {len(candles.frame)} {candles.symbol} {candles.timeframe} candles "
         f"({candles.exchange or candles.source}), {candles.frame['timestamps'].iloc[0]:%Y-%m-%d %H:%M} to "
         f"{candles.frame['timestamps'].iloc[-1]:%Y-%m-%d %H:%M} UTC",

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kronos.data import market  # noqa: E402  (after the path is set)
-from kronos.synthetic import random_walk  # noqa: E402
+from kronos.engine.synthetic import random_walk  # noqa: E402
 
 HOUR_MS = 3_600_000
 REAL_MAKE_EXCHANGE = market.make_exchange
@@ -79,7 +79,7 @@ def offline(name: str, timeout: float) -> ccxt.Exchange:
 
 def demo_checkpoint(directory: Path) -> dict[str, str]:
     """Kronos-mini's shapes with random weights (32 MB) under `directory`, made once; the environment naming them."""
-    from kronos.synthetic import random_checkpoint
+    from kronos.engine.synthetic import random_checkpoint
 
     if not (directory / "model" / "model.safetensors").exists():
         return random_checkpoint(directory)

@@ -38,7 +38,7 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS, TRACE  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from kronos.data.store import CandleStore  # noqa: E402
-from pages._show import NOT_YET  # noqa: E402
+from ui.widgets import NOT_YET  # noqa: E402
 
 PROVISIONAL = "provisional, refined"
 FULL = f"""() => {{ const t = document.body.innerText;

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_server import serve  # noqa: E402
 from test_browser import CHROMIUM, CHROMIUM_ARGS, TRACE  # noqa: E402
 
-from pages._show import NOT_YET  # noqa: E402  (app_server put the repository on the path)
+from ui.widgets import NOT_YET  # noqa: E402  (app_server put the repository on the path)
 
 TIMEOUT_MS = 300_000
 TARGET_PEAK_MIB = 1024

@@ -10,12 +10,12 @@ import pytest
 from test_pooling import market
 
 from kronos.data.store import CandleStore
+from kronos.engine.forecast import Forecast
 from kronos.errors import InvalidInputError
 from kronos.evaluation import anchored
 from kronos.evaluation.anchored import BLOCK, fit_record, issue_latest, minimum_origins, plan_record
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.kept import TERMS
-from kronos.forecast import Forecast
 from kronos.settings import ForecastSettings
 
 H, S, LOOKBACK = 24, 30, 64

@@ -22,7 +22,7 @@ from kronos.api.middleware import BodyTimeout
 from kronos.cli import serve
 from kronos.data import market
 from kronos.data.store import CandleStore
-from kronos.service import ForecastService
+from kronos.serving.service import ForecastService
 from kronos.settings import ModelChoice, ServerSettings
 
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"

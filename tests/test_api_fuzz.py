@@ -27,7 +27,7 @@ from test_api import PARITY, filled_store, offline_exchange
 from kronos.api import create_app
 from kronos.data import market
 from kronos.engine import Forecaster
-from kronos.forecast import Forecast
+from kronos.engine.forecast import Forecast
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = 20  # per operation, in the fuzzing phase

@@ -16,20 +16,21 @@ from app_server import RecordedBinance
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
-from kronos import cancellation, checkpoints
+from kronos import cancellation
 from kronos.api import create_app
 from kronos.cli import main
 from kronos.data import market
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
+from kronos.engine.synthetic import random_walk
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.combined import EVERY, minimum_origins
 from kronos.evaluation.record import log_forecast
+from kronos.model import checkpoints
 from kronos.schemas.calibrated import Calibrated
 from kronos.settings import FORECAST_DEFAULTS
-from kronos.synthetic import random_walk
-from pages import _loading
+from ui import loaders
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
@@ -41,7 +42,7 @@ SMALL = {"lookback": "64", "horizon": "6", "samples": "8", "hour_idx": "4"}  # a
 def calibrations_end():
     """Every test's background calibrations end within it, so none runs on into the next test."""
     yield
-    assert _loading.calibrations().wait(120)
+    assert loaders.calibrations().wait(120)
 
 
 def run(page: str | None = None, query: dict[str, str] | None = None, app: AppTest | None = None) -> AppTest:
@@ -83,7 +84,7 @@ def metrics(app: AppTest) -> dict[str, str]:
 
 def calibrated(app: AppTest) -> AppTest:
     """The page again once the background calibrations have ended."""
-    assert _loading.calibrations().wait(120)
+    assert loaders.calibrations().wait(120)
     return run(app=app)
 
 
@@ -353,21 +354,21 @@ def long_market(store):
 
 def gated(monkeypatch) -> threading.Event:
     """Calibrations wait for the event returned before they start."""
-    gate, original = threading.Event(), _loading.calibrated
+    gate, original = threading.Event(), loaders.calibrated
 
     def waiting(*args, **kwargs):
         assert gate.wait(60)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_loading, "calibrated", waiting)
+    monkeypatch.setattr(loaders, "calibrated", waiting)
     return gate
 
 
 def block_of(app: AppTest) -> Calibrated:
     """The calibrated block of the live page's forecast: its job, joined (asking again starts no other)."""
-    forecaster = _loading.load_forecaster(str(PARITY / "model"), str(PARITY / "tokenizer"))
-    candles = _loading.load_candles(app.session_state["ctl.current"].market(), 64 + 6 + 1200)
-    job = _loading.calibration(forecaster, candles, kept_forecasts(app)[-1])
+    forecaster = loaders.load_forecaster(str(PARITY / "model"), str(PARITY / "tokenizer"))
+    candles = loaders.load_candles(app.session_state["ctl.current"].market(), 64 + 6 + 1200)
+    job = loaders.calibration(forecaster, candles, kept_forecasts(app)[-1])
     assert job.done
     return job.result()
 
@@ -457,7 +458,7 @@ def test_a_store_failing_during_the_calibration_does_not_stop_it(long_market, mo
 
 
 def test_the_first_usable_record_shows_while_the_rest_is_refined(long_market, monkeypatch):
-    first, gate, original = threading.Event(), threading.Event(), _loading.calibrated
+    first, gate, original = threading.Event(), threading.Event(), loaders.calibrated
 
     def refining(*args, publish, **kwargs):
         def held(block):
@@ -467,7 +468,7 @@ def test_the_first_usable_record_shows_while_the_rest_is_refined(long_market, mo
                 assert gate.wait(60)
         return original(*args, publish=held, **kwargs)
 
-    monkeypatch.setattr(_loading, "calibrated", refining)
+    monkeypatch.setattr(loaders, "calibrated", refining)
     app = run(query=SMALL)
     assert first.wait(60)
     app = run(app=app)
@@ -484,14 +485,14 @@ def test_the_first_usable_record_shows_while_the_rest_is_refined(long_market, mo
 
 
 def test_a_session_that_changes_its_settings_cancels_the_calibration_it_waited_for(long_market, monkeypatch):
-    gate, tokens, original = threading.Event(), [], _loading.calibrated
+    gate, tokens, original = threading.Event(), [], loaders.calibrated
 
     def waiting(*args, **kwargs):
         tokens.append(cancellation.current())
         assert gate.wait(60)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_loading, "calibrated", waiting)
+    monkeypatch.setattr(loaders, "calibrated", waiting)
     run(query=SMALL)  # AppTest's sessions share one id: the same session, with other settings next
     deadline = time.monotonic() + 60
     while not tokens:
@@ -506,21 +507,21 @@ def test_a_session_that_changes_its_settings_cancels_the_calibration_it_waited_f
 
 
 def test_the_server_warm_starts_the_default_market_calibration_when_the_store_holds_its_candles(long_market):
-    _loading.warm_start.clear()
-    _loading.calibrations.clear()  # a fresh server
-    warm = _loading.warm_start()
+    loaders.warm_start.clear()
+    loaders.calibrations.clear()  # a fresh server
+    warm = loaders.warm_start()
     assert warm is not None and warm.wait(60) and warm.result() is None
-    assert _loading.calibrations().wait(120)
-    assert len(_loading.calibrations().keys()) == 2
-    started = _loading.calibrations().keys()[-1]  # the calibration the warm start asked for
+    assert loaders.calibrations().wait(120)
+    assert len(loaders.calibrations().keys()) == 2
+    started = loaders.calibrations().keys()[-1]  # the calibration the warm start asked for
     assert started[4:7] == ("BTC/USDT", "1h", FORECAST_DEFAULTS.seed)
     assert dict(started[7])["temperature"] == FORECAST_DEFAULTS.temperature
-    count = len(_loading.calibrations().keys())
+    count = len(loaders.calibrations().keys())
     run()  # the first visitor, at the defaults: joins it
-    assert _loading.calibrations().keys()[-1] == started and len(_loading.calibrations().keys()) == count
+    assert loaders.calibrations().keys()[-1] == started and len(loaders.calibrations().keys()) == count
 
 
 def test_no_warm_start_without_the_default_market_in_the_store(store):
-    _loading.warm_start.clear()
-    _loading.calibrations.clear()
-    assert _loading.warm_start() is None and _loading.calibrations().keys() == []
+    loaders.warm_start.clear()
+    loaders.calibrations.clear()
+    assert loaders.warm_start() is None and loaders.calibrations().keys() == []

@@ -107,7 +107,7 @@ def test_latest_forecasts_after_the_last_row_raw_calibrated_and_combined(forecas
 
 def test_each_run_draws_its_baselines_from_its_own_seed(frame):
     """A run's baseline paths are the same whichever runs are drawn with it (a record grows one origin at a time)."""
-    from kronos.evaluation.forecasters import draw_baselines, runs_at
+    from kronos.evaluation.issuing import draw_baselines, runs_at
 
     close, stamps, rows = frame["close"].to_numpy(), pd.DatetimeIndex(frame["timestamps"]), origin_rows(120, SMALL)
 

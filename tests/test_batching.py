@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from kronos import cancellation
-from kronos.batching import Batcher
 from kronos.engine import Forecaster, ForecastSource
 from kronos.errors import InvalidInputError
+from kronos.serving.batching import Batcher
 
 
 class Held(Forecaster):

@@ -17,9 +17,9 @@ import torch
 from conftest import PARITY
 from data_frames import candle_frame
 
-from kronos import Forecaster, InvalidInputError, WeightsUnavailableError, checkpoints
+from kronos import Forecaster, InvalidInputError, WeightsUnavailableError
 from kronos.cli import main
-from kronos.model import PredictorConfig
+from kronos.model import PredictorConfig, checkpoints
 from kronos.settings import Environment, ModelChoice
 
 

@@ -13,12 +13,12 @@ from markets_recorded import RecordedBinance
 
 from kronos.cli import main
 from kronos.data.store import CandleStore
-from kronos.data.watchlist import given
-from kronos.distributed import RayForecaster, connect
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
-from kronos.markets import scan
+from kronos.scan.ranking import scan
+from kronos.scan.watchlist import given
 from kronos.schemas.markets import Scan
+from kronos.serving.cluster import RayForecaster, connect
 from kronos.settings import ForecastSettings, ModelChoice
 
 SETTINGS = ForecastSettings(horizon=6, samples=5, lookback=48, seed=3)
@@ -96,7 +96,7 @@ def test_an_actor_that_finishes_takes_the_next_piece(remote, parity_input):
 
 
 def test_workers_that_cannot_start_are_reported(remote, monkeypatch):
-    monkeypatch.setattr("kronos.distributed.START_TIMEOUT_S", 2.0)
+    monkeypatch.setattr("kronos.serving.cluster.START_TIMEOUT_S", 2.0)
     with pytest.raises(InvalidInputError, match="Ray did not start 1 workers of 1 CPU.* 0 CPUs free"):
         RayForecaster(ModelChoice(f"{PARITY}/model", f"{PARITY}/tokenizer"), workers=1)  # both CPUs are held
 
@@ -119,10 +119,10 @@ def test_a_backtest_on_ray_equals_the_local_one(remote, forecaster, parity_input
 def test_first_sight_backtests_on_ray_equal_local_ones(remote, forecaster, tmp_path):
     """Two markets' first sights on Ray (origins on the actors, paths written to the caller's store) against the
     same on this machine: the same rows and the same stored paths, to the bit."""
-    from kronos.calibrations import ScanCalibration
-    from kronos.markets import scan_answer
+    from kronos.engine.synthetic import random_walk
+    from kronos.scan.combining import ScanCalibration
+    from kronos.scan.ranking import scan_answer
     from kronos.schemas.markets import ScanQuery
-    from kronos.synthetic import random_walk
 
     stores = {name: CandleStore(tmp_path / f"{name}.sqlite") for name in ("far", "near")}
     symbols = ["AAA/USDT", "BBB/USDT"]

@@ -31,7 +31,7 @@ def blocks() -> list[tuple[str, str]]:
 @pytest.fixture
 def parity_everywhere(monkeypatch, tmp_path):
     """Presets and hub ids load the parity checkpoint; the working folder holds candles.csv."""
-    from kronos import checkpoints
+    from kronos.model import checkpoints
 
     real = checkpoints.select
 

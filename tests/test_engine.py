@@ -10,8 +10,8 @@ import torch
 from conftest import PARITY
 
 from kronos import Forecaster, InvalidInputError
-from kronos.reference import recompute_forecast
-from kronos.sampling import filtered_probs, sample_ids
+from kronos.engine.reference import recompute_forecast
+from kronos.engine.sampling import filtered_probs, sample_ids
 
 
 def test_same_seed_same_paths_other_seed_other_paths(forecaster, parity_input):

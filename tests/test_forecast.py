@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kronos import Forecast, InvalidInputError
-from kronos.forecast import model_label
+from kronos.model.checkpoints import model_label
 from kronos.schemas.forecast import DataBlock, ForecastAnswer, ForecastWithPaths
 
 DATA = DataBlock(source="csv", exchange=None, symbol="test.csv", timeframe="1h", rows=40, as_of="2025-01-02T15:00:00",

@@ -1,5 +1,5 @@
 """The registry of background jobs the dashboard's calibrations run in, and the source that yields to others
-(kronos.jobs)."""
+(kronos.serving.jobs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from kronos import cancellation
 from kronos.cancellation import Token
 from kronos.errors import WorkCancelledError
-from kronos.jobs import Jobs, Yielding
+from kronos.serving.jobs import Jobs, Yielding
 
 
 def test_one_job_per_key_its_progress_and_its_result():

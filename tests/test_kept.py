@@ -12,7 +12,7 @@ import numpy as np
 from kronos.data.store import CandleStore
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation import baselines, kept
-from kronos.evaluation.forecasters import Terms
+from kronos.evaluation.issuing import Terms
 from kronos.evaluation.kept import KeptGarch, KeptRecord, Scored, keep_record, kept_record
 from kronos.evaluation.registry import components, forecasters
 

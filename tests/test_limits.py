@@ -16,14 +16,14 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
-from kronos.batching import Batcher
 from kronos.cancellation import DisconnectWatch, Token, client_gone, running
 from kronos.data.store import CandleStore
+from kronos.engine.synthetic import random_walk
 from kronos.errors import ServiceTimeoutError, WorkCancelledError
 from kronos.evaluation.backtest import KEPT_EVERY, BacktestSettings, run_backtest
-from kronos.service import ForecastService
+from kronos.serving.batching import Batcher
+from kronos.serving.service import ForecastService
 from kronos.settings import Environment, ForecastSettings, ServerSettings
-from kronos.synthetic import random_walk
 
 PATH_BYTES = 4 * 3 * 8  # one origin's closes: 4 samples x 3 hours of float64
 
@@ -271,8 +271,8 @@ def test_a_backtest_stops_writing_when_its_http_client_hangs_up(forecaster, tmp_
 
 def test_a_long_job_gives_the_freed_memory_back(monkeypatch):
     released = []
-    monkeypatch.setattr("kronos.service.release_memory", lambda: released.append(1))
-    monkeypatch.setattr("kronos.service.RELEASE_AFTER_S", 0.05)
+    monkeypatch.setattr("kronos.serving.service.release_memory", lambda: released.append(1))
+    monkeypatch.setattr("kronos.serving.service.RELEASE_AFTER_S", 0.05)
     service = ForecastService(workers=1)
     service.run("short", lambda: None)
     assert released == []

@@ -17,12 +17,12 @@ from markets_recorded import LAST_CLOSED, RecordedBinance, install
 
 from kronos.cli import main
 from kronos.data.store import CandleStore
-from kronos.data.watchlist import RateLimiter, excluded, fetch_watchlist, given, top_markets
 from kronos.errors import EmptyStoreError, InvalidInputError, UnknownMarketError
-from kronos.markets import day_change, forecast_markets, scan, scan_answer
+from kronos.scan.ranking import day_change, forecast_markets, scan, scan_answer
+from kronos.scan.watchlist import RateLimiter, excluded, fetch_watchlist, given, top_markets
 from kronos.schemas.markets import SORT_COLUMNS, Combined, Scan, ScanQuery
 from kronos.settings import ForecastSettings
-from kronos.summary import headline
+from kronos.views.texts import headline
 
 PARITY = "tests/fixtures/kronos_parity"
 SETTINGS = ForecastSettings(horizon=8, samples=6, lookback=64, seed=5)

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from conftest import PARITY
 
-from kronos.calibrations import NotStored, ScanCalibration, StoredOnly, market_combined
 from kronos.cli import main
-from kronos.data.watchlist import fetch_watchlist, given
+from kronos.engine.synthetic import random_walk
 from kronos.evaluation.combined import calibration_rows, first_sight
 from kronos.flows import calibrated, forecast_candles
-from kronos.markets import AGAIN, WAITING_HERE, scan_answer, with_combined
+from kronos.scan.combining import NotStored, ScanCalibration, StoredOnly, market_combined
+from kronos.scan.ranking import AGAIN, WAITING_HERE, scan_answer, with_combined
+from kronos.scan.watchlist import fetch_watchlist, given
 from kronos.schemas.markets import Combined, Scan, ScanQuery
-from kronos.synthetic import random_walk
 
 MARKETS = ("AAA/USDT", "BBB/USDT", "CCC/USDT")  # CCC: too few candles to calibrate
 QUERY = {"symbols": list(MARKETS), "source": "store", "horizon": 8, "samples": 6, "lookback": 64, "seed": 5,
@@ -107,10 +107,10 @@ def test_a_call_calibrates_within_its_budget_and_the_next_one_goes_on(markets, f
                                                                                            ["later"])
     assert [p.candles.symbol for p in calibration.pending] == ["BBB/USDT"] and calibration.budget == 0
     # a request's budget: MAX_REQUEST_WORK less the scan's own forecasts (3 markets x 6 paths x 8 h)
-    monkeypatch.setattr("kronos.markets.MAX_REQUEST_WORK", 3 * 6 * 8 + FIRST_SIGHT - 1)
+    monkeypatch.setattr("kronos.scan.ranking.MAX_REQUEST_WORK", 3 * 6 * 8 + FIRST_SIGHT - 1)
     found = rows(scan_answer(ScanQuery(**QUERY, calibrate=True), forecaster, markets))
     assert (found["AAA/USDT"].basis, found["BBB/USDT"].notes) == ("combined", [AGAIN])
-    monkeypatch.setattr("kronos.markets.MAX_REQUEST_WORK", 3 * 6 * 8 + FIRST_SIGHT)
+    monkeypatch.setattr("kronos.scan.ranking.MAX_REQUEST_WORK", 3 * 6 * 8 + FIRST_SIGHT)
     found = rows(scan_answer(ScanQuery(**QUERY, calibrate=True), forecaster, markets))
     assert (found["AAA/USDT"].basis, found["BBB/USDT"].basis) == ("combined", "combined")
 
@@ -120,7 +120,7 @@ def test_get_scan_with_calibrate_within_the_budget(markets, forecaster, monkeypa
 
     from kronos.api import create_app
 
-    monkeypatch.setattr("kronos.markets.MAX_REQUEST_WORK", 3 * 6 * 8 + FIRST_SIGHT)
+    monkeypatch.setattr("kronos.scan.ranking.MAX_REQUEST_WORK", 3 * 6 * 8 + FIRST_SIGHT)
     params = {**QUERY, "symbols": ",".join(MARKETS)}
     with TestClient(create_app(forecaster=forecaster, store=markets)) as client:
         plain = Scan.model_validate_json(client.get("/scan", params=params).text)

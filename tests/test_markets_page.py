@@ -88,10 +88,10 @@ def test_markets_seen_first_are_backtested_in_the_background_and_fill_in(store):
     from conftest import PARITY
 
     from kronos.engine import Forecaster
-    from kronos.markets import scan_answer
+    from kronos.engine.synthetic import random_walk
+    from kronos.scan.ranking import scan_answer
     from kronos.schemas.markets import ScanQuery
-    from kronos.synthetic import random_walk
-    from pages._loading import calibrations
+    from ui.loaders import calibrations
 
     symbols = ["AAA/USDT", "BBB/USDT"]
     for i, symbol in enumerate(symbols):

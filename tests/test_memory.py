@@ -7,10 +7,10 @@ import weakref
 
 import pytest
 
-from kronos.batching import Batcher
 from kronos.cancellation import Token, running
 from kronos.errors import WorkCancelledError
-from kronos.service import ForecastService
+from kronos.serving.batching import Batcher
+from kronos.serving.service import ForecastService
 
 
 class Big:
@@ -20,8 +20,8 @@ class Big:
 def test_a_failed_long_job_has_freed_its_arrays_when_the_heaps_are_trimmed(monkeypatch):
     held: list[weakref.ref] = []
     freed_at_release: list[bool] = []
-    monkeypatch.setattr("kronos.service.release_memory", lambda: freed_at_release.append(held[0]() is None))
-    monkeypatch.setattr("kronos.service.RELEASE_AFTER_S", 0.05)
+    monkeypatch.setattr("kronos.serving.service.release_memory", lambda: freed_at_release.append(held[0]() is None))
+    monkeypatch.setattr("kronos.serving.service.RELEASE_AFTER_S", 0.05)
 
     def failing() -> None:
         big = Big()
@@ -36,7 +36,7 @@ def test_a_failed_long_job_has_freed_its_arrays_when_the_heaps_are_trimmed(monke
 
 def test_a_batch_whose_callers_all_went_away_trims_the_heaps_when_it_stops(monkeypatch, parity_input):
     released, token = [], Token()
-    monkeypatch.setattr("kronos.batching.release_memory", lambda: released.append(1))
+    monkeypatch.setattr("kronos.serving.batching.release_memory", lambda: released.append(1))
 
     class Cancelling:
         name, max_context, fingerprint = "cancelling", 128, "0"

@@ -15,7 +15,7 @@ from kronos.cli import backtest, build_parser, main, serve
 from kronos.data.store import CandleStore
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings
-from kronos.service import ForecastService, MarketData
+from kronos.serving.service import ForecastService, MarketData
 from kronos.settings import (
     FORECAST_DEFAULTS,
     ORIGIN_LIMITS,

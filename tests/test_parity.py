@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import PARITY, shared_file
 
-from kronos import checkpoints
 from kronos.data.validation import FEATURE_COLUMNS
 from kronos.engine import Forecaster, normalise, time_features
+from kronos.engine.reference import recompute_forecast
+from kronos.engine.sampling import filtered_probs
 from kronos.errors import WeightsUnavailableError
-from kronos.reference import recompute_forecast
-from kronos.sampling import filtered_probs
+from kronos.model import checkpoints
 
 EXPECTED = np.load(PARITY / "expected.npz")
 META = json.loads((PARITY / "meta.json").read_text())

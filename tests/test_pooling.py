@@ -103,7 +103,7 @@ def test_the_quantile_grid_of_one_component_is_its_order_statistics():
 def test_through_the_backtest_flow_an_oracle_model_leads_the_combined_forecast():
     """The same market through forecasters.evaluate: the oracle as "the model", calibrated, pooled with every
     baseline."""
-    from kronos.evaluation.forecasters import evaluate, runs_at
+    from kronos.evaluation.issuing import evaluate, runs_at
 
     close, sigma = market(seed=2)
     rng = np.random.default_rng(5)

@@ -21,11 +21,11 @@ from kronos.api import create_app
 from kronos.cli.scan import table
 from kronos.data.store import CandleStore
 from kronos.data.validation import PRICE_COLUMNS
-from kronos.data.watchlist import given
-from kronos.markets import scan
+from kronos.scan.ranking import scan
+from kronos.scan.watchlist import given
 from kronos.settings import ForecastSettings
-from kronos.summary import price_text
-from pages import _loading
+from kronos.views.texts import price_text
+from ui import loaders
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["--model", str(PARITY / "model"), "--tokenizer", str(PARITY / "tokenizer"), "--max-context", "128"]
@@ -141,7 +141,7 @@ def test_the_live_page_shows_a_tiny_last_price_by_its_magnitude(store, parity_in
     store.merge(scaled(parity_input, -10), "binance", "BTC/USDT", "1h")
     app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
     app.run()
-    assert _loading.calibrations().wait(120)
+    assert loaders.calibrations().wait(120)
     assert not app.exception, [e.value for e in app.exception]
     shown = {m.label: m.value for m in app.metric}
     assert shown["Last price"] == price_text(parity_input["close"].iloc[-1] * 1e-10) != "0.00"

@@ -1,5 +1,6 @@
 """The baselines' registry: the built-in order each run draws them in, and a baseline added by one class and one
-`register` call is drawn, scored, pooled, kept, labelled and coloured everywhere, the others' draws unchanged."""
+`register` call is drawn, scored, pooled, kept, documented, labelled and coloured everywhere, the others' draws
+unchanged."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import pandas as pd
 import pytest
 from data_frames import candle_frame
 
-from kronos.charts import crps_chart, forecasters, weights_chart
+from kronos.api.app import create_app
 from kronos.data.store import CandleStore
 from kronos.evaluation import baselines, kept, registry
 from kronos.evaluation.backtest import BacktestSettings, origin_rows, run_backtest
 from kronos.evaluation.combined import combined_forecast, first_sight
-from kronos.evaluation.forecasters import RunDraws, draw_baselines, runs_at
+from kronos.evaluation.issuing import RunDraws, draw_baselines, runs_at
 from kronos.evaluation.registry import BASELINES, Baseline, components, labels, register
 from kronos.schemas.backtest import BacktestResult
 from kronos.schemas.training import SeriesEvaluation
 from kronos.settings import ForecastSettings
+from kronos.views.charts import crps_chart, forecasters, weights_chart
 
 SMALL = BacktestSettings(ForecastSettings(horizon=4, samples=6, lookback=40), origins=12, every=5, min_count=3)
 SAMPLING = {"horizon": 4, "samples": 6, "lookback": 40}
@@ -83,7 +85,7 @@ def test_each_run_draws_the_built_in_baselines_one_after_another_from_its_genera
 
 
 def test_a_registered_baseline_is_scored_pooled_and_charted_and_the_others_draw_the_same(
-        forecaster, frame, before, flat):
+        forecaster, frame, before, flat, tmp_path):
     plain = before[0]
     result = run_backtest(forecaster, frame, SMALL)
     origins = origin_rows(len(frame), SMALL)
@@ -97,6 +99,8 @@ def test_a_registered_baseline_is_scored_pooled_and_charted_and_the_others_draw_
     assert list(answer["scores"]) == ["model", "model_calibrated", *BUILT_IN, "flat", "combined",
                                       "trailing_frequency"]
     assert BacktestResult.model_validate(answer) == result.to_schema()
+    document = create_app(forecaster=forecaster, store=CandleStore(tmp_path / "s.sqlite"), warm=False).openapi()
+    assert list(document["components"]["schemas"]["BacktestScores"]["properties"]) == list(answer["scores"])
     assert forecasters()["flat"] == ("flat line", "#17becf")
     assert {(t.name, t.line.color) for t in crps_chart(result).data} >= {("flat line", "#17becf")}
     assert "flat line" in [t.name for t in weights_chart(result).data]

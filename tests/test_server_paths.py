@@ -14,8 +14,8 @@ from path_probe import leaks, page_texts
 from test_app import PARITY, ROOT, SMALL, calibrations_end, kept_forecasts, run  # noqa: F401 (fixture)
 from test_checkpoints import trained_run
 
-from kronos import checkpoints
 from kronos.cli import main
+from kronos.model import checkpoints
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from app_server import serve
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from kronos.batching import Batcher
 from kronos.cancellation import check_current
 from kronos.errors import InvalidInputError, WorkCancelledError
-from kronos.jobs import Jobs, Yielding
+from kronos.serving.batching import Batcher
+from kronos.serving.jobs import Jobs, Yielding
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
@@ -84,25 +84,25 @@ def test_a_closed_batcher_ends_its_thread_and_every_request_hears_why(parity_inp
 
 def test_a_model_leaving_the_dashboards_cache_has_its_batching_thread_ended(store, parity_input, monkeypatch,
                                                                              tmp_path):
-    from pages import _loading
+    from ui import loaders
 
     monkeypatch.setenv("KRONOS_ALLOW_ANY_MODEL", "1")
-    _loading.load_forecaster.clear()
+    loaders.load_forecaster.clear()
     models = []
     for number in range(3):  # the cache keeps two
         shutil.copytree(PARITY, tmp_path / str(number))
         models.append((str(tmp_path / str(number) / "model"), str(tmp_path / str(number) / "tokenizer")))
-    first = _loading.load_forecaster(*models[0])
+    first = loaders.load_forecaster(*models[0])
     first.forecast(parity_input, horizon=2, samples=2)
     worker = first._worker
     assert worker.is_alive()
     for model in models[1:]:
-        _loading.load_forecaster(*model).forecast(parity_input, horizon=2, samples=2)
+        loaders.load_forecaster(*model).forecast(parity_input, horizon=2, samples=2)
     worker.join(30)
     assert first.closed and not worker.is_alive()
-    kept = [_loading.load_forecaster(*model) for model in models[1:]]  # still cached, still serving
+    kept = [loaders.load_forecaster(*model) for model in models[1:]]  # still cached, still serving
     assert not any(b.closed for b in kept) and all(b._worker.is_alive() for b in kept)
-    _loading.load_forecaster.clear()
+    loaders.load_forecaster.clear()
     assert all(b.closed and not b._worker.is_alive() for b in kept)
 
 
@@ -176,7 +176,7 @@ sys.path[:0] = [{root!r}, {tests!r}]
 from app_server import offline
 from kronos.data import market
 from kronos.data.store import CandleStore
-from kronos.synthetic import random_walk
+from kronos.engine.synthetic import random_walk
 market.make_exchange = offline
 CandleStore().merge(random_walk(600, seed=3), "binance", "BTC/USDT", "1h")
 from streamlit.testing.v1 import AppTest
@@ -184,8 +184,8 @@ app = AppTest.from_file({dashboard!r}, default_timeout=60)
 app.query_params.update(lookback="64", horizon="6", samples="8", hour_idx="4")
 app.run()
 assert not app.exception, [e.value for e in app.exception]
-from pages import _loading
-assert any(not job.done for job in _loading.calibrations()._jobs.values()), "no calibration running at exit"
+from ui import loaders
+assert any(not job.done for job in loaders.calibrations()._jobs.values()), "no calibration running at exit"
 print("ran", flush=True)
 """
 
@@ -215,7 +215,7 @@ async def run_session(url: str, query: str, timeout_s: float = 120) -> None:
 
 def test_streamlit_run_stopped_with_sigterm_exits_0_every_time(tmp_path):
     from kronos.data.store import CandleStore
-    from kronos.synthetic import random_walk
+    from kronos.engine.synthetic import random_walk
 
     for number in range(3):
         folder = tmp_path / str(number)

@@ -27,7 +27,7 @@ from kronos.engine import Forecaster
 from kronos.errors import StoreUnavailableError
 from kronos.flows import forecast_candles
 from kronos.settings import ForecastSettings, MarketChoice
-from pages import _show
+from ui import widgets
 
 KEY = ("binance", "BTC/USDT", "1h")
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
@@ -275,7 +275,7 @@ def test_the_dashboard_shows_a_store_fault_and_still_forecasts_live_candles(stor
     monkeypatch.setattr(market, "make_exchange", RecordedBinance().exchange)
     # Without kept origins the calibration outlasts a session's lease, which a browser renews by polling and
     # AppTest does not: held for the test's wait, else it is cancelled as abandoned and started again.
-    monkeypatch.setattr(_show, "LEASE_S", 300.0)
+    monkeypatch.setattr(widgets, "LEASE_S", 300.0)
     app = run()
     assert app.success[0].value.startswith("Live data from binance: ") and "BTC/USDT 1h candles" in app.success[0].value
     assert app.metric  # the forecast's headline figures

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import charts, run, values
 
 from kronos.evaluation import backtest
-from pages import _loading
+from ui import loaders
 
 PAGE = "pages/track_record.py"
 PARITY_CSV = Path(__file__).parent / "fixtures" / "kronos_parity" / "input.csv"
@@ -33,7 +33,7 @@ def backtests(monkeypatch) -> list[backtest.Backtest]:
         made.append(result)
         return result
 
-    monkeypatch.setattr(_loading, "run_backtest", counted)
+    monkeypatch.setattr(loaders, "run_backtest", counted)
     return made
 
 

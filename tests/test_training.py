@@ -17,11 +17,10 @@ from conftest import PARITY
 from data_frames import REAL_DATA, candle_frame, needs_real_data
 from safetensors.torch import load_file
 
-from kronos import checkpoints
 from kronos.cli import main
 from kronos.data.store import CandleStore
-from kronos.layers import run_blocks
-from kronos.model import quantiser_loss_and_codes
+from kronos.model import checkpoints, quantiser_loss_and_codes
+from kronos.model.layers import run_blocks
 from kronos.training.data import Series, Windows, choose_split, make_windows, read_csv_series
 from kronos.training.evaluate import evaluate_on_validation
 from kronos.training.loop import Progress

@@ -2,7 +2,7 @@
 /backtest, /track_record, /health on FastAPI.
 
 The model loads once at start-up (`lifespan`) and reaches the routes through a typed dependency (kronos.api.deps);
-forecasts run on kronos.service's bounded pool. Answers are the typed models of kronos.schemas, declared on each
+forecasts run on kronos.serving.service's bounded pool. Answers are the typed models of kronos.schemas, declared on each
 route; errors go through one handler (kronos.api.errors). With a token (KRONOS_API_TOKEN) every route but
 /health wants it, and the OpenAPI document says so (a bearer security scheme, 401 on each route).
 """
@@ -24,12 +24,12 @@ from kronos.api.deps import NOT_LOADED, Runtime, require_token
 from kronos.api.errors import MAX_BODY_BYTES, error_response, responses
 from kronos.api.middleware import BodyLimit, BodyTimeout
 from kronos.api.routes import backtest, forecasts, health, markets
-from kronos.batching import Batcher
 from kronos.cancellation import DisconnectWatch
 from kronos.data.store import CandleStore
 from kronos.engine import Forecaster
 from kronos.errors import KronosError
-from kronos.service import ForecastService, MarketData
+from kronos.serving.batching import Batcher
+from kronos.serving.service import ForecastService, MarketData
 from kronos.settings import SERVER_DEFAULTS, Environment, ModelChoice, ServerSettings
 
 log = logging.getLogger("kronos.api")
@@ -75,6 +75,8 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     app.include_router(backtest.router, **guarded)
     app.include_router(markets.router, **guarded)
     app.include_router(health.router)
+    made = app.openapi
+    app.openapi = lambda: app.openapi_schema or backtest.name_the_scores(made())
     return app
 
 

@@ -1,4 +1,5 @@
-"""`calibrate=true` on the HTTP API: the calibration runs as a background job of the app's registry (kronos.jobs: one
+"""`calibrate=true` on the HTTP API: the calibration runs as a background job of the app's registry
+(kronos.serving.jobs: one
 at a time, the newest first, its forecasts yielding to plain ones), shared by every request with the same data and
 settings. A request waits for it at most `calibration_wait` seconds (ServerSettings): then it answers with the
 calibrated block (`calibration=full`: the full record; `quick`: the first usable, provisional record or a later
@@ -17,15 +18,15 @@ from typing import Literal
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
+from kronos.engine.forecast import Forecast
 from kronos.errors import KronosError, StoreUnavailableError
 from kronos.evaluation.combined import calibration_rows
 from kronos.flows import calibrated, forecast_candles
-from kronos.forecast import Forecast
-from kronos.jobs import Job, Jobs, Yielding
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.service import CalibrationPending
+from kronos.serving.jobs import Job, Jobs, Yielding
 from kronos.settings import FORECAST_DEFAULTS, ForecastSettings, MarketChoice
-from kronos.summary import fingerprint
+from kronos.views.texts import fingerprint
 
 RETRY_AFTER_S = 2  # a 202's Retry-After: the next request waits calibration_wait again, so soon is fine
 HOLD_S = 30.0  # how long past its wait a request's lease on the calibration lasts

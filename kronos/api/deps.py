@@ -14,9 +14,9 @@ from starlette.exceptions import HTTPException
 from kronos.cancellation import client_gone
 from kronos.engine import ForecastSource
 from kronos.errors import WeightsUnavailableError
-from kronos.forecast import model_label
-from kronos.jobs import Jobs
-from kronos.service import ForecastService, MarketData
+from kronos.model.checkpoints import model_label
+from kronos.serving.jobs import Jobs
+from kronos.serving.service import ForecastService, MarketData
 from kronos.settings import SERVER_DEFAULTS, ModelChoice
 
 NOT_LOADED = "its weights could not be loaded (the server log says why)"

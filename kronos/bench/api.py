@@ -3,7 +3,7 @@
 It starts `uvicorn kronos.api:create_app --factory` on a free port (the model from
 KRONOS_MODEL / KRONOS_TOKENIZER; default: Kronos-mini's shapes with random weights, as the dashboard's load
 script) unless --url names a running server, then every client posts /predict_custom with synthetic candles
-(kronos.synthetic.random_walk) over and over. A 429 is an answer: the client waits its Retry-After, as a polite
+(kronos.engine.synthetic.random_walk) over and over. A 429 is an answer: the client waits its Retry-After, as a polite
 client does. `--histories K` gives the clients K different histories (default 1: all on one history, like the
 live market); `--seeds K` makes the requests use K seeds only, so identical concurrent requests share
 computations; by default every request is distinct.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronos.synthetic import random_checkpoint, random_walk
+from kronos.engine.synthetic import random_checkpoint, random_walk
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ def free_port() -> int:
 def start_server(port: int, workers: int, queue_size: int) -> subprocess.Popen:
     """The API in a child process; returns once /health answers 200."""
     code = ("from kronos.process import prepare; prepare(); import uvicorn; from kronos.api import create_app; "
-            "from kronos.service import ForecastService; "
+            "from kronos.serving.service import ForecastService; "
             f"uvicorn.run(create_app(service=ForecastService({workers}, {queue_size})), host='127.0.0.1', "
             f"port={port}, log_level='warning')")
     return wait_healthy(subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}), port)

@@ -25,9 +25,9 @@ import pandas as pd
 
 from kronos.data.reading import read_file
 from kronos.engine import Forecaster
+from kronos.engine.synthetic import random_checkpoint, random_walk
 from kronos.evaluation.backtest import BacktestSettings, origin_rows, origin_seed, rows_needed
 from kronos.settings import ForecastSettings
-from kronos.synthetic import random_checkpoint, random_walk
 
 TARGET_S, TARGET_SPEEDUP = 40.0, 1.5
 

@@ -28,12 +28,12 @@ import pandas as pd
 
 from kronos.bench.backtest import _candles
 from kronos.data.store import CandleStore
+from kronos.engine.synthetic import random_forecaster, random_walk
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.evaluation.combined import combined_forecast
 from kronos.evaluation.probability import MAPS
 from kronos.evaluation.registry import REFERENCE, TRAILING
 from kronos.settings import ForecastSettings
-from kronos.synthetic import random_forecaster, random_walk
 
 HOURS = (1, 6, 12, 24)
 
@@ -62,8 +62,32 @@ def main(argv: list[str] | None = None) -> None:
         results = {name: run_backtest(random_forecaster("mini"), frame, settings, store=store, upside_map=name)
                    for name in MAPS}
         took = time.perf_counter() - started
+    _print_tables(results, args.every, lookback, took)
+
+
+def _first_sight(candles: pd.DataFrame) -> None:
+    """Seconds of combined_forecast at first sight, one candle later and six candles later, on one store."""
+    forecaster, times = random_forecaster("mini"), []
+    with tempfile.TemporaryDirectory() as folder:
+        store = CandleStore(Path(folder) / "store.sqlite")
+        for later in (0, 1, 6):
+            frame = candles.iloc[len(candles) - 2054 + later:len(candles) - 6 + later].reset_index(drop=True)
+            forecast = forecaster.forecast(frame, horizon=24, samples=30, lookback=383, seed=later)
+            started = time.perf_counter()
+            block = combined_forecast(forecaster, frame, forecast, store)
+            times.append(time.perf_counter() - started)
+    print(f"calibrated at first sight: {block.record.origins} origins every 6 candles, 30 paths x 24 h, lookback 383, "
+          "mini shapes")
+    print("| first sight (s) | target (s) | one candle later (s) | six candles later (s) | target (s) |")
+    print("|---|---|---|---|---|")
+    print(f"| {times[0]:.1f} | <= 30 | {times[1]:.2f} | {times[2]:.2f} | < 1 |")
+    print(block.summary)
+
+
+def _print_tables(results: dict, every: int, lookback: int, took: float) -> None:
+    """The scores of every forecaster (the platt map's run), the pool's weights, the targets, and each map's Brier."""
     result = results["platt"]
-    print(f"{len(result.origin_times)} origins every {args.every} rows, {result.origin_times[0]:%Y-%m-%d} to "
+    print(f"{len(result.origin_times)} origins every {every} rows, {result.origin_times[0]:%Y-%m-%d} to "
           f"{result.origin_times[-1]:%Y-%m-%d}, 30 paths x 24 h, lookback {lookback}, random mini weights "
           f"({took:.0f} s)")
     print("| forecaster | CRPS h1 | h6 | h12 | h24 | 80% band h24 | Brier upside h1 / h24 |")
@@ -89,22 +113,3 @@ def main(argv: list[str] | None = None) -> None:
         brier = run.scores["combined"].brier_upside
         print(f"| {name} | " + " | ".join(f"{brier[h - 1]:.4f}" for h in HOURS) + f" | {brier.mean():.4f} | "
               f"{run.scores['combined'].brier_vol_amp:.4f} |")
-
-
-def _first_sight(candles: pd.DataFrame) -> None:
-    """Seconds of combined_forecast at first sight, one candle later and six candles later, on one store."""
-    forecaster, times = random_forecaster("mini"), []
-    with tempfile.TemporaryDirectory() as folder:
-        store = CandleStore(Path(folder) / "store.sqlite")
-        for later in (0, 1, 6):
-            frame = candles.iloc[len(candles) - 2054 + later:len(candles) - 6 + later].reset_index(drop=True)
-            forecast = forecaster.forecast(frame, horizon=24, samples=30, lookback=383, seed=later)
-            started = time.perf_counter()
-            block = combined_forecast(forecaster, frame, forecast, store)
-            times.append(time.perf_counter() - started)
-    print(f"calibrated at first sight: {block.record.origins} origins every 6 candles, 30 paths x 24 h, lookback 383, "
-          "mini shapes")
-    print("| first sight (s) | target (s) | one candle later (s) | six candles later (s) | target (s) |")
-    print("|---|---|---|---|---|")
-    print(f"| {times[0]:.1f} | <= 30 | {times[1]:.2f} | {times[2]:.2f} | < 1 |")
-    print(block.summary)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kronos.reference import recompute_forecast
-from kronos.synthetic import random_forecaster, random_walk
+from kronos.engine.reference import recompute_forecast
+from kronos.engine.synthetic import random_forecaster, random_walk
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def serving_peak_mb() -> float:
     """Peak resident memory (MB) of a fresh process that loads Kronos-mini's shapes and serves the demo forecast."""
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
     code = ("from kronos.process import prepare; prepare(); "
-            "from kronos.synthetic import random_forecaster, random_walk;"
+            "from kronos.engine.synthetic import random_forecaster, random_walk;"
             "f = random_forecaster('mini'); f.forecast(random_walk(383), horizon=24, samples=30, top_p=0.9, seed=1);"
             "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

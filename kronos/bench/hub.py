@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from kronos.synthetic import random_walk
+from kronos.engine.synthetic import random_walk
 
 TARGET_S = 10.0
 

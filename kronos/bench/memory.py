@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kronos.engine.synthetic import random_forecaster, random_walk
 from kronos.evaluation.combined import calibration_rows
-from kronos.synthetic import random_forecaster, random_walk
 
 MIB = 2**20
 
@@ -77,8 +77,7 @@ async def post_then_leave(app, path: str, body: dict, after_s: float) -> None:
     await app(scope, receive, send)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the backtests and print one JSON line per measurement, then the growth."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--origins", type=int, default=500)
@@ -92,13 +91,57 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="checkpoint directory (default: random weights of --preset)")
     parser.add_argument("--tokenizer", help="tokenizer checkpoint directory, with --model")
     parser.add_argument("--preset", default="mini")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _report(after: str, started: float | None = None, **fields) -> dict[str, float]:
+    """Print one measurement line (the seconds since `started`, if given) and return the memory figures."""
+    memory = resident()
+    timing = {} if started is None else {"seconds": round(time.perf_counter() - started, 1)}
+    print(json.dumps({"after": after, **fields, **timing, **memory}), flush=True)
+    return memory
+
+
+def _backtests(client, app, service, args: argparse.Namespace) -> None:
+    """The big backtests, then one more whose client leaves after `--cancel-after` seconds."""
+    for run in range(1, args.runs + 1):
+        started = time.perf_counter()
+        answer = client.post("/backtest", json=backtest_body(args.origins, args.samples, args.horizon,
+                                                             args.lookback, seed=run))
+        _report(f"backtest {run}", started, status=answer.status_code)
+    started = time.perf_counter()
+    client.portal.call(post_then_leave, app, "/backtest", backtest_body(
+        args.origins, args.samples, args.horizon, args.lookback, seed=args.runs + 1), args.cancel_after)
+    while service.unfinished:  # the cancelled job stops at its next step
+        time.sleep(0.05)
+    time.sleep(1.0)  # and the batch it was in
+    _report("cancelled backtest", started)
+
+
+def _calibrations(client, args: argparse.Namespace) -> None:
+    """The calibrated custom forecasts (each answers 202 while its calibration runs behind), then the same requests
+    again until every one answers calibrated: the calibrations have ended."""
+    bodies = [calibration_body(args.calibration_horizon, args.lookback, seed=100 + run)
+              for run in range(1, args.calibrations + 1)]
+    for run, body in enumerate(bodies, 1):
+        started = time.perf_counter()
+        _report(f"calibration {run}", started, status=client.post("/predict_custom", json=body).status_code)
+    started = time.perf_counter()
+    while bodies:
+        bodies = [body for body in bodies if client.post("/predict_custom", json=body).status_code == 202]
+        time.sleep(2.0 if bodies else 0)
+    _report("calibrations ended", started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the backtests and calibrations and print one JSON line per measurement, then the growth."""
+    args = _parser().parse_args(argv)
     from fastapi.testclient import TestClient
 
     from kronos.api import create_app
     from kronos.data.store import CandleStore
     from kronos.engine import Forecaster
-    from kronos.service import ForecastService
+    from kronos.serving.service import ForecastService
 
     service = ForecastService(timeout=24 * 3600)  # the backtests finish however slow the machine
     forecaster = (Forecaster.from_pretrained(args.model, args.tokenizer) if args.model
@@ -106,38 +149,18 @@ def main(argv: list[str] | None = None) -> None:
     store = CandleStore(Path(tempfile.mkdtemp()) / "candles.sqlite")
     app = create_app(forecaster=forecaster, store=store, service=service)
     with TestClient(app) as client:
-        start = resident()
-        print(json.dumps({"after": "start", **start}), flush=True)
+        start = _report("start")
         small = backtest_body(8, 4, 4, args.lookback, seed=0)
         for path in ("/predict_custom", "/backtest"):
             client.post(path, json=small).raise_for_status()
         client.post("/predict_custom", json=calibration_body(2, args.lookback, seed=0)).raise_for_status()
-        before = resident()
-        print(json.dumps({"after": "warm-up", **before}), flush=True)
-        for run in range(1, args.runs + 1):
-            started = time.perf_counter()
-            answer = client.post("/backtest", json=backtest_body(args.origins, args.samples, args.horizon,
-                                                                 args.lookback, seed=run))
-            print(json.dumps({"after": f"backtest {run}", "status": answer.status_code,
-                              "seconds": round(time.perf_counter() - started, 1), **resident()}), flush=True)
-        started = time.perf_counter()
-        client.portal.call(post_then_leave, app, "/backtest", backtest_body(
-            args.origins, args.samples, args.horizon, args.lookback, seed=args.runs + 1), args.cancel_after)
-        while service.unfinished:  # the cancelled job stops at its next step
-            time.sleep(0.05)
-        time.sleep(1.0)  # and the batch it was in
-        print(json.dumps({"after": "cancelled backtest", "seconds": round(time.perf_counter() - started, 1),
-                          **resident()}), flush=True)
-        for run in range(1, args.calibrations + 1):
-            started = time.perf_counter()
-            answer = client.post("/predict_custom", json=calibration_body(args.calibration_horizon, args.lookback,
-                                                                          seed=100 + run))
-            print(json.dumps({"after": f"calibration {run}", "status": answer.status_code,
-                              "seconds": round(time.perf_counter() - started, 1), **resident()}), flush=True)
+        before = _report("warm-up")
+        _backtests(client, app, service, args)
+        _calibrations(client, args)
         after = resident()
     print(f"resident memory: {start['rss_mib']:.0f} MiB at the start, {before['rss_mib']:.0f} MiB after the warm-up "
           f"(a small forecast, backtest and calibration), {after['rss_mib']:.0f} MiB after {args.runs} "
           f"backtests ({args.origins} origins, {args.samples} paths, {args.horizon} h), a cancelled one and "
-          f"{args.calibrations} calibrations: {after['rss_mib'] - start['rss_mib']:+.0f} MiB from the start, "
+          f"{args.calibrations} calibrations, ended: {after['rss_mib'] - start['rss_mib']:+.0f} MiB from the start, "
           f"{after['rss_mib'] - before['rss_mib']:+.0f} MiB from the warm-up; "
           f"peak {after['peak_mib']:.0f} MiB")

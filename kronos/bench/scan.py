@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kronos.calibrations import ScanCalibration
 from kronos.data.store import CandleStore
-from kronos.data.watchlist import fetch_watchlist, given
 from kronos.engine import Forecaster
+from kronos.engine.synthetic import random_checkpoint, random_walk
 from kronos.evaluation.combined import EVERY, ORIGINS, calibration_rows
-from kronos.markets import forecast_markets, scan
+from kronos.scan.combining import ScanCalibration
+from kronos.scan.ranking import forecast_markets, scan
+from kronos.scan.watchlist import fetch_watchlist, given
 from kronos.schemas.markets import Scan
 from kronos.settings import ForecastSettings, ModelChoice
-from kronos.synthetic import random_checkpoint, random_walk
 
 TARGET_S, TARGET_SPEEDUP = 5.0, 1.5
 SETTINGS = ForecastSettings()
@@ -123,7 +123,7 @@ def _scan(forecaster, symbols: list[str], store: CandleStore, combine: ScanCalib
 
 def _forget(forecaster: Forecaster) -> None:
     """Drop the histories the forecaster keeps (their encodings and prefixes), so that no timing reuses another's."""
-    forecaster._cache._histories.clear()
+    forecaster._generator.cache._histories.clear()
 
 
 def _timed(run) -> float:
@@ -183,7 +183,7 @@ def _first_sight(args: argparse.Namespace, folder: Path, env: dict[str, str], fo
     print(f"| this machine | 1 | {local:.1f} | {local / args.markets:.1f} | |")
     forecasting = max(0.0, local - scoring)
     if args.ray:
-        from kronos.distributed import LOCAL, RayForecaster, connect
+        from kronos.serving.cluster import LOCAL, RayForecaster, connect
 
         connect(args.ray, num_cpus=args.cpus if args.ray == LOCAL else None)
         remote = RayForecaster(ModelChoice(env["KRONOS_MODEL"], env["KRONOS_TOKENIZER"]))

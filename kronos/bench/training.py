@@ -3,7 +3,7 @@
     python -m kronos.bench training                      # mini shapes, windows of 383 + 24 rows, batch 16
     python -m kronos.bench training --shape small --batch-size 8 --steps 3 --device cuda
 
-Fresh weights of the shape (as `train --scratch`), synthetic candles (kronos.synthetic.random_walk), the real
+Fresh weights of the shape (as `train --scratch`), synthetic candles (kronos.engine.synthetic.random_walk), the real
 training code (kronos.training.run.train). The first step of each stage is a warm-up; the figure is the
 following steps' windows over their wall time (data preparation, forward, backward, optimiser; no validation).
 """
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from kronos.synthetic import random_walk
+from kronos.engine.synthetic import random_walk
 from kronos.training.data import Series
 from kronos.training.loop import Progress
 from kronos.training.models import SHAPES, Init

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from kronos.calibrations import ScanCalibration
 from kronos.cli.options import (
     add_model_options,
     add_settings_options,
@@ -20,11 +19,12 @@ from kronos.cli.options import (
 )
 from kronos.engine import Forecaster
 from kronos.errors import DataUnavailableError, listed
-from kronos.markets import WAITING_HERE, scan_answer
+from kronos.scan.combining import ScanCalibration
+from kronos.scan.ranking import WAITING_HERE, scan_answer
 from kronos.schemas.markets import SORT_COLUMNS, Scan, ScanQuery
 from kronos.settings import SCAN_QUOTE, SCAN_TOP, Environment, MarketChoice
-from kronos.summary import price_text
 from kronos.timeframes import describe_age
+from kronos.views.texts import price_text
 
 MARKET = MarketChoice()
 SHOWN = {"symbol": "market", "last_price": "last", "change_1d": "1 d", "upside_probability": "upside",
@@ -114,7 +114,7 @@ def _forecaster(args: argparse.Namespace, address: str | None):
     if not address:
         return Forecaster.from_pretrained(choice.model, choice.tokenizer, revision=args.revision,
                                           max_context=args.max_context)
-    from kronos.distributed import RayForecaster, connect
+    from kronos.serving.cluster import RayForecaster, connect
 
     connect(address)
     return RayForecaster(choice, revision=args.revision, max_context=args.max_context, workers=args.workers)

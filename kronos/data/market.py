@@ -68,7 +68,7 @@ def fetch_candles(market: MarketChoice = MarketChoice(), limit: int = DEFAULT_LI
     The market's exchange is asked first, then `fallbacks` (default: the other EXCHANGES, in order).
     "aligned" mode drops the still-open candle, "realtime" keeps it. Only missing candles are fetched;
     every closed candle fetched is stored. `exchange`: a ccxt exchange (make_exchange's) for the market's own
-    exchange, shared by concurrent fetches (kronos.data.watchlist).
+    exchange, shared by concurrent fetches (kronos.scan.watchlist).
     """
     _check_arguments(limit, timeout)
     step = timeframe_delta(market.timeframe)

@@ -3,7 +3,8 @@
     preprocess   histories and sampling arguments checked, normalised and stamped (`Prepared`)
     histories    what is kept per history between forecasts: ids and pre-filled keys/values (`HistoryCache`)
     planning     which forecasts share a generation loop, its turns, and the random draws
-    forecaster   `Forecaster`: loading, `forecast`, `forecast_many` and the generation loop
+    forecaster   `Forecaster`: loading, `forecast` and `forecast_many`
+    generation   `Generator`: the generation loop (prefill, one step at a time, decode)
     source       `ForecastSource`: what callers rely on of a Forecaster or of a Batcher running one
 
 The tuning constants (PATH_CHUNK, HISTORIES_KEPT) are read where they are defined: patch them there.

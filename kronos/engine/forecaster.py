@@ -5,7 +5,7 @@ The flow of `forecast_many` (G histories of L candles in one loop, P paths each,
     history  --prepare-->  Prepared: x (L, 6) normalised, features (L, 5), future_features (H, 5)
              --HistoryCache.histories-->  History: ids s1, s2 (L,), encoded once and kept for the next forecast
     plan_loops: forecasts of one history share its paths; histories of one length run side by side
-    per loop, draws (H, 2, G, P) from each forecast's own seed; per turn of paths, `_generate`:
+    per loop, draws (H, 2, G, P) from each forecast's own seed; per turn of paths, kronos.engine.generation:
         prefill   the predictor's window of each history at batch 1: prefix keys/values (G, heads, L, E),
                   last hidden state (G, D); kept on the history for later forecasts
         step i    run step i-1's ids (G*P, 1) through the predictor, each path appending to its own key/value
@@ -31,36 +31,34 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kronos import checkpoints
 from kronos.data.validation import FEATURE_COLUMNS
 from kronos.engine import preprocess
-from kronos.engine.histories import History, HistoryCache
+from kronos.engine.forecast import Forecast
+from kronos.engine.generation import Generator
 from kronos.engine.planning import Loop, loop_uniforms, plan_loops, turns
 from kronos.engine.preprocess import Prepared
 from kronos.engine.source import Progress
 from kronos.errors import InvalidInputError
-from kronos.forecast import Forecast, model_label
-from kronos.model import Kronos, KronosTokenizer, PredictorCache
-from kronos.sampling import sample_ids
+from kronos.model import Kronos, KronosTokenizer, checkpoints
+from kronos.model.checkpoints import model_label
 from kronos.settings import FORECAST_DEFAULTS, draw_seed
-
-Sampling = tuple[float, int, float]  # temperature, top_k, top_p
 
 
 class Forecaster:
     """A Kronos tokenizer + predictor ready to forecast; safe to share between threads. `name` is how forecasts,
-    scans and pages name it: a hub id or a local checkpoint's run name (kronos.forecast.model_label), never a path."""
+    scans and pages name it: a hub id or a local checkpoint's run name (kronos.model.checkpoints.model_label), never a
+    path."""
 
     def __init__(self, tokenizer: KronosTokenizer, model: Kronos, *, max_context: int, device: str = "cpu",
                  name: str = "kronos"):
         self.tokenizer, self.model = tokenizer.eval(), model.eval()
         self.max_context, self.device, self.name = max_context, torch.device(device), name
-        self._cache = HistoryCache(self.tokenizer, self.model, self.device)
+        self._generator = Generator(self.tokenizer, self.model, max_context, self.device)
 
     @classmethod
     def from_pretrained(cls, model: str = "mini", tokenizer: str | None = None, *, revision: str | None = None,
                         max_context: int | None = None, device: str = "cpu", compile: bool = False) -> Forecaster:
-        """Load a preset (`mini`, `small`, `base`), hub id or checkpoint directory (see kronos.checkpoints); with
+        """Load a preset (`mini`, `small`, `base`), hub id or checkpoint directory (see kronos.model.checkpoints); with
         `compile`, the decode step is compiled (see `compile_step`)."""
         dev = checkpoints.check_device(device)
         chosen = checkpoints.select(model, tokenizer, max_context)
@@ -132,7 +130,8 @@ class Forecaster:
             for loop in loops:
                 uniforms = loop_uniforms(loop, chosen, counts, [first_path] * len(counts), horizon,
                                          self.device)  # (H, 2, G, P)
-                rows, ids = self._run(loop, prepared, uniforms, (temperature, top_k, top_p), tick)  # (G, P, H, ...)
+                sampling = (temperature, top_k, top_p)
+                rows, ids = self._generator.run(loop, prepared, uniforms, sampling, tick)  # (G, P, H, ...)
                 for m, own in _paths_of(loop, counts):  # forecast m's paths: rows[own], ids[own]
                     settings = dict(horizon=horizon, samples=counts[m], temperature=temperature, top_p=top_p,
                                     top_k=top_k, lookback=len(prepared[m].frame), max_context=self.max_context)
@@ -150,69 +149,6 @@ class Forecaster:
                         seeds: Sequence[int | None] = ()) -> None:
         """Raise InvalidInputError naming each bad sampling argument and its allowed range."""
         preprocess.check_arguments(self.max_context, horizon, samples, temperature, top_p, top_k, seeds)
-
-    def _run(self, loop: Loop, prepared: list[Prepared], uniforms: torch.Tensor, sampling: Sampling,
-             tick: Callable[[], None]) -> tuple[np.ndarray, np.ndarray]:
-        """One generation loop, its paths in turns: normalised rows (G, P, H, 6) and ids (G, P, H, 2)."""
-        histories = self._cache.histories([prepared[members[0]] for members in loop.groups])
-        g, horizon = len(histories), uniforms.shape[0]
-        rows, ids = [], []
-        for paths, first in turns(loop):
-            u = uniforms[..., first:first + paths].flatten(2)  # (H, 2, G * paths)
-            r, t = self._generate(histories, paths, u, sampling, tick)  # (G * paths, H, 6), (G * paths, H, 2)
-            rows.append(r.view(g, paths, horizon, -1))
-            ids.append(t.view(g, paths, horizon, 2))
-        return torch.cat(rows, 1).cpu().numpy(), torch.cat(ids, 1).cpu().numpy()
-
-    def _generate(self, histories: list[History], paths: int, uniforms: torch.Tensor, sampling: Sampling,
-                  tick: Callable[[], None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`paths` paths for each of G histories of equal length L, with the draws `uniforms` (H, 2, G * paths):
-        normalised rows (G * paths, H, 6) and (coarse, fine) ids (G * paths, H, 2), history by history."""
-        n, length, horizon = len(histories) * paths, len(histories[0].s1), uniforms.shape[0]
-        times = self.model.time_emb(torch.stack([h.features for h in histories]))  # (G, L + H, D), once
-        gen1 = histories[0].s1.new_zeros(n, horizon)  # (n, H) coarse ids
-        gen2 = histories[0].s2.new_zeros(n, horizon)  # (n, H) fine ids
-        cache = None
-        for i in range(horizon):
-            start = max(0, length + i - self.max_context)  # the window's first token
-            if cache is None or start > 0:  # first step, or the window slid: pre-fill it again
-                cache, h_last = self._prefill(histories, start, n, horizon, keep=i == 0)  # h_last (G, D)
-                first = 0  # the window lacks every generated token
-            else:
-                first = i - 1  # it lacks the last one
-            if first < i:  # run the generated tokens first..i-1 at their window positions: h_last (n, D)
-                h_last = self.model.step(gen1[:, first:i], gen2[:, first:i], times[:, length + first:length + i],
-                                         length + first - start, cache)
-            gen1[:, i], gen2[:, i] = self._sample(h_last, cache, n, sampling, uniforms[i])
-            tick()
-        return self._decode(histories, gen1, gen2), torch.stack((gen1, gen2), dim=-1)
-
-    def _prefill(self, histories: list[History], start: int, n: int, horizon: int,
-                 keep: bool) -> tuple[PredictorCache, torch.Tensor]:
-        """The predictor's caches of the window from `start` on, forked for n paths, and its last hidden (G, D)."""
-        prefix = self._cache.prefix(histories, "predictor", start, keep)
-        return prefix.predictor_cache(n, horizon), prefix.last
-
-    def _sample(self, h_last: torch.Tensor, cache: PredictorCache, n: int, sampling: Sampling,
-                u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each path's next (coarse, fine) ids (n,), from the last hidden states (G or n, D) and its draws u (2, n)."""
-        coarse = sample_ids(_per_path(self.model.coarse_logits(h_last), n), *sampling, u[0])  # once per history first
-        fine = self.model.fine_logits(_per_path(h_last, n), coarse, cache)
-        return coarse, sample_ids(fine, *sampling, u[1])
-
-    def _decode(self, histories: list[History], gen1: torch.Tensor, gen2: torch.Tensor) -> torch.Tensor:
-        """Decode the last `context` tokens of history + generated; keep the generated rows: (n, H, 6)."""
-        length, (n, horizon) = len(histories[0].s1), gen1.shape
-        start = max(0, length + horizon - self.max_context)
-        caches = self._cache.prefix(histories, "decoder", start, keep=start == 0).fork(n, horizon)
-        return self.tokenizer.decode_step(gen1, gen2, length - start, caches)
-
-
-def _per_path(h: torch.Tensor, n: int) -> torch.Tensor:
-    """One row per history (G, D) -> one per path (n, D), each history's rows repeated for its paths."""
-    if h.shape[0] == n:
-        return h
-    return h.expand(n, -1) if h.shape[0] == 1 else h.repeat_interleave(n // h.shape[0], dim=0)
 
 
 def _paths_of(loop: Loop, counts: Sequence[int]) -> Iterator[tuple[int, tuple[int, slice]]]:

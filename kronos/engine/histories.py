@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from kronos.engine.preprocess import Prepared
-from kronos.layers import KVCache, stack_prefixes
 from kronos.model import Kronos, KronosTokenizer, PredictorCache
+from kronos.model.layers import KVCache, stack_prefixes
 
 HISTORIES_KEPT = 4  # recent histories whose ids and caches are kept for the next forecast
 Kind = Literal["predictor", "decoder"]

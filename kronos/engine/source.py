@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
-from kronos.forecast import Forecast
+from kronos.engine.forecast import Forecast
 from kronos.settings import FORECAST_DEFAULTS
 
 Progress = Callable[[int, int], None]  # progress(step, total), called after every generated step

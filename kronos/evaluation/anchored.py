@@ -9,7 +9,7 @@ the frame; the first is anchored, q_first = ceil((q_last - ORIGINS + 1) / BLOCK)
 ORIGINS - BLOCK + 1 to ORIGINS origins (fewer when the data is shorter: from the first origin it allows, down to
 `minimum_origins`; the block is smaller when ORIGINS leaves less room above that minimum). Never more than ORIGINS:
 what a calibration may cost (a request's work budget, the candles it loads, its time) stays what it was. Each
-origin learns only from the record's origins known at it (kronos.evaluation.forecasters), so the record grows at its
+origin learns only from the record's origins known at it (kronos.evaluation.issuing), so the record grows at its
 end: within a block a new candle adds at most one origin, evaluated alone from the kept terms of the others; every
 BLOCK origins (6 days at EVERY = 6) the first origin moves and the record is evaluated afresh from the stored paths.
 Front ends say "over the last N forecasts".
@@ -32,11 +32,12 @@ from kronos.cancellation import check_current
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS
 from kronos.engine import HISTORIES_PER_BATCH, ForecastSource
+from kronos.engine.forecast import Forecast
 from kronos.errors import InvalidInputError
 from kronos.evaluation.backtest import BacktestSettings, Latest, _forecast_origins, latest_of, stored_origins
 from kronos.evaluation.baselines import FIRST_ROWS, FIT_WINDOW, garch_state, trailing_closes
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.forecasters import (
+from kronos.evaluation.issuing import (
     Fits,
     Runs,
     Terms,
@@ -51,7 +52,6 @@ from kronos.evaluation.kept import KeptGarch, KeptRecord, Scored, keep_record, k
 from kronos.evaluation.probability import DEFAULT_MAP
 from kronos.evaluation.registry import BASELINES, forecasters
 from kronos.evaluation.scores import skill
-from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Unavailable
 from kronos.settings import FORECAST_DEFAULTS, ForecastSettings
 

@@ -7,7 +7,7 @@ close of row o - 1 (kronos.evaluation.scores). The baselines see the same rows a
 and the EWMA's volatility and the bootstrap's returns come from the lookback's one-step log returns
 (W = lookback - 1), the "trailing frequency" of up moves from its closes; GARCH(1,1) is fitted on up to
 baselines.FIT_WINDOW returns before the origin (kronos.evaluation.baselines). Calibration and the combined forecast
-learn at each origin only from outcomes known there (kronos.evaluation.forecasters). Skill is reported against the
+learn at each origin only from outcomes known there (kronos.evaluation.issuing). Skill is reported against the
 random walk and against the best baseline (the lowest mean CRPS over the hours on these origins).
 
 Origins run through `Forecaster.forecast_many` (several histories per generation loop); each origin has its own
@@ -31,15 +31,15 @@ import pandas as pd
 from kronos.data.store import CandleStore
 from kronos.data.validation import FEATURE_COLUMNS, check_history
 from kronos.engine import DRAW_SCHEME, HISTORIES_PER_BATCH, ForecastSource, column_scales
+from kronos.engine.forecast import volatility_amplified
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.forecasters import Issue, evaluate, runs_at
+from kronos.evaluation.issuing import Issue, evaluate, runs_at
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.probability import DEFAULT_MAP
 from kronos.evaluation.registry import BASELINES, REFERENCE, TRAILING
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
-from kronos.forecast import volatility_amplified
 from kronos.schemas import backtest as schema
 from kronos.settings import FORECAST_DEFAULTS, ORIGIN_LIMITS, SEED_RANGE, ForecastSettings
 
@@ -198,8 +198,7 @@ def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: Back
                           None if vol_outcome is None else f.vol[:n], vol_outcome, seed=chosen.seed,
                           bands=None if f.bands is None else {k: (lo[:n], hi[:n]) for k, (lo, hi) in f.bands.items()})
               for name, f in issued.forecasters.items()}
-    scores[TRAILING] = upside_scores(baselines.up_frequency(past, chosen.horizon), observed,
-                                                 chosen.samples)
+    scores[TRAILING] = upside_scores(baselines.up_frequency(past, chosen.horizon), observed, chosen.samples)
     best = min(BASELINES, key=lambda name: float(np.mean(scores[name].crps)))
     pooled = issued.pool.pooled[:n]
     weights = {name: np.where(pooled.any(0), (issued.pool.weights[:n, k] * pooled).sum(0) / np.maximum(

@@ -9,7 +9,7 @@ kept in the store, so a later forecast of the same market evaluates only the ori
 early: its newest origins are forecast first and provisional records published as it grows (`publish`; `quick`
 answers with the first). The forecast itself is the run after the record: its raw paths are pooled with the
 baselines by the weights learnt there, the pool's upside and volatility amplification probabilities mapped and its
-bands given conformal margins (kronos.evaluation.forecasters). Scored live forecasts of the market
+bands given conformal margins (kronos.evaluation.issuing). Scored live forecasts of the market
 (kronos.evaluation.record) are counted in the record; they carry no paths, so they do not join the pool's fit.
 """
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource
+from kronos.engine.forecast import Forecast
 from kronos.errors import InvalidInputError
 from kronos.evaluation.anchored import (
     EVERY,
@@ -37,7 +38,7 @@ from kronos.evaluation.backtest import Latest
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.record import scored
 from kronos.evaluation.registry import BASELINES, CALIBRATED, REFERENCE
-from kronos.forecast import Forecast, model_label
+from kronos.model.checkpoints import model_label
 from kronos.schemas.calibrated import Band, Calibrated, Record, Unavailable
 
 __all__ = ["EVERY", "ORIGINS", "calibrated_block", "calibration_rows", "combined_forecast", "first_sight",

@@ -17,7 +17,7 @@ import numpy as np
 from kronos.data.store import CandleStore
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation.baselines import GarchFit, fit_garch
-from kronos.evaluation.forecasters import Issue, Terms
+from kronos.evaluation.issuing import Issue, Terms
 from kronos.evaluation.registry import components, forecasters
 from kronos.evaluation.scores import brier, crps
 

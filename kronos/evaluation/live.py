@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from kronos.data.store import CandleStore
+from kronos.engine.forecast import Forecast
 from kronos.evaluation.calibration import MIN_COUNT, conformal_band
 from kronos.evaluation.probability import DEFAULT_MAP, recalibrate
 from kronos.evaluation.record import forecast_bands, scored
-from kronos.forecast import Forecast
 from kronos.timeframes import timeframe_delta
 
 

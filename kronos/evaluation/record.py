@@ -16,8 +16,8 @@ import pandas as pd
 
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
+from kronos.engine.forecast import Forecast
 from kronos.evaluation.scores import LEVELS, band, brier, hit_rate, level_key
-from kronos.forecast import Forecast
 from kronos.timeframes import timeframe_delta
 
 MARKET_SOURCES = ("exchange", "store")  # custom files are no market: their forecasts are not logged

@@ -3,7 +3,7 @@ name, its label and colour in every chart and sentence, whether the combined for
 `register` adds one to BASELINES. Every list of forecasters (scored, pooled, labelled, coloured, named in the JSON
 schemas) is read from here when it is used, so adding a baseline is one class and one `register` call.
 
-The registry's order is the order in which each run's generator draws them (kronos.evaluation.forecasters): random
+The registry's order is the order in which each run's generator draws them (kronos.evaluation.issuing): random
 walk, bootstrap, EWMA, GARCH(1,1). A baseline registered later draws after these, so their paths, and every score and
 stored record made from them, stay the same to the bit.
 """
@@ -11,20 +11,26 @@ stored record made from them, stay the same to the bit.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from kronos.evaluation import baselines
+from kronos.schemas.backtest import CALIBRATED, COMBINED, MODEL, REFERENCE, TRAILING
 
-if TYPE_CHECKING:
-    from kronos.evaluation.forecasters import RunDraws, Runs
+BEFORE = (MODEL, CALIBRATED)  # the forecasters issued before the baselines
+AFTER = (COMBINED,)  # and after them
 
-BEFORE = ("model", "model_calibrated")  # the forecasters issued before the baselines
-AFTER = ("combined",)  # and after them
-CALIBRATED = "model_calibrated"  # the pool's first component
-REFERENCE = "random_walk"  # the baseline skill is measured against
-TRAILING = "trailing_frequency"  # scored beside the forecasters: an upside probability alone
+
+class Runs(Protocol):
+    """What a baseline draws from at N runs (kronos.evaluation.issuing.Runs)."""
+
+    rows: np.ndarray  # (N,) row indices
+    past: np.ndarray  # (N, W + 1) closes before each run
+    returns: np.ndarray  # (N, W) their one-step log returns
+    garch: np.ndarray  # (N, 4) GARCH(1,1) state (baselines.garch_state)
+    samples: int
+    horizon: int
 
 
 class Baseline(ABC):
@@ -36,16 +42,17 @@ class Baseline(ABC):
     pooled: bool  # a component of the combined forecast
 
     @abstractmethod
-    def draw(self, runs: Runs, rng: RunDraws) -> np.ndarray:
-        """Paths (N, S, H) of log returns at the runs, each run drawing from its own generator in `rng`."""
+    def draw(self, runs: Runs, rng: np.random.Generator) -> np.ndarray:
+        """Paths (N, S, H) of log returns at the runs, each run drawing from its own generator in `rng`
+        (issuing.RunDraws, which stands in for a Generator)."""
 
 
 class RandomWalk(Baseline):
     """Gaussian steps at the trailing window's standard deviation of one-step log returns (baselines.random_walk)."""
 
-    name, label, colour, pooled = "random_walk", "random walk", "#7f7f7f", True
+    name, label, colour, pooled = REFERENCE, "random walk", "#7f7f7f", True
 
-    def draw(self, runs: Runs, rng: RunDraws) -> np.ndarray:
+    def draw(self, runs: Runs, rng: np.random.Generator) -> np.ndarray:
         return baselines.random_walk(runs.returns, runs.samples, runs.horizon, rng)
 
 
@@ -54,7 +61,7 @@ class Bootstrap(Baseline):
 
     name, label, colour, pooled = "bootstrap", "bootstrap", "#2ca02c", False
 
-    def draw(self, runs: Runs, rng: RunDraws) -> np.ndarray:
+    def draw(self, runs: Runs, rng: np.random.Generator) -> np.ndarray:
         return baselines.bootstrap(runs.returns, runs.samples, runs.horizon, rng)
 
 
@@ -72,7 +79,7 @@ class EWMA(Baseline):
 
     name, label, colour, pooled = "ewma", "EWMA", "#9467bd", True
 
-    def draw(self, runs: Runs, rng: RunDraws) -> np.ndarray:
+    def draw(self, runs: Runs, rng: np.random.Generator) -> np.ndarray:
         return baselines.ewma(runs.returns, runs.samples, runs.horizon, rng)
 
 
@@ -82,7 +89,7 @@ class GARCH(Baseline):
 
     name, label, colour, pooled = "garch", "GARCH(1,1)", "#8c564b", True
 
-    def draw(self, runs: Runs, rng: RunDraws) -> np.ndarray:
+    def draw(self, runs: Runs, rng: np.random.Generator) -> np.ndarray:
         return baselines.garch_paths(runs.garch, rng.standard_normal((len(runs.rows), runs.samples, runs.horizon)))
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 
-from kronos.layers import Dropouts
+from kronos.model.layers import Dropouts
 
 
 def _from_config(cls, config: dict):

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kronos.layers import Attention, Block, KVCache, RMSNorm, new_caches, run_blocks
 from kronos.model.config import PredictorConfig, dropouts
+from kronos.model.layers import Attention, Block, KVCache, RMSNorm, new_caches, run_blocks
 
 
 class TemporalEmbedding(nn.Module):

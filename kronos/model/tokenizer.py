@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kronos.layers import Block, KVCache, new_caches, run_blocks
 from kronos.model.config import TokenizerConfig, dropouts
+from kronos.model.layers import Block, KVCache, new_caches, run_blocks
 
 
 def quantiser_loss_and_codes(z: torch.Tensor, config: TokenizerConfig) -> tuple[torch.Tensor, torch.Tensor]:

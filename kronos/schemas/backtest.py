@@ -8,14 +8,15 @@ list. Scores are on the close's log return from the last close before the origin
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, RootModel, model_validator
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic import BaseModel, ConfigDict, RootModel, model_validator
 
-from kronos.evaluation import registry
 from kronos.schemas.forecast import DataBlock
 
 Hourly = list[float | None]
+# The names of the forecasters that are not baselines (the baselines': kronos.evaluation.registry)
+MODEL, CALIBRATED, COMBINED = "model", "model_calibrated", "combined"
+TRAILING = "trailing_frequency"  # scored beside them: an upside probability alone
+REFERENCE = "random_walk"  # the baseline skill is measured against
 
 
 class UpsideScores(BaseModel):
@@ -49,32 +50,20 @@ class BacktestScores(RootModel[dict[str, ForecasterScores | UpsideScores]]):
     """Each forecaster's scores over the same origins: the model raw and calibrated, the baselines, the combined
     forecast (the pool of the calibrated model and the baselines), and the trailing frequency of up moves."""
 
-    @model_validator(mode="after")
-    def _every_forecaster(self) -> BacktestScores:
-        """Exactly the registry's forecasters (ForecasterScores each) and the trailing frequency, in that order."""
-        names = (*registry.forecasters(), registry.TRAILING)
-        if set(self.root) != set(names):
-            raise ValueError(f"the scores must name {', '.join(names)}; got {', '.join(self.root)}")
-        if any(type(self.root[name]) is not ForecasterScores for name in names[:-1]):
-            raise ValueError(f"every forecaster but {registry.TRAILING} needs every score")
-        if type(self.root[registry.TRAILING]) is not UpsideScores:
-            raise ValueError(f"{registry.TRAILING} has upside scores only")
-        self.root = {name: self.root[name] for name in names}
-        return self
+    # by name: MODEL, CALIBRATED, each registered baseline, COMBINED (ForecasterScores), TRAILING (UpsideScores)
 
-    @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        """An object with a property per forecaster of the registry (read when the schema is made)."""
-        reference = handler(core_schema)
-        found = handler.resolve_ref_schema(reference)  # the mapping's: values any of the two kinds' references
-        every, upside = found["additionalProperties"]["anyOf"]
-        names = (*registry.forecasters(), registry.TRAILING)
-        described = {"properties": {name: dict(every) for name in names[:-1]} | {registry.TRAILING: upside},
-                     "additionalProperties": False, "type": "object", "required": list(names),
-                     "title": found["title"], "description": found["description"]}
-        found.clear()
-        found.update(described)
-        return reference
+    @model_validator(mode="after")
+    def _every_kind(self) -> BacktestScores:
+        """The forecasters that are not baselines, the reference and the trailing frequency are there; every
+        forecaster has every score, the trailing frequency its upside scores only."""
+        missing = [name for name in (MODEL, CALIBRATED, REFERENCE, COMBINED, TRAILING) if name not in self.root]
+        if missing:
+            raise ValueError(f"the scores lack {', '.join(missing)}")
+        if any(type(scores) is not ForecasterScores for name, scores in self.root.items() if name != TRAILING):
+            raise ValueError(f"every forecaster but {TRAILING} needs every score")
+        if type(self.root[TRAILING]) is not UpsideScores:
+            raise ValueError(f"{TRAILING} has upside scores only")
+        return self
 
 
 class Latest(BaseModel):

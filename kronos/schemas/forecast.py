@@ -1,5 +1,6 @@
 """The forecast answer, defined once: what `python -m kronos forecast` prints and the HTTP API's forecast routes
-return. `kronos.forecast.Forecast.answer` builds it; its `data` block comes from `kronos.data.candles.Candles.describe`.
+return. `kronos.engine.forecast.Forecast.answer` builds it; its `data` block comes from
+`kronos.data.candles.Candles.describe`.
 """
 
 from __future__ import annotations

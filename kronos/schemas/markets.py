@@ -1,4 +1,4 @@
-"""The shapes of a market scan (kronos.markets): its watchlist, a market's combined figures, one ranking row per
+"""The shapes of a market scan (kronos.scan.ranking): its watchlist, a market's combined figures, one ranking row per
 market, the scan itself, and the query GET /scan takes. The command prints them, the API returns them, the Markets
 page shows and downloads them: one definition each."""
 

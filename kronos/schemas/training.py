@@ -1,7 +1,7 @@
 """What `python -m kronos train` writes into its output folder's record.json, typed once.
 
 kronos.training builds these (the run, each stage's history, the evaluation) and writes the record with
-`model_dump_json`; kronos.checkpoints reads record.json back through `TrainingRecord.read`, so that the model
+`model_dump_json`; kronos.model.checkpoints reads record.json back through `TrainingRecord.read`, so that the model
 picker and the trained context can never disagree with the writer. The run's settings and starting weights
 (`settings`, `init`) are kept as written: the resume check compares them whole, nothing reads them by key.
 """
@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from kronos.evaluation import registry
+from kronos.schemas.backtest import REFERENCE
 
 Stopped = Literal["max_steps", "max_minutes", "interrupted", "early_stopping", "epochs"]
 
@@ -112,9 +112,9 @@ class Skill(Shape):
 
 
 class SeriesEvaluation(Shape):
-    """The validation backtest of one series: the trained weights, their base when fine-tuned, and each baseline of
-    kronos.evaluation.registry under its name (read when a record is checked: the random walk always, a baseline
-    registered later may be absent from older records; no other key)."""
+    """The validation backtest of one series: the trained weights, their base when fine-tuned, and each baseline
+    (kronos.evaluation.registry) under its name: the random walk always, the others absent from older records (any
+    key but the fields is a baseline's HourlyScores)."""
 
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, HourlyScores | None]  # the baselines'
@@ -132,7 +132,7 @@ class SeriesEvaluation(Shape):
     base_calibrated: HourlyScores | None = None
     base_skill: Skill | None = None
     base_calibrated_skill: Skill | None = None
-    # the combined forecast (kronos.evaluation.forecasters); absent in older records
+    # the combined forecast (kronos.evaluation.issuing); absent in older records
     best_baseline: str | None = None
     trained_combined: HourlyScores | None = None
     trained_combined_skill: Skill | None = None
@@ -142,13 +142,10 @@ class SeriesEvaluation(Shape):
     base_combined_weights: dict[str, list[float | None]] | None = None
 
     @model_validator(mode="after")
-    def _baselines(self) -> SeriesEvaluation:
-        """Other keys than the fields are registered baselines', the reference's among them."""
-        unknown = sorted(set(self.__pydantic_extra__) - set(registry.BASELINES))
-        if unknown:
-            raise ValueError(f"unknown fields {', '.join(unknown)} (not a registered baseline)")
-        if self.__pydantic_extra__.get(registry.REFERENCE) is None:
-            raise ValueError(f"the {registry.REFERENCE} baseline's scores are missing")
+    def _reference(self) -> SeriesEvaluation:
+        """The baseline skill is measured against is there."""
+        if self.__pydantic_extra__.get(REFERENCE) is None:
+            raise ValueError(f"the {REFERENCE} baseline's scores are missing")
         return self
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kronos import checkpoints
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.evaluation.registry import BASELINES
 from kronos.evaluation.scores import Scores, plain
+from kronos.model import checkpoints
 from kronos.settings import ORIGIN_LIMITS, ForecastSettings
 from kronos.training.data import Series
 from kronos.training.run import EvaluationRequest

@@ -7,10 +7,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from kronos import checkpoints
 from kronos.errors import InvalidInputError
-from kronos.layers import RMSNorm
-from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
+from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig, checkpoints
+from kronos.model.layers import RMSNorm
 
 
 @dataclass(frozen=True)

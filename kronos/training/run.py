@@ -1,6 +1,6 @@
 """A training run: the stages in turn (tokenizer, then predictor), the output folder and its record.json.
 
-The output folder gets `tokenizer/` and `model/` in the published layout (kronos.checkpoints.save_checkpoint,
+The output folder gets `tokenizer/` and `model/` in the published layout (kronos.model.checkpoints.save_checkpoint,
 the best validation weights of each trained stage), `state/` (kronos.training.state, to resume) and
 `record.json` (kronos.schemas.training.TrainingRecord: data, split, settings, starting weights, losses per epoch,
 device, time, evaluation).
@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from kronos import checkpoints
 from kronos.errors import InvalidInputError, WeightsUnavailableError
+from kronos.model import checkpoints
 from kronos.schemas.training import Evaluation, RunDescription, SavedState, StageHistory, TrainingRecord
 from kronos.settings import FORECAST_DEFAULTS
 from kronos.training.data import Series, Split, Windows, choose_split, make_windows

@@ -1,7 +1,7 @@
 """The forecast routes: /predict_api, /predict_all and /predict on a live market, /predict_custom on your candles.
 
 Each answer is the CLI's (kronos.flows.answer, typed by kronos.schemas.forecast); identical requests in flight
-share one computation on kronos.service's bounded pool. With `calibrate=true` (after the budget check of
+share one computation on kronos.serving.service's bounded pool. With `calibrate=true` (after the budget check of
 kronos.api.requests) the calibration runs as a background job the request waits for a while, else answers 202
 with Retry-After (kronos.api.calibrating).
 """
@@ -19,16 +19,16 @@ from kronos.api.calibrating import HOLD_S, Choice, await_calibration, start_cali
 from kronos.api.deps import ForecasterDep, GoneDep, Runtime, RuntimeDep
 from kronos.api.errors import MAX_BODY_BYTES, responses
 from kronos.api.requests import MAX_CUSTOM_ROWS, CustomBody, MarketQuery
-from kronos.charts import fan_chart
 from kronos.data.candles import Candles
 from kronos.engine import ForecastSource
+from kronos.engine.forecast import Forecast
 from kronos.evaluation.combined import calibration_rows
 from kronos.flows import answer, forecast_candles
-from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.forecast import ForecastAnswer, ForecastWithFigure, ForecastWithPaths
 from kronos.settings import ForecastSettings
-from kronos.summary import fingerprint
+from kronos.views.charts import fan_chart
+from kronos.views.texts import fingerprint
 
 router = APIRouter()
 MARKET_ERRORS = responses(202, 404, 422, 429, 503)

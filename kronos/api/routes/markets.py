@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from kronos.api.deps import ForecasterDep, GoneDep, RuntimeDep
 from kronos.api.errors import responses
 from kronos.errors import InvalidInputError
-from kronos.markets import scan_answer
+from kronos.scan.ranking import scan_answer
 from kronos.schemas.markets import Scan, ScanQuery
 from kronos.settings import MAX_REQUEST_WORK, SCAN_MAX_MARKETS, SCAN_MAX_PATHS
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from kronos.checkpoints import (
+from kronos.errors import KronosError
+from kronos.model.checkpoints import (
     DEFAULT_CONTEXT,
     PRESETS,
     TRAINED,
@@ -19,12 +20,11 @@ from kronos.checkpoints import (
     TrainedRuns,
     allowed,
     link_name,
+    model_label,
     resolve,
     select,
     trained_checkpoints,
 )
-from kronos.errors import KronosError
-from kronos.forecast import model_label
 from kronos.settings import (
     EXCHANGES,
     MODES,
@@ -62,7 +62,7 @@ class Controls:
     settings: ForecastSettings
     model: ModelChoice
     market_fields: dict[str, str]  # as typed: checked by `market()`, inside a page, where a problem can be shown
-    model_query: dict[str, str]  # the model's label (kronos.checkpoints.link_name), or an "Other" choice as typed
+    model_query: dict[str, str]  # the model's label (kronos.model.checkpoints.link_name), or an "Other" choice as typed
 
     def market(self) -> MarketChoice:
         """The chosen market; InvalidInputError saying what is wrong with it."""
@@ -190,7 +190,7 @@ def _sampling_controls(context: int) -> ForecastSettings:
     return ForecastSettings(**{name: state[_key(name)] for name in names})
 
 
-def sidebar() -> Controls:
+def draw() -> Controls:
     """Draw the controls in the sidebar, update the URL and return them (also kept for `current()`)."""
     state = st.session_state
     if READY not in state:
@@ -218,4 +218,4 @@ def sidebar() -> Controls:
 
 def current() -> Controls:
     """The controls the sidebar drew in this run (drawing them if a page runs on its own)."""
-    return st.session_state[CURRENT] if CURRENT in st.session_state else sidebar()
+    return st.session_state[CURRENT] if CURRENT in st.session_state else draw()

@@ -17,7 +17,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kronos.errors import InvalidInputError, WeightsUnavailableError
-from kronos.forecast import model_label
 from kronos.model import Kronos, KronosTokenizer, PredictorConfig, TokenizerConfig
 from kronos.schemas.training import TrainingRecord, read
 from kronos.settings import Environment, ModelChoice
@@ -26,6 +25,16 @@ FILES = ("config.json", "model.safetensors")
 RECORD = "record.json"  # written beside model/ and tokenizer/ by `python -m kronos train`
 HUB_TIMEOUT_S = 3.0  # seconds to reach the hub before saying it cannot be reached
 DEFAULT_CONTEXT = 512
+
+
+def model_label(name: str) -> str:
+    """How answers name a model: a hub id as it is; a local checkpoint by its run's folder name (the folder that
+    holds `model/`, else the checkpoint's own), never its path, which a remote client must not learn."""
+    path = Path(name).expanduser()
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.is_dir():
+        return name
+    path = path.resolve()
+    return (path.parent if path.name == "model" else path).name
 
 
 def _tokenizer_config(group_size: int) -> TokenizerConfig:

@@ -45,7 +45,7 @@ class _Job:
 class ForecastService:
     """Run jobs on `workers` threads with at most `queue_size` waiting; identical keys share one job.
 
-    A job fetches candles and waits for its forecast, which kronos.batching runs with the other jobs' in
+    A job fetches candles and waits for its forecast, which kronos.serving.batching runs with the other jobs' in
     shared batches: so many jobs run at once while one thread computes.
     """
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from kronos.engine.forecast import volatility_amplified
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import (
@@ -43,7 +44,6 @@ from kronos.evaluation.calibration import (
 from kronos.evaluation.pooling import DEFAULT, Pool, PoolFit, crps_terms, fit_pool
 from kronos.evaluation.probability import DEFAULT_MAP, Maps, fit_maps
 from kronos.evaluation.registry import BASELINES, CALIBRATED, components
-from kronos.forecast import volatility_amplified
 
 STAGES = ("model", "pool", "combined", "vol")  # in the order a run goes through them
 MAPPED = ("model", "combined", "vol")  # the stages with a probability map

@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 
 from kronos.engine import Forecaster, draw_uniforms
-from kronos.forecast import Forecast
-from kronos.sampling import sample_ids
+from kronos.engine.forecast import Forecast
+from kronos.engine.sampling import sample_ids
 
 
 def recompute_forecast(forecaster: Forecaster, history: pd.DataFrame, *, horizon: int, samples: int,

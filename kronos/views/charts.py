@@ -12,12 +12,12 @@ import plotly.graph_objects as go
 from plotly.basedatatypes import BaseTraceType
 from plotly.subplots import make_subplots
 
+from kronos.engine.forecast import Forecast
 from kronos.errors import InvalidInputError
 from kronos.evaluation import registry
 from kronos.evaluation.scores import Scores
-from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Calibrated
-from kronos.summary import price_text
+from kronos.views.texts import price_text
 
 if TYPE_CHECKING:
     from kronos.evaluation.backtest import Backtest

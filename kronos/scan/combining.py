@@ -9,9 +9,10 @@
   steps (origins x paths x horizon, each market counted by the origins it lacks); the markets beyond it stay
   pending.
 - In the background (the Markets page): the pending markets' `market_combined` queue as jobs of the dashboard's
-  process-wide registry (kronos.jobs, shared with the other pages' calibrations), run one at a time; the page polls
+  process-wide registry (kronos.serving.jobs, shared with the other pages' calibrations), run one at a time; the page
+  polls
   them.
-The forecaster may be a RayForecaster (kronos.distributed): the backtests' origins then run on the cluster's actors,
+The forecaster may be a RayForecaster (kronos.serving.cluster): the backtests' origins then run on the cluster's actors,
 each with its own seed, and come back to be written to this store, the same to the bit as here.
 """
 
@@ -26,9 +27,9 @@ import numpy as np
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
 from kronos.engine import ForecastSource, Progress
+from kronos.engine.forecast import Forecast
 from kronos.evaluation.anchored import RecordFit, issue_latest, lacking, record_sampling
 from kronos.evaluation.combined import ORIGINS, calibrated_block, first_sight
-from kronos.forecast import Forecast
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.markets import Combined
 
@@ -103,7 +104,7 @@ class Pending:
 
 @dataclass(eq=False)
 class ScanCalibration:
-    """A scan's `combine` hook (kronos.markets.scan): stored calibrations inline; with `run`, the missing backtests
+    """A scan's `combine` hook (kronos.scan.ranking.scan): stored calibrations inline; with `run`, the missing backtests
     within `budget` steps (None: no limit), reporting `tell(symbol, done, total)`; the rest noted `waiting`."""
 
     forecaster: ForecastSource

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kronos.data.validation import FEATURE_COLUMNS
 from kronos.errors import InvalidInputError
+from kronos.model.checkpoints import model_label
 from kronos.schemas.forecast import (
     DataBlock,
     ForecastAnswer,
@@ -139,16 +139,6 @@ class Forecast:
         paths = {name: {f"pred-{j + 1}": _floats(self.paths[j, :, c]) for j in range(self.samples)}
                  for c, name in enumerate(FEATURE_COLUMNS)}
         return ForecastWithPaths(**dict(summary), all_samples=paths)
-
-
-def model_label(name: str) -> str:
-    """How answers name a model: a hub id as it is; a local checkpoint by its run's folder name (the folder that
-    holds `model/`, else the checkpoint's own), never its path, which a remote client must not learn."""
-    path = Path(name).expanduser()
-    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.is_dir():
-        return name
-    path = path.resolve()
-    return (path.parent if path.name == "model" else path).name
 
 
 def volatility_amplified(paths: np.ndarray, past_closes: np.ndarray) -> np.ndarray:

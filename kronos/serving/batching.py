@@ -6,8 +6,9 @@ seed and the sample count run as one `Forecaster.forecast_many` call: requests o
 one generation whose paths are the union of theirs, different histories side by side; each gets exactly
 the paths it would get alone. Only this thread computes, so torch may use every core for each batch
 instead of concurrent forecasts fighting over them. Progress is reported in the caller's own thread.
-Interactive requests run before background ones (a background job's, kronos.jobs), each batch as it comes, so
-an interactive forecast waits for one batch at most (background work comes in small pieces: kronos.jobs.Yielding).
+Interactive requests run before background ones (a background job's, kronos.serving.jobs), each batch as it comes, so
+an interactive forecast waits for one batch at most (background work comes in small pieces:
+kronos.serving.jobs.Yielding).
 A caller whose job is cancelled (kronos.cancellation) stops waiting at once; its batch stops at the next
 step once every request in it is cancelled, and goes on for the others otherwise.
 `close` (a model leaving a server's cache, the interpreter's exit: every batcher still open is closed then) ends the
@@ -31,8 +32,8 @@ import pandas as pd
 
 from kronos import cancellation
 from kronos.engine import ForecastSource, Progress
+from kronos.engine.forecast import Forecast
 from kronos.errors import KronosError, WorkCancelledError
-from kronos.forecast import Forecast
 from kronos.process import release_memory
 from kronos.settings import FORECAST_DEFAULTS
 
@@ -163,45 +164,19 @@ class Batcher:
         """Whether `close` was called."""
         return self._closed
 
-    def _refuse_queued(self, waiting: list[_Request | None]) -> None:
-        """Closed: fail the requests taken and those still queued."""
-        while True:
-            try:
-                waiting.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        for request in waiting:
-            if request is not None:
-                request.result.set_exception(_closed_error())
-
     def _serve(self) -> None:
         """Until closed: collect the requests queued (and those arriving within the window after a first one), then
         run one compatible group, interactive requests before background ones (kronos.cancellation.Token.background),
         the oldest first, and collect again: an interactive request waits for one batch at most."""
-        waiting: list[_Request | None] = []
+        waiting: list[_Request] = []
         while True:
-            if not waiting:
-                waiting.append(self._queue.get())
-                deadline = time.monotonic() + self.window_s
-            else:
-                deadline = time.monotonic()
-            while True:
-                left = deadline - time.monotonic()
-                try:  # those already queued, however late, then those arriving before the deadline
-                    waiting.append(self._queue.get(block=left > 0, timeout=max(left, 0)))
-                except queue.Empty:
-                    break
+            waiting = _collect(self._queue, waiting, self.window_s)
             if self._closed:
-                self._refuse_queued(waiting)
+                _refuse(self._queue, waiting)
                 return
-            taken = [r for r in waiting if r is not None]  # None: close's wake-up
-            if not taken:
-                waiting = []
-                continue
-            first = min(taken, key=lambda request: request.background)  # min keeps the oldest of equals
-            group = [r for r in taken if r is first or (first.joinable and r.joinable and r.key() == first.key())]
-            waiting = [r for r in taken if not any(r is g for g in group)]
-            self._run(group)
+            if waiting:
+                group, waiting = _next_group(waiting)
+                self._run(group)
 
     def _run(self, group: list[_Request]) -> None:
         """One forecast_many call for the group; when it fails on someone's input, each request alone."""
@@ -231,7 +206,7 @@ class Batcher:
             for request in group:  # one request, or a batch nobody waits for any more
                 request.result.set_exception(error)
             if isinstance(error, WorkCancelledError):
-                release_memory()  # the callers left before the batch's tensors were freed (kronos.service)
+                release_memory()  # the callers left before the batch's tensors were freed (kronos.serving.service)
             return
         except Exception as error:  # a fault, not an input: every caller hears of it
             traceback.clear_frames(error.__traceback__)
@@ -241,6 +216,43 @@ class Batcher:
         for request in group:
             request.result.set_result(made[:len(request.histories)])
             made = made[len(request.histories):]
+
+
+def _collect(inbox: queue.SimpleQueue[_Request | None], waiting: list[_Request],
+             window_s: float) -> list[_Request]:
+    """The requests waiting and those queued, however late; with none waiting, the first to come and those that
+    arrive within `window_s` after it. None (close's wake-up) is dropped."""
+    taken: list[_Request | None] = list(waiting)
+    if not taken:
+        taken.append(inbox.get())
+    deadline = time.monotonic() + (0 if waiting else window_s)
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            taken.append(inbox.get(block=left > 0, timeout=max(left, 0)))
+        except queue.Empty:
+            return [r for r in taken if r is not None]
+
+
+def _next_group(taken: list[_Request]) -> tuple[list[_Request], list[_Request]]:
+    """The group to run next (the oldest interactive request, else the oldest, with those that may join it) and the
+    requests left waiting."""
+    first = min(taken, key=lambda request: request.background)  # min keeps the oldest of equals
+    group = [r for r in taken if r is first or (first.joinable and r.joinable and r.key() == first.key())]
+    return group, [r for r in taken if not any(r is g for g in group)]
+
+
+def _refuse(inbox: queue.SimpleQueue[_Request | None], waiting: list[_Request]) -> None:
+    """Closed: fail the requests taken and those still queued."""
+    while True:
+        try:
+            request = inbox.get_nowait()
+        except queue.Empty:
+            break
+        if request is not None:
+            waiting.append(request)
+    for request in waiting:
+        request.result.set_exception(_closed_error())
 
 
 def _closed_error() -> WorkCancelledError:

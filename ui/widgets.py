@@ -9,12 +9,12 @@ from contextlib import contextmanager
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from kronos.charts import fan_chart, forecasters, upside_chart, volume_chart
 from kronos.data.candles import Candles, custom_candles
 from kronos.data.market import utc_now
 from kronos.data.store import CandleStore
 from kronos.data.validation import Validation
 from kronos.engine import ForecastSource
+from kronos.engine.forecast import Forecast
 from kronos.errors import (
     DataUnavailableError,
     EmptyStoreError,
@@ -28,10 +28,10 @@ from kronos.evaluation.combined import ORIGINS
 from kronos.evaluation.live import calibrated_view
 from kronos.flows import answer
 from kronos.flows import track_record as record_of
-from kronos.forecast import Forecast
-from kronos.jobs import Job
 from kronos.schemas.calibrated import Calibrated, Unavailable
-from kronos.summary import data_banner, headline, price_text
+from kronos.serving.jobs import Job
+from kronos.views.charts import fan_chart, forecasters, upside_chart, volume_chart
+from kronos.views.texts import data_banner, headline, price_text
 
 CUSTOM_PAGE = "pages/custom_data.py"
 CUSTOM_CANDLES, CUSTOM_ORIGIN, CUSTOM_MESSAGES = "custom.candles", "custom.origin", "custom.messages"

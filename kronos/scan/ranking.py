@@ -1,9 +1,9 @@
 """Scans: every market of a watchlist forecast in shared generation loops, then ranked.
 
-The candles of all the markets are fetched together (kronos.data.watchlist); the markets with enough of them are
+The candles of all the markets are fetched together (kronos.scan.watchlist); the markets with enough of them are
 forecast by `forecast_many`, every one with the scan's seed, so that each forecast equals the one the live page makes
 of that market with the same settings (its row links there). Each row then takes its figures at the scan's hour from
-the market's combined forecast (`combine`: kronos.calibrations.ScanCalibration, from the market's first-sight
+the market's combined forecast (`combine`: kronos.scan.combining.ScanCalibration, from the market's first-sight
 backtest, stored or run now), else from the model's raw paths, labelled "raw" with a note why. The forecasts are
 logged to the store's forecast log, to be scored.
 """
@@ -15,34 +15,34 @@ from typing import Protocol
 
 import pandas as pd
 
-from kronos.calibrations import ScanCalibration
 from kronos.data import market
 from kronos.data.candles import Candles
 from kronos.data.store import CandleStore
-from kronos.data.watchlist import Fetched, fetch_watchlist, given, top_markets
 from kronos.engine import Progress
+from kronos.engine.forecast import Forecast
 from kronos.errors import InvalidInputError, KronosError
 from kronos.evaluation.combined import calibration_rows
 from kronos.evaluation.record import log_forecast
-from kronos.forecast import Forecast
+from kronos.scan.combining import ScanCalibration
+from kronos.scan.watchlist import Fetched, fetch_watchlist, given, top_markets
 from kronos.schemas.markets import Combined, MarketRow, Scan, ScanQuery, Watchlist
 from kronos.settings import MAX_REQUEST_WORK, RANGES, SCAN_MAX_MARKETS_CLI, ForecastSettings
-from kronos.summary import headline
 from kronos.timeframes import timeframe_delta
+from kronos.views.texts import headline
 
 MIN_ROWS = RANGES["lookback"][0]  # candles a market needs to be forecast
 DAY = pd.Timedelta(days=1)
 WAITING_HERE = "not calibrated yet: ask with calibrate (the command's --calibrate) to run its first-sight backtest"
 AGAIN = ("not calibrated yet: its first-sight backtest is beyond this request's budget; ask again (calibrated "
          "markets are reused from the store)")
-# The hook for the combined forecast (kronos.calibrations.ScanCalibration): (the market's candles, its raw forecast,
+# The hook for the combined forecast (kronos.scan.combining.ScanCalibration): (the market's candles, its raw forecast,
 # the hour) -> its combined figures, or why it has none yet (a note), or None; the row then shows the raw figures,
 # labelled "raw".
 Combine = Callable[[Candles, Forecast, int], "Combined | str | None"]
 
 
 class Forecasts(Protocol):
-    """What a scan needs of a forecaster: a Forecaster, a Batcher or a RayForecaster (kronos.distributed)."""
+    """What a scan needs of a forecaster: a Forecaster, a Batcher or a RayForecaster (kronos.serving.cluster)."""
 
     name: str
     fingerprint: str
@@ -148,7 +148,7 @@ def day_change(history: pd.DataFrame, timeframe: str) -> float | None:
 
 def with_combined(result: Scan, found: dict[str, Combined | str], waiting: str) -> Scan:
     """The scan with these markets' rows (by symbol) filled in: their combined figures, or the note of why they have
-    none, in place of the `waiting` note (the background's results, kronos.calibrations)."""
+    none, in place of the `waiting` note (the background's results, kronos.scan.combining)."""
     rows = []
     for row in result.rows:
         figures = found.get(row.symbol) if row.available else None

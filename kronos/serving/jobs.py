@@ -28,8 +28,8 @@ import pandas as pd
 
 from kronos.cancellation import Token, running
 from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, Progress
+from kronos.engine.forecast import Forecast
 from kronos.errors import WorkCancelledError
-from kronos.forecast import Forecast
 
 T = TypeVar("T")
 KEPT = 64  # finished jobs a registry keeps (the oldest go first); running and waiting ones are always kept

@@ -7,7 +7,8 @@ that each load the weights once.
     python -m kronos scan --top 200 --ray auto --calibrate   # and every market's first-sight backtest there
 
 `RayForecaster` stands in for a Forecaster wherever only `forecast_many` (and the weights' identity) is used, as in
-`kronos.markets.scan` and `kronos.evaluation.backtest.run_backtest` (a scan's first sights, kronos.calibrations): the
+`kronos.scan.ranking.scan` and `kronos.evaluation.backtest.run_backtest` (a scan's first sights,
+kronos.scan.combining): the
 histories are cut into pieces, several per actor, that a `ray.util.ActorPool` hands out in turn (an actor that
 finishes takes the next piece, so a slow piece or a slow machine leaves no actor idle), and each actor runs its pieces
 through its own Forecaster. Every forecast equals the one a local Forecaster gives for the same history, settings and
@@ -29,8 +30,8 @@ from typing import Any
 import pandas as pd
 
 from kronos.engine import HISTORIES_PER_BATCH, Forecaster, Progress
+from kronos.engine.forecast import Forecast
 from kronos.errors import InvalidInputError, KronosError
-from kronos.forecast import Forecast
 from kronos.settings import FORECAST_DEFAULTS, ModelChoice, draw_seed
 
 LOCAL = "local"  # start a Ray instance on this machine, for trying it

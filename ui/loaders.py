@@ -12,8 +12,6 @@ from typing import TypeVar
 import streamlit as st
 
 from kronos import Forecast, Forecaster, WeightsUnavailableError
-from kronos.batching import Batcher
-from kronos.checkpoints import check_allowed
 from kronos.data.candles import Candles
 from kronos.data.market import DEFAULT_LIMIT, fetch_candles, load_stored
 from kronos.data.store import CandleStore, usable
@@ -22,13 +20,14 @@ from kronos.errors import KronosError, StoreUnavailableError
 from kronos.evaluation.backtest import Backtest, BacktestSettings, run_backtest
 from kronos.evaluation.combined import calibration_rows
 from kronos.flows import calibrated, forecast_candles
-from kronos.forecast import model_label
-from kronos.jobs import Job, Jobs, Yielding
+from kronos.model.checkpoints import check_allowed, model_label
 from kronos.schemas.calibrated import Calibrated, Unavailable
+from kronos.serving.batching import Batcher
+from kronos.serving.jobs import Job, Jobs, Yielding
 from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
-from kronos.summary import fingerprint
-from pages import _show
-from pages._controls import Controls
+from kronos.views.texts import fingerprint
+from ui import widgets
+from ui.sidebar import Controls
 
 CANDLES_TTL_S = 60  # live candles are fetched again at most once a minute per market
 FETCH_TIMEOUT_S = 5.0  # per exchange; the store answers when none does
@@ -42,7 +41,8 @@ T = TypeVar("T")
 @st.cache_resource(show_spinner=False, max_entries=2, on_release=lambda batcher: batcher.close())
 def load_forecaster(model: str, tokenizer: str | None) -> Batcher:
     """One Forecaster per (model, tokenizer) for every session of this server, its forecasts batched across
-    sessions (kronos.batching); only a model this server allows (kronos.checkpoints.allowed). A model leaving the
+    sessions (kronos.serving.batching); only a model this server allows (kronos.model.checkpoints.allowed). A model
+    leaving the
     cache has its batching thread closed, so its memory is freed."""
     if not model:
         raise WeightsUnavailableError("no model named: type a checkpoint directory or hub id under Model "
@@ -178,7 +178,7 @@ def calibration(forecaster: ForecastSource, candles: Candles, forecast: Forecast
                 raise
             return calibrated(Yielding(forecaster), candles, forecast, None, progress=progress)  # failed midway
 
-    return calibrations().start(key, work, _show.session() if leased else None, _show.LEASE_S)
+    return calibrations().start(key, work, widgets.session() if leased else None, widgets.LEASE_S)
 
 
 @st.cache_resource(show_spinner=False)
@@ -213,6 +213,6 @@ def live_forecast(controls: Controls) -> tuple[Candles, ForecastSource, Forecast
         f"Loading the model and {market.symbol} {market.timeframe} candles", lambda: _market(controls, market),
         lambda loaded: f"{_model_label(loaded[0])} · {len(loaded[1].frame)} {loaded[1].symbol} {loaded[1].timeframe} "
                        f"candles from {loaded[1].exchange} ({loaded[1].source})")
-    _show.banner(candles, forecaster.name)
+    widgets.banner(candles, forecaster.name)
     return candles, forecaster, forecast(forecaster, candles, controls.settings)
 

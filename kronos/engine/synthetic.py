@@ -29,9 +29,9 @@ def random_forecaster(model: str = "mini", seed: int = 0) -> Forecaster:
     """A Forecaster with random weights of a published model's shapes (a preset name), for benchmarks and tests."""
     import torch
 
-    from kronos.checkpoints import PRESETS
     from kronos.engine import Forecaster
     from kronos.model import Kronos, KronosTokenizer
+    from kronos.model.checkpoints import PRESETS
 
     torch.manual_seed(seed)
     preset = PRESETS[model]
@@ -42,7 +42,7 @@ def random_forecaster(model: str = "mini", seed: int = 0) -> Forecaster:
 def random_checkpoint(directory: Path, model: str = "mini") -> dict[str, str]:
     """A preset's shapes with random weights saved under `directory` (model/, tokenizer/); the KRONOS_MODEL and
     KRONOS_TOKENIZER environment naming them."""
-    from kronos.checkpoints import save_checkpoint
+    from kronos.model.checkpoints import save_checkpoint
 
     forecaster = random_forecaster(model)
     save_checkpoint(forecaster.model, directory / "model")

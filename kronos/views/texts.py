@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from kronos.data.candles import Candles
+from kronos.engine.forecast import Forecast
+from kronos.engine.synthetic import random_walk
 from kronos.evaluation.registry import REFERENCE
 from kronos.evaluation.scores import skill
-from kronos.forecast import Forecast
-from kronos.synthetic import random_walk
 from kronos.timeframes import describe_age
 
 if TYPE_CHECKING:
