@@ -1,7 +1,8 @@
 """The baselines, each defined once: a class per baseline (in the style of arch's volatility processes) holds its
 name, its label and colour in every chart and sentence, whether the combined forecast pools it, and how it draws;
-`register` adds one to BASELINES. Every list of forecasters (scored, pooled, labelled, coloured, named in the JSON
-schemas) is read from here when it is used, so adding a baseline is one class and one `register` call.
+`register` adds one to BASELINES. Every list of forecasters (drawn, scored, pooled, kept, labelled, coloured, named in
+the API's OpenAPI document) is read from here when it is used, so adding a baseline is one class and one `register`
+call. The names of the forecasters that are not baselines live in kronos.schemas.backtest, below this layer.
 
 The registry's order is the order in which each run's generator draws them (kronos.evaluation.issuing): random
 walk, bootstrap, EWMA, GARCH(1,1). A baseline registered later draws after these, so their paths, and every score and
@@ -11,6 +12,7 @@ stored record made from them, stay the same to the bit.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Protocol
 
 import numpy as np
@@ -119,7 +121,7 @@ def components() -> tuple[str, ...]:
     return (CALIBRATED, *pooled())
 
 
-def labels(names) -> str:
+def labels(names: Iterable[str]) -> str:
     """The baselines `names` labelled, as a sentence lists them ("random walk, EWMA and GARCH(1,1)")."""
     found = [BASELINES[name].label for name in names]
     return " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found)
