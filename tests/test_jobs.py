@@ -166,3 +166,18 @@ def test_a_background_job_pauses_at_its_checks_while_interactive_work_is_in_flig
         assert not passed.wait(0.3)  # the background one waits ...
     assert passed.wait(cancellation.PAUSE_S)  # ... until the interactive work ends
     checking.join(10)
+
+
+def test_every_job_gives_its_freed_memory_back_when_it_ends(monkeypatch):
+    """A finished, failed or cancelled job's arrays are freed by then; the heap they lived in goes back to the
+    system (kronos.process.release_memory), else the server keeps what each calibration used."""
+    released = []
+    monkeypatch.setattr("kronos.serving.jobs.release_memory", lambda: released.append(1))
+    jobs = Jobs()
+
+    def fails(progress, publish):
+        raise ValueError("bad")
+
+    jobs.start("ok", lambda progress, publish: "done")
+    jobs.start("fails", fails)
+    assert jobs.wait(10) and released == [1, 1]

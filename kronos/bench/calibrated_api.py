@@ -1,6 +1,7 @@
 """`GET /predict_api?calibrate=true` on a fresh store: alone, four clients at once, and a plain forecast meanwhile.
 
     python -m kronos.bench calibrated-api [--rows 3300] [--csv candles.csv.gz] [--clients 4] [--deadline 900]
+                                          [--calibration quick|full]
 
 It starts the API (`kronos.api.create_app` on uvicorn, in a child process) with the parity checkpoint
 (tests/fixtures/kronos_parity, or --model/--tokenizer) and a fresh store of the last `--rows` hourly candles of
@@ -143,14 +144,14 @@ def plain(base: str, seed: int) -> float:
     return time.perf_counter() - started
 
 
-def concurrent(base: str, clients: int, deadline: float) -> tuple[list[Outcome], list[float]]:
+def concurrent(base: str, clients: int, deadline: float, choice: str) -> tuple[list[Outcome], list[float]]:
     """`clients` calibrating clients at once, each with its own temperature, and plain forecasts sent one after
     another until they are all done: their outcomes and the plain forecasts' seconds."""
     temperatures = [round(0.8 + 0.1 * i + (0.1 if i >= 2 else 0), 2) for i in range(clients)]  # 1.0 is calibrated
     outcomes: list[Outcome] = [Outcome() for _ in temperatures]
 
     def client(i: int) -> None:
-        outcomes[i] = calibrated(base, {"temperature": temperatures[i]}, deadline)
+        outcomes[i] = calibrated(base, {"temperature": temperatures[i], "calibration": choice}, deadline)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokenizer", default=str(PARITY / "tokenizer"))
     parser.add_argument("--clients", type=int, default=4, help="concurrent calibrating clients (default 4)")
     parser.add_argument("--deadline", type=float, default=900, help="seconds each part may take (default 900)")
+    parser.add_argument("--calibration", choices=("quick", "full"), default="full",
+                        help="quick: done at the first usable (provisional) record; full (default): the full record")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if not args.csv.exists():
@@ -191,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             alone = statistics.median(plain(base, seed) for seed in (1, 2, 3))
-            first = calibrated(base, {}, time.monotonic() + args.deadline)
-            outcomes, meanwhile = concurrent(base, args.clients, time.monotonic() + args.deadline)
+            first = calibrated(base, {"calibration": args.calibration}, time.monotonic() + args.deadline)
+            outcomes, meanwhile = concurrent(base, args.clients, time.monotonic() + args.deadline, args.calibration)
         finally:
             server.terminate()
             server.wait()
@@ -210,7 +213,8 @@ def report(rows: int, alone: float, first: Outcome, outcomes: list[Outcome], mea
         return ", ".join(f"{k}: {n}" for k, n in sorted(o.statuses.items(), key=str))
 
     during = statistics.median(meanwhile) if meanwhile else None
-    print(f"/predict_api?calibrate=true, parity checkpoint, a fresh store of {rows} hourly candles, default settings")
+    print(f"/predict_api?calibrate=true&calibration={args.calibration}, parity checkpoint, a fresh store of {rows} "
+          "hourly candles, default settings")
     print("| request | seconds to calibrated | target | answers by status |")
     print("|---|---|---|---|")
     print(f"| one client, fresh store | {seconds(first)} | <= {TARGET_ALONE_S:g} | {statuses(first)} |")

@@ -30,6 +30,7 @@ from kronos.cancellation import Token, running
 from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, Progress
 from kronos.engine.forecast import Forecast
 from kronos.errors import WorkCancelledError
+from kronos.process import release_memory
 
 T = TypeVar("T")
 KEPT = 64  # finished jobs a registry keeps (the oldest go first); running and waiting ones are always kept
@@ -67,6 +68,7 @@ class Job(Generic[T]):
             self._error = error
         finally:
             self._done.set()
+            release_memory()  # what the work freed goes back to the system, not to this thread's heap
 
     def _progress(self, step: int, total: int) -> None:
         """Note how far the work got; a cancelled job stops here too (WorkCancelledError)."""
