@@ -7,8 +7,10 @@ import streamlit as st
 
 from kronos.evaluation.backtest import BACKTEST_DEFAULTS, BacktestSettings, rows_needed
 from kronos.evaluation.baselines import FIT_WINDOW
+from kronos.evaluation.pooling import DEFAULT
+from kronos.evaluation.registry import BASELINES, labels, pooled
 from kronos.settings import ORIGIN_LIMITS
-from kronos.views.charts import FORECASTERS, coverage_chart, crps_chart, pit_chart, reliability_chart, weights_chart
+from kronos.views.charts import coverage_chart, crps_chart, pit_chart, reliability_chart, weights_chart
 from kronos.views.texts import score_table
 from ui import loaders, sidebar, widgets
 
@@ -17,10 +19,10 @@ KEPT = "track.kept"  # this page's inputs: Streamlit forgets a widget's value wh
 
 st.title("Track record")
 st.markdown("How would the model have done on this data? At each origin it forecasts from the candles before it "
-            "only, and the closes that followed score it, next to volatility baselines (a random walk, a bootstrap "
-            "of recent returns, EWMA, GARCH(1,1)) that see the same candles, and the combined forecast that pools "
-            "them by their record. **CRPS skill above 0 means better than the random walk; a calibrated 80% band "
-            "holds about 80% of outcomes; a Brier score under 0.25 beats always answering 50%.**")
+            f"only, and the closes that followed score it, next to volatility baselines ({labels(BASELINES)}) that "
+            "see the same candles, and the combined forecast that pools them by their record. **CRPS skill above 0 "
+            "means better than the random walk; a calibrated 80% band holds about 80% of outcomes; a Brier score "
+            "under 0.25 beats always answering 50%.**")
 state = st.session_state
 for key, value in state.setdefault(KEPT, {"track.source": "store", "track.origins": BACKTEST_DEFAULTS.origins,
                                                "track.every": BACKTEST_DEFAULTS.every}).items():
@@ -52,7 +54,7 @@ with widgets.reported():
 
     hour = controls.settings.hour_idx or settings.forecast.horizon
     scores, count = result.scores, len(result.origin_times)
-    raw, combined, best = scores["model"], scores["combined"], FORECASTERS[result.best_baseline][0]
+    raw, combined, best = scores["model"], scores["combined"], BASELINES[result.best_baseline].label
     columns = st.columns(4)
     columns[0].metric("Origins", count, help=f"{result.origin_times[0]} to {result.origin_times[-1]} UTC, every "
                                              f"{every} candles")
@@ -67,7 +69,7 @@ with widgets.reported():
     columns[3].metric(f"Brier upside, hour {hour}", f"{combined.brier_upside[hour - 1]:.3f}",
                       delta=f"model raw {raw.brier_upside[hour - 1]:.3f} · always 50%: 0.250", delta_color="off",
                       delta_arrow="off", help="The combined forecast's upside probability; lower is better")
-    st.markdown(f"**The combined forecast** pools the calibrated model with the random walk, EWMA and GARCH(1,1) "
+    st.markdown(f"**The combined forecast** pools the calibrated model with the {labels(pooled())} "
                 f"baselines, per hour ahead, with weights learnt from the outcomes known at each origin. At hour "
                 f"{hour} it gave the model {result.weights['model_calibrated'][hour - 1]:.0%} weight on average; the "
                 f"best baseline here is {best}.")
@@ -75,7 +77,8 @@ with widgets.reported():
     if fewest < count:
         st.info(f"Calibration and the pool's weights learn only from outcomes known at each origin and need "
                 f"{settings.min_count} of them: at the hour with the fewest, {fewest} of {count} origins were "
-                f"calibrated and pooled; the others keep the raw values and the EWMA baseline alone.")
+                f"calibrated and pooled; the others keep the raw values and the {BASELINES[DEFAULT].label} "
+                "baseline alone.")
     left, right = st.columns(2)
     left.plotly_chart(crps_chart(result), key="track.crps")
     right.plotly_chart(weights_chart(result), key="track.weights")

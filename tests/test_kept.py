@@ -13,9 +13,10 @@ from kronos.data.store import CandleStore
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation import baselines, kept
 from kronos.evaluation.issuing import Terms
-from kronos.evaluation.kept import SCORED, KeptGarch, KeptRecord, Scored, keep_record, kept_record
+from kronos.evaluation.kept import KeptGarch, KeptRecord, Scored, keep_record, kept_record
+from kronos.evaluation.registry import components, forecasters
 
-P, H, L, K = 5, 4, 6, 4
+P, H, L, K = 5, 4, 6, len(components())
 
 
 def record(key: str, seed: int = 0, origins: int = P) -> KeptRecord:
@@ -26,7 +27,7 @@ def record(key: str, seed: int = 0, origins: int = P) -> KeptRecord:
               "combined_up": (origins, H), "combined_vol": (origins,), "vol_outcome": (origins,)}
     values = {name: rng.normal(size=shape) for name, shape in shapes.items()}
     values |= {"rows": 100 + 6 * np.arange(origins), "up": values["up"] > 0, "vol_outcome": values["vol_outcome"] > 0}
-    return KeptRecord(key, Terms(**values), Scored(rng.normal(size=(origins, len(SCORED), H)),
+    return KeptRecord(key, Terms(**values), Scored(rng.normal(size=(origins, len(forecasters()), H)),
                                                    rng.normal(size=(origins, H))))
 
 

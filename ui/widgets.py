@@ -30,7 +30,7 @@ from kronos.flows import answer
 from kronos.flows import track_record as record_of
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.serving.jobs import Job
-from kronos.views.charts import FORECASTERS, fan_chart, upside_chart, volume_chart
+from kronos.views.charts import fan_chart, forecasters, upside_chart, volume_chart
 from kronos.views.texts import data_banner, headline, price_text
 
 CUSTOM_PAGE = "pages/custom_data.py"
@@ -203,7 +203,8 @@ def figures(forecast: Forecast, hour_idx: int | None, block: Calibrated | None, 
     columns[3].metric(f"Expected return, {hour}", expected[0], delta=expected[1], delta_color="off",
                       delta_arrow="off", help=when + expected[2])
     if block is not None:
-        weights = " · ".join(f"{COMPONENTS.get(name, FORECASTERS[name][0])} {values[k - 1]:.0%}"
+        styles = forecasters()
+        weights = " · ".join(f"{COMPONENTS.get(name, styles[name][0])} {values[k - 1]:.0%}"
                              for name, values in block.weights.items())
         st.success(block.summary)
         record = block.record

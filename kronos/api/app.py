@@ -75,6 +75,8 @@ def create_app(choice: ModelChoice | None = None, *, forecaster: Forecaster | No
     app.include_router(backtest.router, **guarded)
     app.include_router(markets.router, **guarded)
     app.include_router(health.router)
+    made = app.openapi
+    app.openapi = lambda: app.openapi_schema or backtest.name_the_scores(made())
     return app
 
 

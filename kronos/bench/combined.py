@@ -32,6 +32,7 @@ from kronos.engine.synthetic import random_forecaster, random_walk
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
 from kronos.evaluation.combined import combined_forecast
 from kronos.evaluation.probability import MAPS
+from kronos.evaluation.registry import REFERENCE, TRAILING
 from kronos.settings import ForecastSettings
 
 HOURS = (1, 6, 12, 24)
@@ -92,7 +93,7 @@ def _print_tables(results: dict, every: int, lookback: int, took: float) -> None
     print("| forecaster | CRPS h1 | h6 | h12 | h24 | 80% band h24 | Brier upside h1 / h24 |")
     print("|---|---|---|---|---|---|---|")
     for name, scores in result.scores.items():
-        if name == "trailing_frequency":
+        if name == TRAILING:
             print(f"| {name} | | | | | | {scores.brier_upside[0]:.3f} / {scores.brier_upside[-1]:.3f} |")
             continue
         crps = " | ".join(f"{1e4 * scores.crps[h - 1]:.1f}" for h in HOURS)
@@ -100,7 +101,7 @@ def _print_tables(results: dict, every: int, lookback: int, took: float) -> None
               f"{scores.brier_upside[-1]:.3f} |")
     print("mean pool weights per component at h1/h6/h12/h24: " + "; ".join(
         f"{name} " + "/".join(f"{w[h - 1]:.2f}" for h in HOURS) for name, w in result.weights.items()))
-    combined, walk = result.scores["combined"], result.scores["random_walk"]
+    combined, walk = result.scores["combined"], result.scores[REFERENCE]
     ratio = combined.crps[[h - 1 for h in HOURS]] / walk.crps[[h - 1 for h in HOURS]]
     within = bool((ratio <= 1.02).all())
     print(f"targets: CRPS / random walk at {HOURS}: {np.round(ratio, 4).tolist()} (<= 1.02: {within}); "

@@ -38,7 +38,6 @@ from kronos.evaluation.backtest import BacktestSettings, Latest, _forecast_origi
 from kronos.evaluation.baselines import FIRST_ROWS, FIT_WINDOW, garch_state, trailing_closes
 from kronos.evaluation.calibration import MIN_COUNT
 from kronos.evaluation.issuing import (
-    BASELINES,
     Fits,
     Runs,
     Terms,
@@ -49,8 +48,9 @@ from kronos.evaluation.issuing import (
     nanoseconds,
     runs_at,
 )
-from kronos.evaluation.kept import SCORED, KeptGarch, KeptRecord, Scored, keep_record, kept_record, record_key, scored
+from kronos.evaluation.kept import KeptGarch, KeptRecord, Scored, keep_record, kept_record, record_key, scored
 from kronos.evaluation.probability import DEFAULT_MAP
+from kronos.evaluation.registry import BASELINES, forecasters
 from kronos.evaluation.scores import skill
 from kronos.schemas.calibrated import Unavailable
 from kronos.settings import FORECAST_DEFAULTS, ForecastSettings
@@ -123,8 +123,8 @@ class RecordFit:
         return self.origins < self.target
 
     def crps(self, name: str) -> np.ndarray:
-        """(H,) a forecaster's (kept.SCORED) mean CRPS over the origins."""
-        return self.scored.crps[:, SCORED.index(name)].mean(0)
+        """(H,) a forecaster's (registry.forecasters) mean CRPS over the origins."""
+        return self.scored.crps[:, forecasters().index(name)].mean(0)
 
     @property
     def brier_upside(self) -> np.ndarray:

@@ -35,9 +35,10 @@ from kronos.engine.forecast import volatility_amplified
 from kronos.errors import InvalidInputError
 from kronos.evaluation import baselines
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.issuing import BASELINES, Issue, evaluate, runs_at
+from kronos.evaluation.issuing import Issue, evaluate, runs_at
 from kronos.evaluation.pooling import DEFAULT
 from kronos.evaluation.probability import DEFAULT_MAP
+from kronos.evaluation.registry import BASELINES, REFERENCE, TRAILING
 from kronos.evaluation.scores import QUANTILE_METHOD, Scores, UpsideScores, plain, score, skill, upside_scores
 from kronos.schemas import backtest as schema
 from kronos.settings import FORECAST_DEFAULTS, ORIGIN_LIMITS, SEED_RANGE, ForecastSettings
@@ -197,15 +198,14 @@ def run_backtest(forecaster: ForecastSource, frame: pd.DataFrame, settings: Back
                           None if vol_outcome is None else f.vol[:n], vol_outcome, seed=chosen.seed,
                           bands=None if f.bands is None else {k: (lo[:n], hi[:n]) for k, (lo, hi) in f.bands.items()})
               for name, f in issued.forecasters.items()}
-    scores["trailing_frequency"] = upside_scores(baselines.up_frequency(past, chosen.horizon), observed,
-                                                 chosen.samples)
+    scores[TRAILING] = upside_scores(baselines.up_frequency(past, chosen.horizon), observed, chosen.samples)
     best = min(BASELINES, key=lambda name: float(np.mean(scores[name].crps)))
     pooled = issued.pool.pooled[:n]
     weights = {name: np.where(pooled.any(0), (issued.pool.weights[:n, k] * pooled).sum(0) / np.maximum(
         pooled.sum(0), 1), float(name == DEFAULT)) for k, name in enumerate(issued.pool.names)}
     latest_view = latest_of(issued, -1, stamps[-1], float(close[-1]), stamps[-1] - stamps[-2]) if latest else None
     return Backtest(settings, forecaster.name, stamps[origins], reused, scores,
-                    _skills(scores, "random_walk"), _skills(scores, best), best,
+                    _skills(scores, REFERENCE), _skills(scores, best), best,
                     issued.calibrated.calibrated[:n].sum(0), pooled.sum(0), weights, latest_view)
 
 

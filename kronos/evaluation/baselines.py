@@ -3,7 +3,8 @@
 All work on log returns of the close (see `scores`). Each origin's input is a trailing window: W one-step log
 returns, or W + 1 closes, from the rows before the origin. W is the caller's choice and must be stated in the
 backtest's output; the caller cuts the window from the same rows the model sees (never the origin's row or later),
-with `trailing_closes`. Draws come from the caller's seeded numpy Generator, so runs are reproducible.
+with `trailing_closes`. Draws come from the caller's seeded numpy Generator, so runs are reproducible. The backtest's
+baselines are named, labelled and drawn by the classes of kronos.evaluation.registry.
 """
 
 from __future__ import annotations

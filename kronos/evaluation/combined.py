@@ -36,14 +36,13 @@ from kronos.evaluation.anchored import (
 )
 from kronos.evaluation.backtest import Latest
 from kronos.evaluation.calibration import MIN_COUNT
-from kronos.evaluation.issuing import BASELINES
 from kronos.evaluation.record import scored
+from kronos.evaluation.registry import BASELINES, CALIBRATED, REFERENCE
 from kronos.model.checkpoints import model_label
 from kronos.schemas.calibrated import Band, Calibrated, Record, Unavailable
 
 __all__ = ["EVERY", "ORIGINS", "calibrated_block", "calibration_rows", "combined_forecast", "first_sight",
            "minimum_origins", "record_sentence"]
-LABELS = {"random_walk": "random walk", "bootstrap": "bootstrap", "ewma": "EWMA", "garch": "GARCH(1,1)"}
 
 
 def combined_forecast(forecaster: ForecastSource, frame: pd.DataFrame, forecast: Forecast,
@@ -89,7 +88,7 @@ def calibrated_block(record: RecordFit, latest: Latest, hour: int, live: int, la
              for key, (lo, hi) in latest.bands_combined.items()}
     summary = Record(origins=record.origins, target=record.target, provisional=record.provisional, live=live,
                      first=record.origin_times[0].isoformat(), last=record.origin_times[-1].isoformat(),
-                     crps_skill=[_finite(v) for v in record.skill("combined", "random_walk")],
+                     crps_skill=[_finite(v) for v in record.skill("combined", REFERENCE)],
                      brier_upside=[_finite(v) for v in record.brier_upside])
     return Calibrated(
         upside_probability=float(latest.upside_combined[hour - 1]),
@@ -106,12 +105,12 @@ def record_sentence(record: RecordFit, latest: Latest, label: str, hour: int | N
     weight the latest forecast gives it."""
     hour = hour or record.settings.forecast.horizon
     best = min(BASELINES, key=lambda name: record.crps(name)[hour - 1])
-    gap = 1 - record.crps("model_calibrated")[hour - 1] / record.crps(best)[hour - 1]
-    than = f"{abs(gap):.0%} {'better' if gap >= 0 else 'worse'} than the {LABELS[best]} baseline"
+    gap = 1 - record.crps(CALIBRATED)[hour - 1] / record.crps(best)[hour - 1]
+    than = f"{abs(gap):.0%} {'better' if gap >= 0 else 'worse'} than the {BASELINES[best].label} baseline"
     growing = f" (a provisional record, growing to {record.target})" if record.provisional else ""
     return (f"Over the last {record.origins} forecasts of {label}{growing}, {model_label(record.model)}'s {hour} h "
             f"distribution scored {than}; the forecast below gives it "
-            f"{latest.weights['model_calibrated'][hour - 1]:.0%} weight.")
+            f"{latest.weights[CALIBRATED][hour - 1]:.0%} weight.")
 
 
 def _finite(value: float) -> float | None:

@@ -2,9 +2,9 @@
 asked), from the rows before each run only, in stages that a later run can take up from stored terms.
 
 - "model": the engine's paths; "model_calibrated": them calibrated (kronos.evaluation.calibration).
-- Baselines (kronos.evaluation.baselines) on the same rows: "random_walk", "bootstrap", "ewma", "garch". Each run
-  draws from its own generator, seeded by the run's seed and the open time of its last seen candle, so a run's draws
-  do not depend on which other runs are drawn with it.
+- Baselines (kronos.evaluation.registry, in its order) on the same rows. Each run draws from its own generator,
+  seeded by the run's seed and the open time of its last seen candle, so a run's draws do not depend on which other
+  runs are drawn with it.
 - "combined": the linear pool (kronos.evaluation.pooling) of model_calibrated and the volatility baselines, its
   upside and volatility amplification probabilities recalibrated by a probability map, its bands conformal
   (calibration on the pool's quantile grid); it is scored on that conformal quantile set.
@@ -41,10 +41,10 @@ from kronos.evaluation.calibration import (
     known_counts,
     nonconformity,
 )
-from kronos.evaluation.pooling import DEFAULT, POOLED, Pool, PoolFit, crps_terms, fit_pool
+from kronos.evaluation.pooling import DEFAULT, Pool, PoolFit, crps_terms, fit_pool
 from kronos.evaluation.probability import DEFAULT_MAP, Maps, fit_maps
+from kronos.evaluation.registry import BASELINES, CALIBRATED, components
 
-BASELINES = ("random_walk", "bootstrap", "ewma", "garch")
 STAGES = ("model", "pool", "combined", "vol")  # in the order a run goes through them
 MAPPED = ("model", "combined", "vol")  # the stages with a probability map
 DRAW_STREAM = 1  # the baselines' generator of a run: beside (not equal to) the engine's seed drawn from the same
@@ -92,6 +92,11 @@ class Runs:
     def horizon(self) -> int:
         return self.model.shape[2]
 
+    @property
+    def returns(self) -> np.ndarray:
+        """(N, W) the one-step log returns of each run's trailing closes: the baselines' window."""
+        return np.diff(np.log(self.past), axis=1)
+
 
 def nanoseconds(stamps) -> pd.DatetimeIndex:
     """Open times in nanoseconds (pandas may read a file's times in coarser units; counts of steps read ns)."""
@@ -137,13 +142,10 @@ class RunDraws:
 
 
 def draw_baselines(runs: Runs) -> dict[str, np.ndarray]:
-    """Every baseline's paths (N, S, H) of log returns at the runs, each run from its own draws."""
-    n, s, horizon = runs.model.shape
-    rng, trailing = RunDraws(runs.entropy), np.diff(np.log(runs.past), axis=1)  # (N, W)
-    return {"random_walk": baselines.random_walk(trailing, s, horizon, rng),
-            "bootstrap": baselines.bootstrap(trailing, s, horizon, rng),
-            "ewma": baselines.ewma(trailing, s, horizon, rng),
-            "garch": baselines.garch_paths(runs.garch, rng.standard_normal((n, s, horizon)))}
+    """Every baseline's paths (N, S, H) of log returns at the runs, each run from its own draws (in the registry's
+    order)."""
+    rng = RunDraws(runs.entropy)
+    return {name: baseline.draw(runs, rng) for name, baseline in BASELINES.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,7 +226,7 @@ def _fit(stage: str, known: tuple[np.ndarray, ...], count: np.ndarray, samples: 
     """One stage's fit at the runs whose known pairs are counted by `count` (R, H), from the known terms in order
     (`upside_map` None: no probability map)."""
     if stage == "pool":
-        return fit_pool(*known, count, min_count, POOLED.index(DEFAULT))
+        return fit_pool(*known, count, min_count, components().index(DEFAULT))
     if stage == "vol":  # its outcome is known once the whole horizon is
         return None if count.shape[1] < 3 or upside_map is None else fit_maps(
             *known, count[:, -1:], upside_map, min_count, 1 / (2 * (samples + 1)))
@@ -239,23 +241,23 @@ def _evaluated(runs: Runs, fitted: Callable[[str, tuple[np.ndarray, ...]], objec
     errors = nonconformity(found, runs.observed)
     model = fitted("model", (errors[:o], raw[:o], up[:o]))
     calibrated = model.apply(found, raw)
-    draws = draw_baselines(runs)
-    components = np.stack([calibrated.samples if name == "model_calibrated" else draws[name] for name in POOLED], 1)
-    a, b = crps_terms(components, runs.observed)  # (N, H, K), (N, H, K, K)
+    draws, names = draw_baselines(runs), components()
+    parts = np.stack([calibrated.samples if name == CALIBRATED else draws[name] for name in names], 1)
+    a, b = crps_terms(parts, runs.observed)  # (N, H, K), (N, H, K, K)
     pool = fitted("pool", (a[:o], b[:o]))
-    mixed = pool.apply(POOLED, components)
+    mixed = pool.apply(names, parts)
     mixture = edges(mixed.samples)
     mixed_errors = nonconformity(mixture, runs.observed)
     combined = fitted("combined", (mixed_errors[:o], mixed.upside_prob[:o], up[:o]))
     pooled = combined.apply(mixture, mixed.upside_prob)
     vol = {name: _vol(paths, runs.past) for name, paths in draws.items()}
-    parts = np.stack([runs.model_vol if name == "model_calibrated" else vol[name] for name in POOLED], 1)  # (N, K)
-    raw_vol = (mixed.weights.mean(2) * parts).sum(1)
+    part_vol = np.stack([runs.model_vol if name == CALIBRATED else vol[name] for name in names], 1)  # (N, K)
+    raw_vol = (mixed.weights.mean(2) * part_vol).sum(1)
     outcome = volatility_amplified(runs.observed, runs.past) if horizon >= 3 else np.zeros(len(runs.rows), bool)
     mapping = fitted("vol", (raw_vol[:o, None], outcome[:o, None]))
     forecasters = {
         "model": Issued(runs.model, vol=runs.model_vol),
-        "model_calibrated": Issued(calibrated.samples, calibrated.upside_prob, runs.model_vol, calibrated.bands),
+        CALIBRATED: Issued(calibrated.samples, calibrated.upside_prob, runs.model_vol, calibrated.bands),
         **{name: Issued(paths, vol=vol[name]) for name, paths in draws.items()},
         "combined": Issued(pooled.samples, pooled.upside_prob,
                            raw_vol if mapping is None else mapping(raw_vol[:, None])[:, 0], pooled.bands),

@@ -18,12 +18,12 @@ from kronos.data.store import CandleStore
 from kronos.errors import StoreUnavailableError
 from kronos.evaluation.baselines import GarchFit, fit_garch
 from kronos.evaluation.issuing import Issue, Terms
+from kronos.evaluation.registry import components, forecasters
 from kronos.evaluation.scores import brier, crps
 
 FORMAT = 1  # what a kept entry means; entries of another format are misses (raise it when the evaluation changes)
 RECORDS_BYTES = 100 * 10**6  # the fitted records' table at most (a 224-origin record of 30 paths x 24 h: ~3 MB)
 GARCH_ROWS = 200_000  # GARCH fits kept at most (one per refit row of every market: 8 MB)
-SCORED = ("model", "model_calibrated", "random_walk", "bootstrap", "ewma", "garch", "combined")
 TERMS = tuple(f.name for f in fields(Terms))
 
 
@@ -31,7 +31,7 @@ TERMS = tuple(f.name for f in fields(Terms))
 class Scored:
     """Per-origin scores that a record's figures average: every forecaster's CRPS, the combined upside Brier score."""
 
-    crps: np.ndarray  # (P, F, H), forecasters in SCORED order
+    crps: np.ndarray  # (P, F, H), forecasters in the registry's order (registry.forecasters)
     brier: np.ndarray  # (P, H)
 
     def then(self, later: Scored) -> Scored:
@@ -43,7 +43,7 @@ def scored(issue: Issue, observed: np.ndarray) -> Scored:
     """The scores of the first N runs of `issue`, the origins with outcomes `observed` (N, H)."""
     n = len(observed)
     found = issue.forecasters
-    return Scored(np.stack([crps(found[name].samples[:n], observed) for name in SCORED], 1),
+    return Scored(np.stack([crps(found[name].samples[:n], observed) for name in forecasters()], 1),
                   brier(found["combined"].upside[:n], observed > 0))
 
 
@@ -99,7 +99,8 @@ def _read(key: str, blob: bytes) -> KeptRecord | None:
 
 
 def _whole(record: KeptRecord) -> bool:
-    """Whether a record read back has the shapes its terms and scores share: P origins, H hours, L levels, K parts."""
+    """Whether a record read back has the shapes its terms and scores share: P origins, H hours, L levels, K parts;
+    and as many forecasters and pool components as the registry has (a record of another registry is a miss)."""
     terms, found = record.terms, record.scored
     if terms.up.ndim != 2 or terms.pool_a.ndim != 3 or found.crps.ndim != 3:
         return False
@@ -109,7 +110,7 @@ def _whole(record: KeptRecord) -> bool:
               terms.model_errors.shape[:2], terms.combined_errors.shape[:2], terms.pool_b.shape[:2]}
     return (p > 0 and per_origin == {(p,)} and hourly == {(p, horizon)} and bool(np.all(np.diff(terms.rows) > 0))
             and terms.model_errors.shape == terms.combined_errors.shape and terms.pool_b.shape[2:] == (k, k)
-            and found.crps.shape == (p, len(SCORED), horizon))
+            and k == len(components()) and found.crps.shape == (p, len(forecasters()), horizon))
 
 
 class KeptGarch:

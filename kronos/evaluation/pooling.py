@@ -1,4 +1,5 @@
-"""The combined forecast: per hour ahead, a linear pool of the calibrated model and the baselines, weighted by the past.
+"""The combined forecast: per hour ahead, a linear pool of the calibrated model and the baselines, weighted by the past
+(its components, in the order of its weights: kronos.evaluation.registry.components).
 
 Origin i's weights for hour h minimise the mean CRPS, over the pairs whose outcome h hours ahead was known at i (the
 `known` rule of kronos.evaluation.calibration), of the mixture sum_k w_k F_k of the components' ensembles, w on the
@@ -26,7 +27,6 @@ import numpy as np
 from kronos.errors import InvalidInputError
 from kronos.evaluation.calibration import known_counts
 
-POOLED = ("model_calibrated", "random_walk", "ewma", "garch")  # the components, in this order in `weights`
 DEFAULT = "ewma"  # the pool before enough outcomes are known
 
 

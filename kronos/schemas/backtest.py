@@ -8,11 +8,15 @@ list. Scores are on the close's log return from the last close before the origin
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel, model_validator
 
 from kronos.schemas.forecast import DataBlock
 
 Hourly = list[float | None]
+# The names of the forecasters that are not baselines (the baselines': kronos.evaluation.registry)
+MODEL, CALIBRATED, COMBINED = "model", "model_calibrated", "combined"
+TRAILING = "trailing_frequency"  # scored beside them: an upside probability alone
+REFERENCE = "random_walk"  # the baseline skill is measured against
 
 
 class UpsideScores(BaseModel):
@@ -42,20 +46,24 @@ class ForecasterScores(UpsideScores):
     brier_vol_amp: float | None
 
 
-class BacktestScores(BaseModel):
+class BacktestScores(RootModel[dict[str, ForecasterScores | UpsideScores]]):
     """Each forecaster's scores over the same origins: the model raw and calibrated, the baselines, the combined
     forecast (the pool of the calibrated model and the baselines), and the trailing frequency of up moves."""
 
-    model_config = ConfigDict(extra="forbid")
+    # by name: MODEL, CALIBRATED, each registered baseline, COMBINED (ForecasterScores), TRAILING (UpsideScores)
 
-    model: ForecasterScores
-    model_calibrated: ForecasterScores
-    random_walk: ForecasterScores
-    bootstrap: ForecasterScores
-    ewma: ForecasterScores  # RiskMetrics-style exponentially weighted volatility random walk
-    garch: ForecasterScores  # GARCH(1,1)
-    combined: ForecasterScores
-    trailing_frequency: UpsideScores
+    @model_validator(mode="after")
+    def _every_kind(self) -> BacktestScores:
+        """The forecasters that are not baselines, the reference and the trailing frequency are there; every
+        forecaster has every score, the trailing frequency its upside scores only."""
+        missing = [name for name in (MODEL, CALIBRATED, REFERENCE, COMBINED, TRAILING) if name not in self.root]
+        if missing:
+            raise ValueError(f"the scores lack {', '.join(missing)}")
+        if any(type(scores) is not ForecasterScores for name, scores in self.root.items() if name != TRAILING):
+            raise ValueError(f"every forecaster but {TRAILING} needs every score")
+        if type(self.root[TRAILING]) is not UpsideScores:
+            raise ValueError(f"{TRAILING} has upside scores only")
+        return self
 
 
 class Latest(BaseModel):
@@ -78,9 +86,10 @@ class Latest(BaseModel):
 
 
 class BacktestResult(BaseModel):
-    """A walk-forward backtest: forecasters "model", "model_calibrated", "random_walk", "bootstrap", "ewma",
-    "garch", "combined" (all ForecasterScores) and "trailing_frequency" (UpsideScores); CRPS and Brier skill per hour
-    against the random walk (`skill`) and against the best baseline (`skill_best`, `best_baseline`)."""
+    """A walk-forward backtest: the scores of every forecaster of kronos.evaluation.registry.forecasters (the model
+    raw and calibrated, each registered baseline, the combined forecast: ForecasterScores) and "trailing_frequency"
+    (UpsideScores); CRPS and Brier skill per hour against the random walk (`skill`) and against the best baseline
+    (`skill_best`, `best_baseline`)."""
 
     settings: dict[str, int | float]
     model: str

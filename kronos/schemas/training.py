@@ -12,7 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from kronos.schemas.backtest import REFERENCE
 
 Stopped = Literal["max_steps", "max_minutes", "interrupted", "early_stopping", "epochs"]
 
@@ -110,14 +112,18 @@ class Skill(Shape):
 
 
 class SeriesEvaluation(Shape):
-    """The validation backtest of one series: the trained weights, their base when fine-tuned, the random walk."""
+    """The validation backtest of one series: the trained weights, their base when fine-tuned, and each baseline
+    (kronos.evaluation.registry) under its name: the random walk always, the others absent from older records (any
+    key but the fields is a baseline's HourlyScores)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, HourlyScores | None]  # the baselines'
 
     name: str
     origins: int
     first_origin: datetime
     last_origin: datetime
     baseline_window: int
-    random_walk: HourlyScores
     trained: HourlyScores
     trained_calibrated: HourlyScores
     trained_skill: Skill
@@ -126,17 +132,21 @@ class SeriesEvaluation(Shape):
     base_calibrated: HourlyScores | None = None
     base_skill: Skill | None = None
     base_calibrated_skill: Skill | None = None
-    # the volatility baselines and the combined forecast (kronos.evaluation.issuing); absent in older records
+    # the combined forecast (kronos.evaluation.issuing); absent in older records
     best_baseline: str | None = None
-    bootstrap: HourlyScores | None = None
-    ewma: HourlyScores | None = None
-    garch: HourlyScores | None = None
     trained_combined: HourlyScores | None = None
     trained_combined_skill: Skill | None = None
     trained_combined_weights: dict[str, list[float | None]] | None = None
     base_combined: HourlyScores | None = None
     base_combined_skill: Skill | None = None
     base_combined_weights: dict[str, list[float | None]] | None = None
+
+    @model_validator(mode="after")
+    def _reference(self) -> SeriesEvaluation:
+        """The baseline skill is measured against is there."""
+        if self.__pydantic_extra__.get(REFERENCE) is None:
+            raise ValueError(f"the {REFERENCE} baseline's scores are missing")
+        return self
 
 
 class Evaluation(Shape):

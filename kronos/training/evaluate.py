@@ -12,7 +12,7 @@ import pandas as pd
 
 from kronos.engine import Forecaster
 from kronos.evaluation.backtest import BacktestSettings, run_backtest
-from kronos.evaluation.issuing import BASELINES
+from kronos.evaluation.registry import BASELINES
 from kronos.evaluation.scores import Scores, plain
 from kronos.model import checkpoints
 from kronos.settings import ORIGIN_LIMITS, ForecastSettings

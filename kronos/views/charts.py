@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from kronos.engine.forecast import Forecast
 from kronos.errors import InvalidInputError
+from kronos.evaluation import registry
 from kronos.evaluation.scores import Scores
 from kronos.schemas.calibrated import Calibrated
 from kronos.views.texts import price_text
@@ -22,15 +23,20 @@ if TYPE_CHECKING:
     from kronos.evaluation.backtest import Backtest
 
 BANDS = ((0.95, "rgba(31,119,180,0.12)"), (0.80, "rgba(31,119,180,0.22)"), (0.50, "rgba(31,119,180,0.35)"))
-BLUE, ORANGE, GREY, RED, GREEN = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#2ca02c"
-PURPLE, BROWN, BLACK = "#9467bd", "#8c564b", "#000000"
-# a backtest's forecasters (keys of its `scores`) and the pool's components: label and colour in every chart
-FORECASTERS = {"model": ("model (raw)", BLUE), "model_calibrated": ("model (calibrated)", ORANGE),
-               "random_walk": ("random walk", GREY), "bootstrap": ("bootstrap", GREEN), "ewma": ("EWMA", PURPLE),
-               "garch": ("GARCH(1,1)", BROWN), "combined": ("combined", BLACK)}
-SHOWN = ("model", "model_calibrated", "combined", "random_walk")  # the coverage and reliability charts' default
+BLUE, ORANGE, GREY, RED, BLACK = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#000000"
+# the forecasters that are not baselines (kronos.evaluation.registry): label and colour in every chart
+OWN = {"model": ("model (raw)", BLUE), "model_calibrated": ("model (calibrated)", ORANGE),
+       "combined": ("combined", BLACK)}
+SHOWN = ("model", "model_calibrated", "combined", registry.REFERENCE)  # the coverage and reliability charts' default
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h"}}
 SCORE_LAYOUT = {**LAYOUT, "legend": {"orientation": "h", "y": -0.2, "yanchor": "top"}}  # legend below the x title
+
+
+def forecasters() -> dict[str, tuple[str, str]]:
+    """A backtest's forecasters (keys of its `scores`, in their order) and the pool's components: label and colour in
+    every chart, the baselines' from the registry."""
+    return {name: OWN[name] if name in OWN else (registry.BASELINES[name].label, registry.BASELINES[name].colour)
+            for name in registry.forecasters()}
 
 
 def candles_trace(frame: pd.DataFrame, name: str = "history") -> go.Candlestick:
@@ -159,7 +165,8 @@ def path_candles(forecast: Forecast, path: int, calibration_rows: int = 48) -> g
 def _per_forecaster(result: Backtest, names: tuple[str, ...], trace: Callable[[Scores, str, str], BaseTraceType],
                     **options) -> list[BaseTraceType]:
     """One trace per forecaster of a backtest: `trace(scores, label, colour)`, with shared legend groups."""
-    traces = [trace(result.scores[name], *FORECASTERS[name]) for name in names]
+    styles = forecasters()
+    traces = [trace(result.scores[name], *styles[name]) for name in names]
     for name, made in zip(names, traces):
         made.update(legendgroup=name, **options)
     return traces
@@ -172,7 +179,7 @@ def _hours(result: Backtest) -> list[int]:
 def crps_chart(result: Backtest) -> go.Figure:
     """Mean CRPS of the close's log return per hour ahead: the model raw and calibrated, the baselines, combined."""
     hours = _hours(result)
-    figure = go.Figure(_per_forecaster(result, tuple(FORECASTERS), lambda scores, label, colour: go.Scatter(
+    figure = go.Figure(_per_forecaster(result, tuple(forecasters()), lambda scores, label, colour: go.Scatter(
         x=hours, y=scores.crps, name=label, mode="lines+markers", line={"color": colour},
         hovertemplate=label + ", hour %{x}: %{y:.5f}<extra></extra>")))
     figure.update_layout(title="CRPS per hour ahead (log return; lower is better)", xaxis_title="hours ahead",
@@ -182,9 +189,9 @@ def crps_chart(result: Backtest) -> go.Figure:
 
 def weights_chart(result: Backtest) -> go.Figure:
     """The combined forecast's mean pool weight per component and hour ahead, stacked to 1."""
-    hours = _hours(result)
-    figure = go.Figure([go.Bar(x=hours, y=weights, name=FORECASTERS[name][0], marker_color=FORECASTERS[name][1],
-                               hovertemplate=FORECASTERS[name][0] + ", hour %{x}: %{y:.0%}<extra></extra>")
+    hours, styles = _hours(result), forecasters()
+    figure = go.Figure([go.Bar(x=hours, y=weights, name=styles[name][0], marker_color=styles[name][1],
+                               hovertemplate=styles[name][0] + ", hour %{x}: %{y:.0%}<extra></extra>")
                         for name, weights in result.weights.items()])
     figure.update_layout(title="Weights of the combined forecast (mean over the origins that had learnt them)",
                          xaxis_title="hours ahead", yaxis={"range": [0, 1], "tickformat": ".0%"}, barmode="stack",

@@ -16,6 +16,7 @@ import pandas as pd
 from kronos.data.candles import Candles
 from kronos.engine.forecast import Forecast
 from kronos.engine.synthetic import random_walk
+from kronos.evaluation.registry import REFERENCE
 from kronos.evaluation.scores import skill
 from kronos.timeframes import describe_age
 
@@ -110,7 +111,7 @@ def score_table(result: Backtest, by_hour: bool = True) -> pd.DataFrame:
     table = pd.concat(parts, ignore_index=True)
     if not by_hour:
         table = table.drop(columns="hour").groupby("forecaster", sort=False).mean().reset_index()
-    base = table[table["forecaster"] == "random_walk"].set_index("hour" if by_hour else "forecaster")
+    base = table[table["forecaster"] == REFERENCE].set_index("hour" if by_hour else "forecaster")
     for key in ("crps", "brier_upside"):
         reference = base[key].reindex(table["hour"]).to_numpy() if by_hour else base[key].iloc[0]
         table[f"{key}_skill"] = skill(table[key], reference)

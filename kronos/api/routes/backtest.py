@@ -11,8 +11,9 @@ from kronos.api.deps import ForecasterDep, GoneDep, RuntimeDep
 from kronos.api.errors import MAX_BODY_BYTES, responses
 from kronos.api.requests import BUDGET, MAX_CUSTOM_ROWS, BacktestBody, MarketOnly
 from kronos.evaluation.backtest import check_backtest, run_backtest
+from kronos.evaluation.registry import forecasters
 from kronos.flows import backtest_answer, track_record
-from kronos.schemas.backtest import BacktestAnswer
+from kronos.schemas.backtest import TRAILING, BacktestAnswer
 from kronos.schemas.service import TrackRecordAnswer
 from kronos.views.texts import fingerprint
 
@@ -32,6 +33,19 @@ def backtest(body: BacktestBody, runtime: RuntimeDep, forecaster: ForecasterDep,
                                                            store=runtime.market.store, latest=body.calibrate),
                                  cancel=gone)
     return backtest_answer(result, candles, model=runtime.model_name)
+
+
+def name_the_scores(document: dict) -> dict:
+    """The OpenAPI `document` (changed in place) with BacktestScores naming its keys: a property per forecaster of
+    the registry, and the trailing frequency (the schema alone says "forecaster -> scores")."""
+    schemas = document["components"]["schemas"]
+    found = schemas["BacktestScores"]
+    every, upside = found["additionalProperties"]["anyOf"]  # the two kinds' references
+    names = forecasters()
+    schemas["BacktestScores"] = {
+        "properties": {**{name: dict(every) for name in names}, TRAILING: upside}, "additionalProperties": False,
+        "type": "object", "required": [*names, TRAILING], "title": found["title"], "description": found["description"]}
+    return document
 
 
 @router.get("/track_record", summary="The record of the live forecasts of a market by the loaded model",
