@@ -113,6 +113,18 @@ def test_other_settings_and_backtests_run_in_their_own_batches(forecaster, parit
         batcher.check_arguments(3, 4, 1.0, 2.0, 0)
 
 
+def test_a_batcher_forecasts_more_paths_of_a_kept_forecast_as_the_forecaster_does(forecaster, parity_input):
+    """`first_path` (a kept backtest origin asked for more paths) passes through the batcher, as the dashboard's
+    calibrations ask for it: the same paths as the forecaster's own."""
+    batcher = Batcher(forecaster)
+    try:
+        made = batcher.forecast_many([parity_input], horizon=3, samples=2, seeds=[5], first_path=4)[0]
+    finally:
+        batcher.close()
+    alone = forecaster.forecast_many([parity_input], horizon=3, samples=2, seeds=[5], first_path=4)[0]
+    assert np.array_equal(made.paths, alone.paths) and made.settings.first_path == 4
+
+
 def test_a_batcher_and_a_forecaster_are_forecast_sources(forecaster):
     assert isinstance(forecaster, ForecastSource) and isinstance(Batcher(forecaster), ForecastSource)
 

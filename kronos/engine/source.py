@@ -43,5 +43,7 @@ class ForecastSource(Protocol):
                       samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
                       temperature: float = FORECAST_DEFAULTS.temperature, top_p: float = FORECAST_DEFAULTS.top_p,
                       top_k: int = FORECAST_DEFAULTS.top_k, lookback: int | None = None,
-                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
-        """`forecast` of several histories with the same settings, one seed (and optionally a sample count) each."""
+                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None,
+                      first_path: int = 0) -> list[Forecast]:
+        """`forecast` of several histories with the same settings, one seed (and optionally a sample count) each;
+        with `first_path` F, paths F .. F + samples - 1 of each seed's (how a kept forecast gets more paths)."""

@@ -113,11 +113,12 @@ class Batcher:
                       samples: int | Sequence[int] = FORECAST_DEFAULTS.samples,
                       temperature: float = FORECAST_DEFAULTS.temperature, top_p: float = FORECAST_DEFAULTS.top_p,
                       top_k: int = FORECAST_DEFAULTS.top_k, lookback: int | None = None,
-                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None) -> list[Forecast]:
+                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None,
+                      first_path: int = 0) -> list[Forecast]:
         """As Forecaster.forecast_many (already a batch: it runs on its own)."""
         seeds = list(seeds) if seeds is not None else [None] * len(histories)
         settings = dict(horizon=horizon, samples=samples, temperature=temperature, top_p=top_p, top_k=top_k,
-                        lookback=lookback)
+                        lookback=lookback, first_path=first_path)
         return self._wait(_Request(list(histories), seeds, settings, joinable=False), progress)
 
     def _wait(self, request: _Request, progress: Progress | None) -> list[Forecast]:
