@@ -14,6 +14,8 @@ process, one forecast per market against the scan's shared generation loops (the
 first sight, the markets share their candles but for the last 24 (which only the newest origin's outcome and the
 scan's own forecast see), so each market's forecast and record differ while its origins' windows are stored once.
 `--cli`: the whole command only (`--repeat` times, the best and the median), none of the in-process parts.
+`--keep DIR`: the weights and the stored markets in DIR, kept after the run; a later run with the same DIR and
+`--markets` reuses them and skips the preparation (minutes).
 
 `--first-sight`: `--markets` markets of their own candles, each backtested at first sight (`--origins` origins every
 6 candles) within the scan, market by market, on this machine; with `--ray`, again on that Ray cluster's actors
@@ -24,6 +26,7 @@ cluster of N machines like this one would take (the origins' forecasts split amo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -58,18 +61,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of a local Ray (default 2)")
     parser.add_argument("--cli", action="store_true", help="time the whole scan command only")
     parser.add_argument("--repeat", type=int, default=3, help="--cli: runs of the command (default 3)")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="keep the weights and the prepared store in DIR; reuse them if DIR holds them")
     args = parser.parse_args(argv)
     symbols = [f"M{i:03d}/USDT" for i in range(args.markets)]
-    with tempfile.TemporaryDirectory() as folder:
-        env = random_checkpoint(Path(folder) / "weights")
+    kept = contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory()
+    with kept as name:
+        folder = Path(name)
+        ready = folder / f"prepared-{args.markets}"
+        env = _weights(folder / "weights")
         forecaster = Forecaster.from_pretrained(env["KRONOS_MODEL"], env["KRONOS_TOKENIZER"])
         if args.first_sight:
-            return _first_sight(args, Path(folder), env, forecaster, symbols)
-        store = CandleStore(Path(folder) / "store.sqlite")
-        for symbol, frame in zip(symbols, _sharing(len(symbols)), strict=True):
-            store.merge(frame, "binance", symbol, "1h")
+            return _first_sight(args, folder, env, forecaster, symbols)
+        store = CandleStore(folder / "store.sqlite")
         started = time.perf_counter()
-        _scan(forecaster, symbols[:1], store, ScanCalibration(forecaster, store, run=True))
+        if not ready.exists():
+            for symbol, frame in zip(symbols, _sharing(len(symbols)), strict=True):
+                store.merge(frame, "binance", symbol, "1h")
+            _scan(forecaster, symbols[:1], store, ScanCalibration(forecaster, store, run=True))
+            ready.touch()
         prepared = time.perf_counter() - started
         if args.cli:
             return _cli_only(args, env, store, symbols, prepared)
@@ -100,6 +110,13 @@ def _cli_only(args: argparse.Namespace, env: dict[str, str], store: CandleStore,
     print("|---|---|---|---|---|")
     print(f"| {len(runs)} | {seconds[0]:.1f} | {seconds[len(seconds) // 2]:.1f} | <= {TARGET_S:g} | "
           f"{', '.join(f'{c} of {args.markets}' for _, c in runs)} |")
+
+
+def _weights(folder: Path) -> dict[str, str]:
+    """Kronos-mini's shapes with random weights in `folder`: those saved there before, else new ones."""
+    if (folder / "tokenizer").exists():
+        return {"KRONOS_MODEL": str(folder / "model"), "KRONOS_TOKENIZER": str(folder / "tokenizer")}
+    return random_checkpoint(folder)
 
 
 def _sharing(markets: int) -> list[pd.DataFrame]:
