@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -21,7 +23,7 @@ from kronos.errors import EmptyStoreError, InvalidInputError, UnknownMarketError
 from kronos.scan.ranking import day_change, forecast_markets, scan, scan_answer
 from kronos.scan.watchlist import RateLimiter, excluded, fetch_watchlist, given, top_markets
 from kronos.schemas.markets import SORT_COLUMNS, Combined, Scan, ScanQuery
-from kronos.settings import ForecastSettings
+from kronos.settings import EXCHANGES, ForecastSettings
 from kronos.views.texts import headline
 
 PARITY = "tests/fixtures/kronos_parity"
@@ -318,3 +320,16 @@ def test_get_scan_gives_the_commands_rows_and_refuses_over_budget_at_once(record
     same = scan_answer(ScanQuery(**params), forecaster, store)
     assert [r.model_dump(exclude={"age_s"}) for r in Scan.model_validate_json(answer.text).rows] == \
         [r.model_dump(exclude={"age_s"}) for r in same.rows]
+
+
+def test_a_scan_of_stored_candles_never_imports_ccxt(tmp_path):
+    """ccxt takes about 0.4 s to import: the command line, the supported exchanges' check and the store's candles
+    do without it."""
+    assert set(EXCHANGES) <= set(ccxt.exchanges)  # check_exchange takes them for ccxt ids unasked
+    code = ("import sys; import kronos.cli; from kronos.data.store import CandleStore; "
+            "from kronos.scan.watchlist import fetch_watchlist, given; "
+            f"store = CandleStore({str(tmp_path / 'candles.sqlite')!r}); "
+            "fetched = fetch_watchlist(given(['BTC/USDT'], 'binance', '1h'), 8, store, live=False); "
+            "assert fetched[0].problem, fetched; assert 'ccxt' not in sys.modules, 'ccxt was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
