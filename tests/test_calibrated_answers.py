@@ -78,7 +78,8 @@ def test_the_cli_and_the_api_carry_the_same_calibrated_block(client, capsys, fra
     csv = tmp_path / "candles.csv"
     frame.to_csv(csv, index=False)
     printed = cli_calibrated(capsys, csv, tmp_path / "cli.sqlite", hour_idx=2)
-    response = client.post("/predict_custom", json=custom_body(frame, **SMALL, hour_idx=2, calibrate=True))
+    response = client.post("/predict_custom", json=custom_body(frame, **SMALL, hour_idx=2, calibrate=True,
+                                                          calibration="full"))
     assert response.status_code == 200, response.text
     answered = response.json()
     for answer in (printed, answered):  # each serialised through the one model
@@ -112,7 +113,7 @@ def test_short_custom_data_is_unavailable_naming_the_rows_it_needs(client):
 
 @pytest.mark.parametrize("path", ["/predict_api", "/predict_all", "/predict"])
 def test_a_second_market_call_reuses_every_stored_origin(client, kept, path):
-    params = {**SMALL, "calibrate": True}
+    params = {**SMALL, "calibrate": True, "calibration": "full"}
     first = client.get(path, params=params)
     assert first.status_code == 200, first.text
     origins = first.json()["calibrated"]["record"]["origins"]
@@ -156,7 +157,7 @@ def test_the_openapi_document_describes_calibrate_and_the_backtest_scores(client
         calibrate = next(p for p in described["parameters"] if p["name"] == "calibrate")
         assert calibrate["schema"]["default"] is False and "reuse" in calibrate["description"]
         choice = next(p for p in described["parameters"] if p["name"] == "calibration")
-        assert choice["schema"]["enum"] == ["quick", "full"] and choice["schema"]["default"] == "full"
+        assert choice["schema"]["enum"] == ["quick", "full"] and choice["schema"]["default"] == "quick"
         pending = described["responses"]["202"]
         assert {"Retry-After", "Location"} == set(pending["headers"])
         assert pending["content"]["application/json"]["schema"]["$ref"].endswith("/CalibrationPending")
@@ -204,7 +205,7 @@ def test_a_calibration_not_ready_is_202_and_following_retry_after_ends_calibrate
                                                                                    monkeypatch):
     monkeypatch.setattr(market, "make_exchange", offline_exchange)
     with waiting_client(forecaster, frame, tmp_path, 0) as client:
-        first = client.get("/predict_api", params={**SMALL, "calibrate": True})
+        first = client.get("/predict_api", params={**SMALL, "calibrate": True, "calibration": "full"})
         assert first.status_code == 202
         body = CalibrationPending.model_validate(first.json())
         retry = int(first.headers["Retry-After"])
@@ -223,12 +224,14 @@ def test_a_calibration_not_ready_is_202_and_following_retry_after_ends_calibrate
 def test_quick_answers_from_the_first_usable_record_full_from_the_whole(forecaster, frame, tmp_path, monkeypatch):
     monkeypatch.setattr(market, "make_exchange", offline_exchange)
     with waiting_client(forecaster, frame, tmp_path, 120) as client:
-        quick = client.get("/predict_api", params={**SMALL, "calibrate": True, "calibration": "quick"})
+        quick = client.get("/predict_api", params={**SMALL, "calibrate": True})  # quick is the default
         record = Calibrated.model_validate(quick.json()["calibrated"]).record
         assert quick.status_code == 200 and record.provisional
         assert record.origins == minimum_origins(SMALL["horizon"], EVERY, MIN_COUNT)
         full = client.get("/predict_api", params={**SMALL, "calibrate": True, "calibration": "full"})
         assert full.status_code == 200 and not full.json()["calibrated"]["record"]["provisional"]
+        again = client.get("/predict_api", params={**SMALL, "calibrate": True})  # refined behind: now the full one
+        assert again.json()["calibrated"]["record"] == full.json()["calibrated"]["record"]
 
 
 def test_the_api_starts_the_default_market_calibration_when_the_store_holds_its_candles(forecaster, frame, tmp_path,

@@ -181,3 +181,60 @@ def test_every_job_gives_its_freed_memory_back_when_it_ends(monkeypatch):
     jobs.start("ok", lambda progress, publish: "done")
     jobs.start("fails", fails)
     assert jobs.wait(10) and released == [1, 1]
+
+
+def test_a_job_that_has_published_makes_way_for_one_that_has_nothing_yet():
+    jobs, log, computing, second_asked = Jobs(), [], [], threading.Event()
+
+    def work(name, steps):
+        def run(progress, publish):
+            for step in range(steps):
+                computing.append(name)
+                assert len(set(computing)) == 1, "two jobs computed at once"
+                log.append((name, step))
+                if step == 1:
+                    publish(f"{name} usable")
+                    second_asked.wait(10)
+                computing.remove(name)
+                progress(step + 1, steps)
+            return f"{name} full"
+        return run
+
+    first = jobs.start("first", work("first", 5))
+    deadline = time.monotonic() + 10
+    while first.latest is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = jobs.start("second", work("second", 3))
+    second_asked.set()
+    assert first.wait(10) and second.wait(10)
+    assert first.result() == "first full" and second.result() == "second full"
+    # first stops after its step 1 (it has published and second waits); second runs whole; then first goes on
+    assert log == [("first", 0), ("first", 1), ("second", 0), ("second", 1), ("second", 2),
+                   ("first", 2), ("first", 3), ("first", 4)]
+
+
+def test_a_paused_job_nobody_waits_for_any_more_ends_cancelled():
+    jobs, gate, other_asked, other_started = Jobs(), threading.Event(), threading.Event(), threading.Event()
+
+    def publishing(progress, publish):
+        publish("usable")
+        other_asked.wait(10)
+        for step in range(1000):
+            progress(step, 1000)
+        return "full"
+
+    paused = jobs.start("paused", publishing, waiter="session")
+    deadline = time.monotonic() + 10
+    while paused.latest is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    blocker = jobs.start("other", lambda progress, publish: (other_started.set(), gate.wait(10))[1])
+    other_asked.set()
+    assert other_started.wait(10) and not paused.done  # paused made way for it
+    jobs.release("paused", "session")
+    assert paused.wait(10) and paused.cancelled
+    with pytest.raises(WorkCancelledError):
+        paused.result()
+    gate.set()
+    assert blocker.wait(10) and blocker.result() is True

@@ -112,9 +112,10 @@ def test_closed_jobs_end_their_thread_the_running_one_cancelled_at_its_next_step
     running = jobs.start("running", lambda progress, publish: Yielding(batcher).forecast_many([parity_input] * 2))
     assert source.entered.wait(30)
     waiting = jobs.start("waiting", lambda progress, publish: "never")
-    worker = jobs._worker
+    threads = jobs.threads
+    assert len(threads) == 1  # the running job's; the waiting one has none yet
     jobs.close()
-    assert not worker.is_alive() and running.done and waiting.done
+    assert not any(t.is_alive() for t in threads) and not jobs.threads and running.done and waiting.done
     assert running.cancelled and waiting.cancelled
     with pytest.raises(WorkCancelledError):
         jobs.start("later", lambda progress, publish: "never")

@@ -91,10 +91,11 @@ class Calibrating(SamplingQuery):
 
     calibrate: bool = Field(False, description=CALIBRATE)
     calibration: Literal["quick", "full"] = Field(
-        "full", description="with calibrate=true: `full` answers with the full record; `quick` from the first usable, "
-                            "provisional one on (its `calibrated.record` says `provisional` and on how many "
-                            "`origins`); either way a calibration still running after the server's wait is 202 "
-                            "with Retry-After: ask again")
+        "quick", description="with calibrate=true: `quick` (the default) answers with the newest usable record, "
+                             "provisional at first (its `calibrated.record` says `provisional` and on how many "
+                             "`origins`) while the full record is fitted behind, so asking again gives a fuller "
+                             "one; `full` waits for the full record. Either way a calibration with no record "
+                             "reached within the server's wait is 202 with Retry-After: ask again")
 
     def forecast_settings(self) -> ForecastSettings:
         """The checked settings, within the work budget counting the calibration's origins when asked."""

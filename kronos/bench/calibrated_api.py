@@ -182,8 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokenizer", default=str(PARITY / "tokenizer"))
     parser.add_argument("--clients", type=int, default=4, help="concurrent calibrating clients (default 4)")
     parser.add_argument("--deadline", type=float, default=900, help="seconds each part may take (default 900)")
-    parser.add_argument("--calibration", choices=("quick", "full"), default="full",
-                        help="quick: done at the first usable (provisional) record; full (default): the full record")
+    parser.add_argument("--calibration", choices=("quick", "full"), default="quick",
+                        help="quick (the API's default): done at the first usable (provisional) record; full: at the "
+                             "full record")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if not args.csv.exists():

@@ -1,6 +1,8 @@
-"""Background jobs shared by every session of a server: one job per key, run one at a time on the registry's worker
-thread, the newest first (a job asked for a moment ago is the one someone is looking at), with its progress and the
-provisional results it publishes on the way (a calibration is usable early and refined behind).
+"""Background jobs shared by every session of a server: one job per key, each in its own thread but one computing at
+a time, the newest first (a job asked for a moment ago is the one someone is looking at), with its progress and the
+provisional results it publishes on the way (a calibration is usable early and refined behind). Turns are fair: a
+job that has published a usable result pauses at its next progress check while another job waits, so that every
+waiter gets a usable result before any job refines its own; the paused ones go on once nobody waits.
 
 Who waits for a job holds a lease on it (a dashboard session, an HTTP client told to ask again): a waiter holds at
 most `per_waiter` leases (asking for another drops its oldest), a lease may lapse after `hold_s` seconds unless
@@ -8,7 +10,7 @@ renewed, and a job whose last lease is dropped or lapses is cancelled (kronos.ca
 forecast step) unless it was started with no waiter (a warm start: kept whoever comes). Their forecasts run as
 background work: a Batcher serves interactive requests first, and `Yielding` sends background batches in small
 pieces, so an interactive forecast waits for one piece at most. No Streamlit here. `close` (and the interpreter's
-exit) ends the worker thread: the job running is cancelled at its next step, the waiting ones end with
+exit) ends the job threads: the jobs running or paused are cancelled at their next step, the waiting ones end with
 WorkCancelledError. A cancelled job is started afresh when asked for again."""
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class Job(Generic[T]):
     """One computation `work(progress, publish)`: how far it got, the latest result it published (`latest`), then
     its result or its error; `token` cancels it."""
 
-    def __init__(self, work: Work, check: Callable[[], None] = lambda: None,
+    def __init__(self, work: Work, check: Callable[[Job], None] = lambda job: None,
                  renew: Callable[[Hashable, float | None], None] = lambda waiter, hold_s: None):
         self.fraction = 0.0  # of the work done, from the progress callback
         self.latest: T | None = None  # the newest result published so far (the final one once done)
@@ -71,9 +73,11 @@ class Job(Generic[T]):
             release_memory()  # what the work freed goes back to the system, not to this thread's heap
 
     def _progress(self, step: int, total: int) -> None:
-        """Note how far the work got; a cancelled job stops here too (WorkCancelledError)."""
+        """Note how far the work got; here the job waits its turn when its registry gives the cores to another
+        (Jobs: a job that has published makes way for one that has nothing yet), and a cancelled job stops
+        (WorkCancelledError)."""
         self.fraction = min(1.0, step / total) if total else 0.0
-        self._check()
+        self._check(self)
         self.token.check()
 
     def _publish(self, value: T) -> None:
@@ -116,36 +120,30 @@ class Job(Generic[T]):
 
 class Jobs:
     """A registry of jobs by key: asking for a key that is waiting, running or finished joins that job, else queues
-    one; one worker thread runs them, the newest waiting first; leases by waiter as the module docstring says."""
+    one; its jobs take turns as the module docstring says; leases by waiter."""
 
     def __init__(self, kept: int = KEPT, per_waiter: int = PER_WAITER):
         self.kept, self.per_waiter = kept, per_waiter
         self._jobs: OrderedDict[Hashable, Job] = OrderedDict()
-        self._waiting: list[Job] = []
+        self._turns = _Turns()
         self._leases: dict[Hashable, OrderedDict[Hashable, float]] = {}  # waiter -> key -> lapses at (monotonic)
-        self._ready = threading.Condition()
-        self._worker: threading.Thread | None = None
-        self._closed = False
+        self._ready = self._turns.ready
         _OPEN.add(self)
 
     def start(self, key: Hashable, work: Work, waiter: Hashable | None = None, hold_s: float | None = None) -> Job[T]:
         """The job under `key`: the one there is (not cancelled), else `work` queued now. With a `waiter`, its lease
         on the job for `hold_s` seconds (None: until dropped); without, the job is kept whoever waits."""
         with self._ready:
-            if self._closed:
+            if self._turns.closed:
                 raise WorkCancelledError("the server is stopping: background work is no longer started", 1)
             self._lapse()
             job = self._jobs.get(key)
             if job is not None and not job.cancelled:
                 self._jobs.move_to_end(key)
             else:
-                job = self._jobs[key] = Job(work, self._lapse_locked, functools.partial(self._renewed, key))
-                self._waiting.append(job)
+                job = self._jobs[key] = Job(work, self._checkpoint, functools.partial(self._renewed, key))
                 self._evict()
-                if self._worker is None:
-                    self._worker = threading.Thread(target=self._serve, name="kronos-jobs", daemon=True)
-                    self._worker.start()
-                self._ready.notify()
+                self._turns.queue(job)
             if waiter is None:
                 job.pinned = True
             else:
@@ -169,6 +167,11 @@ class Jobs:
             self._lapse()
             return sum(key in held for held in self._leases.values())
 
+    def _checkpoint(self, job: Job) -> None:
+        with self._ready:
+            self._lapse()
+            self._turns.pause_if_others_wait(job)
+
     def _renewed(self, key: Hashable, waiter: Hashable, hold_s: float | None) -> None:
         with self._ready:
             job = self._jobs.get(key)
@@ -182,10 +185,6 @@ class Jobs:
         while len(held) > self.per_waiter:
             old, _ = held.popitem(last=False)
             self._drop_if_unwaited(old)
-
-    def _lapse_locked(self) -> None:
-        with self._ready:
-            self._lapse()
 
     def _lapse(self) -> None:
         """Drop the leases whose time is up (and the jobs nobody waits for after that)."""
@@ -203,36 +202,21 @@ class Jobs:
             return
         job.cancel()
         del self._jobs[key]  # asking again starts afresh (what it stored is reused)
-        if job in self._waiting:
-            self._waiting.remove(job)
+        self._turns.drop(job)
 
     def _evict(self) -> None:
         finished = [k for k, j in self._jobs.items() if j.done]
         for old in finished[:max(0, len(finished) - self.kept)]:
             del self._jobs[old]
 
-    def _serve(self) -> None:
-        while True:
-            with self._ready:
-                while not self._waiting and not self._closed:
-                    self._ready.wait()
-                if self._closed:
-                    return
-                job = self._waiting.pop()  # the newest
-            job.run()
-
     def close(self, timeout: float = CLOSE_WAIT_S) -> None:
-        """End the worker thread, waiting up to `timeout` seconds for the job running to stop at its next step; the
-        waiting jobs end cancelled, and `start` raises WorkCancelledError from now on. Closing again does nothing."""
+        """End the job threads, waiting up to `timeout` seconds for the job running (and the paused ones) to stop at
+        their next step; the waiting jobs end cancelled, and `start` raises WorkCancelledError from now on. Closing
+        again does nothing."""
         with self._ready:
-            self._closed, worker, waiting, self._waiting = True, self._worker, self._waiting, []
             for job in self._jobs.values():
                 job.cancel()
-            self._ready.notify_all()
-        for job in waiting:
-            job.run()  # cancelled: it ends at once
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(timeout)
+        self._turns.close(timeout)
         _OPEN.discard(self)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -240,6 +224,84 @@ class Jobs:
         with self._ready:
             jobs = list(self._jobs.values())
         return all(job.wait(timeout) for job in jobs)
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The threads of the jobs running or paused now."""
+        with self._ready:
+            return list(self._turns.threads)
+
+
+class _Turns:
+    """Whose turn it is: one job computes at a time, in its own thread. The newest waiting job starts when none
+    runs; a running job that has published a usable result pauses at its next progress check while another job
+    waits (a calibration usable early makes way for one that has nothing yet), and the paused ones go on, the most
+    recently paused first, once no job waits."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Condition()
+        self.waiting: list[Job] = []  # not started, oldest first
+        self.paused: list[Job] = []  # oldest first
+        self.running: Job | None = None
+        self.threads: set[threading.Thread] = set()
+        self.closed = False
+
+    def queue(self, job: Job) -> None:
+        self.waiting.append(job)
+        self._next()
+
+    def drop(self, job: Job) -> None:
+        """A cancelled job: out of the queue; a paused one wakes to stop."""
+        if job in self.waiting:
+            self.waiting.remove(job)
+        self.ready.notify_all()
+
+    def pause_if_others_wait(self, job: Job) -> None:
+        """In `job`'s thread, under the lock: when another job waits and this one has published, wait for its
+        turn again (or until it is cancelled or the registry closes)."""
+        if job is not self.running or job.latest is None or not self.waiting:
+            return
+        self.paused.append(job)
+        self.running = None
+        self._next()
+        while self.running is not job and not job.cancelled and not self.closed:
+            self.ready.wait()
+        if job in self.paused:
+            self.paused.remove(job)
+
+    def _next(self) -> None:
+        if self.running is not None or self.closed:
+            return
+        if self.waiting:
+            self.running = job = self.waiting.pop()  # the newest
+            thread = threading.Thread(target=self._run, args=(job,), name="kronos-jobs", daemon=True)
+            self.threads.add(thread)
+            thread.start()
+        elif self.paused:
+            self.running = self.paused.pop()
+            self.ready.notify_all()
+
+    def _run(self, job: Job) -> None:
+        try:
+            job.run()
+        finally:
+            with self.ready:
+                self.threads.discard(threading.current_thread())
+                if self.running is job:
+                    self.running = None
+                self._next()
+
+    def close(self, timeout: float) -> None:
+        """No job starts from now on: the waiting ones end at once (cancelled), the threads are joined."""
+        with self.ready:
+            self.closed, waiting, self.waiting = True, self.waiting, []
+            threads = list(self.threads)
+            self.ready.notify_all()
+        for job in waiting:
+            job.run()  # cancelled: it ends at once
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
 
 
 _OPEN: weakref.WeakSet[Jobs] = weakref.WeakSet()  # closed at the interpreter's exit
