@@ -1,9 +1,9 @@
 """`calibrate=true` on the HTTP API: the calibration runs as a background job of the app's registry
-(kronos.serving.jobs: one
-at a time, the newest first, its forecasts yielding to plain ones), shared by every request with the same data and
-settings. A request waits for it at most `calibration_wait` seconds (ServerSettings): then it answers with the
-calibrated block (`calibration=full`: the full record; `quick`: the first usable, provisional record or a later
-one), else 202 with Retry-After and Location (the same request) and a CalibrationPending body. Each request holds
+(kronos.serving.jobs: one computing
+at a time, the newest first, in fair turns, its forecasts yielding to plain ones), shared by every request with the
+same data and settings. A request waits for it at most `calibration_wait` seconds (ServerSettings): then it answers
+with the calibrated block (`quick`, the default: the newest usable record, provisional at first; `full`: the full
+record), else 202 with Retry-After and Location (the same request) and a CalibrationPending body. Each request holds
 a lease on the job that lasts HOLD_S seconds past its wait: a client that stops asking lets it lapse, and a job
 nobody holds a lease on any more is cancelled. The app also starts the default market's calibration at start-up
 (`warm_start`) when the store holds its candles, so that the first request usually finds it ready."""
