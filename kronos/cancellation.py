@@ -33,11 +33,13 @@ _counting = threading.Lock()
 
 class Token:
     """Whether a job should stop; `cancel` is final. A `background` job's forecasts yield to interactive ones
-    (kronos.serving.batching serves those first)."""
+    (kronos.serving.batching serves those first); while `paused` (its registry gave its turn to another job:
+    kronos.serving.jobs) the batcher sets its forecasts aside."""
 
     def __init__(self, background: bool = False) -> None:
         self._event = threading.Event()
         self.background = background
+        self.paused = False
 
     def cancel(self) -> None:
         """Ask the job to stop at its next check."""

@@ -178,3 +178,99 @@ def test_an_interactive_forecast_runs_before_background_work_queued_earlier(fore
     for thread in [first, *threads]:
         thread.join(60)
     assert held.calls[1:] == [1, 3]  # the interactive forecast, then the background batch
+
+
+class Stepping(Forecaster):
+    """The forecaster, recording each forecast_many call's histories; the calls numbered in `hold` stop at their
+    first step until `release` is set (each is then cleared for the next)."""
+
+    def __init__(self, forecaster: Forecaster, hold: set[int]):
+        super().__init__(forecaster.tokenizer, forecaster.model, max_context=forecaster.max_context,
+                         name=forecaster.name)
+        self.calls: list[int] = []
+        self.hold, self.entered, self.release = hold, threading.Event(), threading.Event()
+
+    def forecast_many(self, histories, *, progress=None, **settings):
+        self.calls.append(len(histories))
+        held = [len(self.calls) in self.hold]
+
+        def told(step, total):
+            if held[0]:
+                held[0] = False
+                self.entered.set()
+                assert self.release.wait(60)
+                self.release.clear()
+            progress(step, total)
+
+        return super().forecast_many(histories, progress=told, **settings)
+
+
+def _queued(batcher: Batcher, requests: int) -> None:
+    deadline = time.monotonic() + 60
+    while batcher._queue.qsize() < requests:
+        assert time.monotonic() < deadline, "the request did not reach the batcher's queue"
+        time.sleep(0.001)
+
+
+def _entered(stepping: Stepping) -> None:
+    assert stepping.entered.wait(60)
+    stepping.entered.clear()
+
+
+def test_a_running_background_batch_is_set_aside_once_for_interactive_forecasts(forecaster, parity_input):
+    histories, seeds = [parity_input.iloc[:100], parity_input.iloc[:140]], [3, 4]
+    stepping = Stepping(forecaster, hold={1, 3})  # the background batch, then the same batch run again
+    batcher = Batcher(stepping, window_s=0)
+    found: dict[str, object] = {}
+
+    def background():
+        with cancellation.running(cancellation.Token(background=True)):
+            found["background"] = batcher.forecast_many(histories, horizon=3, samples=2, seeds=seeds)
+
+    def interactive(name):
+        return threading.Thread(target=lambda: found.update({name: batcher.forecast(parity_input, horizon=3,
+                                                                                    samples=2, seed=7)}))
+    threads = [threading.Thread(target=background), interactive("first"), interactive("second")]
+    threads[0].start()
+    _entered(stepping)
+    threads[1].start()
+    _queued(batcher, 1)
+    stepping.release.set()  # its next step sets the batch aside: the interactive forecast runs
+    _entered(stepping)  # the batch again, from its start
+    threads[2].start()
+    _queued(batcher, 1)
+    stepping.release.set()  # set aside once already: it runs to its end before the second interactive forecast
+    for thread in threads:
+        thread.join(60)
+    batcher.close()
+    assert stepping.calls == [2, 1, 2, 1]
+    for made, alone in zip(found["background"], forecaster.forecast_many(histories, horizon=3, samples=2,
+                                                                         seeds=seeds)):
+        np.testing.assert_array_equal(made.tokens, alone.tokens)
+    np.testing.assert_array_equal(found["first"].tokens, forecaster.forecast(parity_input, horizon=3, samples=2,
+                                                                             seed=7).tokens)
+
+
+def test_a_paused_jobs_batch_is_set_aside_until_the_job_goes_on(forecaster, parity_input):
+    histories, seeds = [parity_input.iloc[:120]], [5]
+    stepping = Stepping(forecaster, hold={1})
+    batcher = Batcher(stepping, window_s=0)
+    token, found = cancellation.Token(background=True), {}
+
+    def background():
+        with cancellation.running(token):
+            found["made"] = batcher.forecast_many(histories, horizon=3, samples=2, seeds=seeds)
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    _entered(stepping)
+    token.paused = True  # its registry gave the turn to another job
+    stepping.release.set()
+    time.sleep(0.5)
+    assert stepping.calls == [1] and "made" not in found  # set aside, and not run again while paused
+    token.paused = False
+    thread.join(60)
+    batcher.close()
+    assert stepping.calls == [1, 1]
+    np.testing.assert_array_equal(found["made"][0].tokens,
+                                  forecaster.forecast_many(histories, horizon=3, samples=2, seeds=seeds)[0].tokens)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kronos import cancellation
-from kronos.cancellation import Token
+from kronos.cancellation import Token, current
 from kronos.errors import WorkCancelledError
 from kronos.serving.jobs import Jobs, Yielding
 
@@ -184,11 +184,12 @@ def test_every_job_gives_its_freed_memory_back_when_it_ends(monkeypatch):
 
 
 def test_a_job_that_has_published_makes_way_for_one_that_has_nothing_yet():
-    jobs, log, computing, second_asked = Jobs(), [], [], threading.Event()
+    jobs, log, computing, second_asked, paused = Jobs(), [], [], threading.Event(), []
 
     def work(name, steps):
         def run(progress, publish):
             for step in range(steps):
+                paused.append((current() if name == "first" else first.token).paused)  # first's token
                 computing.append(name)
                 assert len(set(computing)) == 1, "two jobs computed at once"
                 log.append((name, step))
@@ -212,6 +213,8 @@ def test_a_job_that_has_published_makes_way_for_one_that_has_nothing_yet():
     # first stops after its step 1 (it has published and second waits); second runs whole; then first goes on
     assert log == [("first", 0), ("first", 1), ("second", 0), ("second", 1), ("second", 2),
                    ("first", 2), ("first", 3), ("first", 4)]
+    # while first waits its turn its token says so: the batcher sets its forecasts aside meanwhile
+    assert paused == [False, False, True, True, True, False, False, False]
 
 
 def test_a_paused_job_nobody_waits_for_any_more_ends_cancelled():

@@ -6,9 +6,13 @@ seed and the sample count run as one `Forecaster.forecast_many` call: requests o
 one generation whose paths are the union of theirs, different histories side by side; each gets exactly
 the paths it would get alone. Only this thread computes, so torch may use every core for each batch
 instead of concurrent forecasts fighting over them. Progress is reported in the caller's own thread.
-Interactive requests run before background ones (a background job's, kronos.serving.jobs), each batch as it comes, so
-an interactive forecast waits for one batch at most (background work comes in small pieces:
-kronos.serving.jobs.Yielding).
+Interactive requests run before background ones (a background job's, kronos.serving.jobs), each batch as it comes.
+A background batch running when an interactive request arrives is set aside at its next step and run again from its
+start afterwards, once: set aside a second time it would never end under a steady stream of requests, so it then
+runs to its end (background work comes in small pieces, kronos.serving.jobs.Yielding: an interactive forecast waits
+for one piece at most). A background batch whose jobs are all paused (their registry gave the turn to another job)
+is set aside until one of them goes on. Each history has its own seed, so a batch run again forecasts what it would
+have; only its progress starts again.
 A caller whose job is cancelled (kronos.cancellation) stops waiting at once; its batch stops at the next
 step once every request in it is cancelled, and goes on for the others otherwise.
 `close` (a model leaving a server's cache, the interpreter's exit: every batcher still open is closed then) ends the
@@ -38,6 +42,7 @@ from kronos.process import release_memory
 from kronos.settings import FORECAST_DEFAULTS
 
 WINDOW_S = 0.005  # how long a request waits for others to join it
+LOOK_S = 0.05  # how often the thread looks whether a paused job's requests may run again
 CLOSE_WAIT_S = 10.0  # how long `close` waits for the batch running to stop
 _OPEN: weakref.WeakSet[Batcher] = weakref.WeakSet()  # closed at the interpreter's exit
 
@@ -53,9 +58,14 @@ class _Request:
     result: Future = field(default_factory=Future)
     progress: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     token: cancellation.Token | None = field(default_factory=cancellation.current)  # the caller's job's
+    set_aside: bool = False  # once set aside for an interactive request: it then runs to its end
 
     def cancelled(self) -> bool:
         return self.token is not None and self.token.cancelled
+
+    def paused(self) -> bool:
+        """Its job waits for its turn (and is not cancelled): its forecasts wait too."""
+        return self.token is not None and self.token.paused and not self.token.cancelled
 
     @property
     def background(self) -> bool:
@@ -77,6 +87,7 @@ class Batcher:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()  # None: `close` wakes the thread
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._interactive = 0  # interactive requests queued and not yet running
         self._closed = False
         _OPEN.add(self)
 
@@ -137,6 +148,7 @@ class Batcher:
                 self._worker = threading.Thread(target=self._serve, name="kronos-batcher", daemon=True)
                 self._worker.start()
             self._queue.put(request)
+            self._interactive += not request.background
         while True:
             finished = request.result.done()  # read first: every step reported before the result is then queued
             if not finished:
@@ -168,19 +180,35 @@ class Batcher:
     def _serve(self) -> None:
         """Until closed: collect the requests queued (and those arriving within the window after a first one), then
         run one compatible group, interactive requests before background ones (kronos.cancellation.Token.background),
-        the oldest first, and collect again: an interactive request waits for one batch at most."""
+        the oldest first, paused jobs' requests left waiting, and collect again (what was set aside first)."""
         waiting: list[_Request] = []
         while True:
             waiting = _collect(self._queue, waiting, self.window_s)
             if self._closed:
                 _refuse(self._queue, waiting)
                 return
-            if waiting:
-                group, waiting = _next_group(waiting)
-                self._run(group)
+            group, waiting = _next_group(waiting)
+            if group:
+                with self._lock:
+                    self._interactive -= sum(not request.background for request in group)
+                waiting = self._run(group) + waiting
 
-    def _run(self, group: list[_Request]) -> None:
-        """One forecast_many call for the group; when it fails on someone's input, each request alone."""
+    def _yields(self, group: list[_Request]) -> bool:
+        """Whether the running batch is to be set aside now: a background batch whose jobs are all paused, or one
+        not set aside before while an interactive request waits (it is then marked, to run to its end next time)."""
+        if not all(request.background for request in group):
+            return False
+        if all(request.paused() for request in group):
+            return True
+        if self._interactive > 0 and not any(request.set_aside for request in group):
+            for request in group:
+                request.set_aside = True
+            return True
+        return False
+
+    def _run(self, group: list[_Request]) -> list[_Request]:
+        """One forecast_many call for the group; when it fails on someone's input, each request alone. The requests
+        set aside (to run again) are returned."""
         histories = [h for r in group for h in r.histories]
         settings = dict(group[0].settings)
         if len(group) > 1:  # joined forecasts: one history each, each its own sample count
@@ -193,40 +221,54 @@ class Batcher:
                 raise _closed_error()
             if all(request.cancelled() for request in group):
                 raise WorkCancelledError("every request of the batch was cancelled", 1)
+            if self._yields(group):
+                raise _SetAside
 
         try:
             self.batches += 1
             made = self.forecaster.forecast_many(histories, seeds=[s for r in group for s in r.seeds],
                                                  progress=progress, **settings)
+        except _SetAside as error:
+            traceback.clear_frames(error.__traceback__)  # the batch's tensors go now, not when it runs again
+            return group
         except KronosError as error:
             traceback.clear_frames(error.__traceback__)  # the callers keep the error, not the batch's tensors
             if len(group) > 1 and not isinstance(error, WorkCancelledError):
-                for request in group:
-                    self._run([request])
-                return
+                return [aside for request in group for aside in self._run([request])]
             for request in group:  # one request, or a batch nobody waits for any more
                 request.result.set_exception(error)
             if isinstance(error, WorkCancelledError):
                 release_memory()  # the callers left before the batch's tensors were freed (kronos.serving.service)
-            return
+            return []
         except Exception as error:  # a fault, not an input: every caller hears of it
             traceback.clear_frames(error.__traceback__)
             for request in group:
                 request.result.set_exception(error)
-            return
+            return []
         for request in group:
             request.result.set_result(made[:len(request.histories)])
             made = made[len(request.histories):]
+        return []
+
+
+class _SetAside(Exception):  # noqa: N818 (not an error: the batch yields its turn)
+    """Raised at a step of a batch set aside, to run again later."""
 
 
 def _collect(inbox: queue.SimpleQueue[_Request | None], waiting: list[_Request],
              window_s: float) -> list[_Request]:
     """The requests waiting and those queued, however late; with none waiting, the first to come and those that
-    arrive within `window_s` after it. None (close's wake-up) is dropped."""
+    arrive within `window_s` after it; with only paused jobs' requests waiting, at most LOOK_S for another to come.
+    None (close's wake-up) is dropped."""
     taken: list[_Request | None] = list(waiting)
-    if not taken:
-        taken.append(inbox.get())
-    deadline = time.monotonic() + (0 if waiting else window_s)
+    window = 0.0
+    if all(request.paused() for request in waiting):  # none waiting, or none that may run now
+        try:
+            taken.append(inbox.get(timeout=LOOK_S if waiting else None))
+            window = window_s
+        except queue.Empty:
+            return waiting
+    deadline = time.monotonic() + window
     while True:
         left = deadline - time.monotonic()
         try:
@@ -236,10 +278,13 @@ def _collect(inbox: queue.SimpleQueue[_Request | None], waiting: list[_Request],
 
 
 def _next_group(taken: list[_Request]) -> tuple[list[_Request], list[_Request]]:
-    """The group to run next (the oldest interactive request, else the oldest, with those that may join it) and the
-    requests left waiting."""
-    first = min(taken, key=lambda request: request.background)  # min keeps the oldest of equals
-    group = [r for r in taken if r is first or (first.joinable and r.joinable and r.key() == first.key())]
+    """The group to run next (the oldest interactive request, else the oldest background one whose job is not
+    paused, with those that may join it; none when every request waiting is paused) and the requests left waiting."""
+    ready = [request for request in taken if not request.paused()]
+    if not ready:
+        return [], taken
+    first = min(ready, key=lambda request: request.background)  # min keeps the oldest of equals
+    group = [r for r in ready if r is first or (first.joinable and r.joinable and r.key() == first.key())]
     return group, [r for r in taken if not any(r is g for g in group)]
 
 

@@ -8,8 +8,9 @@ Who waits for a job holds a lease on it (a dashboard session, an HTTP client tol
 most `per_waiter` leases (asking for another drops its oldest), a lease may lapse after `hold_s` seconds unless
 renewed, and a job whose last lease is dropped or lapses is cancelled (kronos.cancellation: it stops at its next
 forecast step) unless it was started with no waiter (a warm start: kept whoever comes). Their forecasts run as
-background work: a Batcher serves interactive requests first, and `Yielding` sends background batches in small
-pieces, so an interactive forecast waits for one piece at most. No Streamlit here. `close` (and the interpreter's
+background work: a Batcher serves interactive requests first (setting a background piece in flight aside once),
+and `Yielding` sends background batches in small pieces, so an interactive forecast waits for one piece at most; the
+piece in flight of a job that pauses is set aside until it goes on, so the job whose turn it is has the cores. No Streamlit here. `close` (and the interpreter's
 exit) ends the job threads: the jobs running or paused are cancelled at their next step, the waiting ones end with
 WorkCancelledError. A cancelled job is started afresh when asked for again."""
 
@@ -262,10 +263,11 @@ class _Turns:
         if job is not self.running or job.latest is None or not self.waiting:
             return
         self.paused.append(job)
-        self.running = None
+        self.running, job.token.paused = None, True  # the batcher sets its forecast in flight aside
         self._next()
         while self.running is not job and not job.cancelled and not self.closed:
             self.ready.wait()
+        job.token.paused = False
         if job in self.paused:
             self.paused.remove(job)
 
