@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
 from app_server import RecordedBinance
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
@@ -31,7 +30,7 @@ from kronos.evaluation.record import log_forecast
 from kronos.model import checkpoints
 from kronos.schemas.calibrated import Calibrated
 from kronos.settings import FORECAST_DEFAULTS
-from ui import loaders, widgets
+from ui import loaders
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
@@ -365,21 +364,6 @@ def gated(monkeypatch) -> threading.Event:
     return gate
 
 
-def looks(monkeypatch) -> list[float | None]:
-    """How often each calibration look the pages start looks again (st.fragment's run_every, recorded)."""
-    found, original = [], st.fragment
-
-    def fragment(func=None, *, run_every=None):
-        def wrap(function):
-            if function.__name__ == "_calibrating":
-                found.append(run_every)
-            return original(function, run_every=run_every)
-        return wrap if func is None else wrap(func)
-
-    monkeypatch.setattr(st, "fragment", fragment)
-    return found
-
-
 def block_of(app: AppTest) -> Calibrated:
     """The calibrated block of the live page's forecast: its job, joined (asking again starts no other)."""
     forecaster = loaders.load_forecaster(str(PARITY / "model"), str(PARITY / "tokenizer"))
@@ -394,9 +378,8 @@ def metric(app: AppTest, label: str):
 
 
 def test_the_live_page_shows_kronos_alone_until_calibrated_then_the_combined_forecast(long_market, monkeypatch):
-    gate, rates = gated(monkeypatch), looks(monkeypatch)
+    gate = gated(monkeypatch)
     app = run(query=SMALL)
-    assert rates == [widgets.FIRST_POLL_S]  # nothing calibrated yet: it looks often, a reused record may be ready
     (forecast,) = kept_forecasts(app)
     last = forecast.last_close
     assert metrics(app)["Upside, hour 4"] == f"{forecast.upside_probability()[3]:.0%}"
@@ -486,11 +469,9 @@ def test_the_first_usable_record_shows_while_the_rest_is_refined(long_market, mo
         return original(*args, publish=held, **kwargs)
 
     monkeypatch.setattr(loaders, "calibrated", refining)
-    rates = looks(monkeypatch)
     app = run(query=SMALL)
     assert first.wait(60)
     app = run(app=app)
-    assert rates[-1] == widgets.POLL_S  # refining: it looks less often
     (bar,) = app.get("progress")
     origins = minimum_origins(6, EVERY, MIN_COUNT)
     assert f"Refining the calibration: the figures below stand on the last {origins} forecasts" in bar.proto.text

@@ -45,8 +45,7 @@ MARKET_HELP = ("Check the exchange, symbol and timeframe in the sidebar, or fore
                "Custom data page.")
 NOT_YET = "not calibrated yet"
 COMPONENTS = {"model_calibrated": "Kronos (calibrated)"}  # the pool's components, where the charts' labels differ
-POLL_S = 2  # how often a page showing a provisional record looks for a larger one
-FIRST_POLL_S = 0.5  # how often a page with no calibrated figures yet looks: a record reused may be ready in a moment
+POLL_S = 2  # how often a page waiting for its calibration looks again (each look costs the browser a redraw)
 LEASE_S = 5 * POLL_S  # a session's lease on its calibration lapses this long after its page last looked
 GRACE_S = 0.25  # waited before saying "not calibrated yet": what needs no backtest (too few rows) shows at once
 # Prices in tables: six significant digits, so that one far below 1 shows its digits (Streamlit's default keeps a
@@ -113,14 +112,13 @@ def session() -> Hashable | None:
 
 def calibration(job: Job[Calibrated | Unavailable] | None) -> tuple[Calibrated | None, bool]:
     """The combined forecast once its calibration is done, or why there is none; until then (pending: True) the
-    newest provisional record's when there is one, and the refinement's progress, looked at every POLL_S seconds
-    (FIRST_POLL_S while there is none), the page shown again when a larger record arrives or the calibration ends."""
+    newest provisional record's when there is one, and the refinement's progress, looked at every POLL_S seconds,
+    the page shown again when a larger record arrives or the calibration ends."""
     if job is None:
         return None, False
     if not job.wait(GRACE_S):
         latest = job.latest if isinstance(job.latest, Calibrated) else None
-        st.fragment(run_every=FIRST_POLL_S if latest is None else POLL_S)(_calibrating)(
-            job, 0 if latest is None else latest.record.origins)
+        _calibrating(job, 0 if latest is None else latest.record.origins)
         return latest, True
     return _finished(job), False
 
@@ -145,6 +143,7 @@ def _finished(job: Job[Calibrated | Unavailable]) -> Calibrated | None:
     return block
 
 
+@st.fragment(run_every=POLL_S)
 def _calibrating(job: Job, shown: int) -> None:
     """The calibration's progress; the page again once it ends or a record larger than the `shown` one arrives.
     Each look renews this session's lease on it (a closed tab stops looking: its lease lapses)."""
