@@ -218,3 +218,28 @@ def test_fewer_paths_or_a_shorter_horizon_fit_from_the_stored_paths(world, tmp_p
     newer = shorter.origin_times[shorter.origin_times > full.origin_times[-1]]  # known only to the shorter horizon
     assert shorter.reused == full.origins and len(newer) > 0 and sum(oracle.histories) == len(newer)
     assert shorter.origin_times[:full.origins].equals(full.origin_times)
+
+
+def test_a_record_says_before_its_first_forecast_that_it_forecasts_and_nothing_when_it_forecasts_none(world, tmp_path):
+    """Progress is reported (at 0) before the first forecast step, so a page waiting for a calibration that forecasts
+    nothing (every path kept) can tell it from one that has begun forecasting (kronos.serving.jobs.wait_if_quick)."""
+    frame, oracle = world
+    store, told, calls = CandleStore(tmp_path / "s.sqlite"), [], []
+
+    class Counting:
+        name, max_context, fingerprint = oracle.name, oracle.max_context, oracle.fingerprint
+
+        def check_arguments(self, *arguments, **named) -> None:
+            pass
+
+        def forecast_many(self, histories, **settings):
+            calls.append(len(told))  # progress reports made before this forecast
+            return oracle.forecast_many(histories, **settings)
+
+    fit_record(Counting(), frame.iloc[:ROWS], SAMPLING, store, progress=lambda *step: told.append(step), quick=True)
+    assert calls[0] == 1 and told[0][0] == 0  # said first, at 0
+    told.clear()
+    forecasts = len(calls)
+    fewer = ForecastSettings(horizon=H, samples=S - 10, lookback=LOOKBACK)
+    fit_record(Counting(), frame.iloc[:ROWS], fewer, store, progress=lambda *step: told.append(step), quick=True)
+    assert told == [] and len(calls) == forecasts  # fewer paths: from the stored ones, no forecast and no progress

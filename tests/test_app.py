@@ -30,7 +30,7 @@ from kronos.evaluation.record import log_forecast
 from kronos.model import checkpoints
 from kronos.schemas.calibrated import Calibrated
 from kronos.settings import FORECAST_DEFAULTS
-from ui import loaders
+from ui import loaders, widgets
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"
@@ -482,6 +482,23 @@ def test_the_first_usable_record_shows_while_the_rest_is_refined(long_market, mo
     gate.set()
     app = calibrated(app)
     assert not app.get("progress") and "provisional" not in app.success[0].value
+
+
+def test_a_calibration_that_forecasts_nothing_shows_at_the_first_paint(long_market, monkeypatch):
+    """Fewer paths than a kept calibration: its record comes from the stored paths, nothing is forecast, so the page
+    waits for it (QUICK_S) instead of showing "not calibrated yet" and looking again POLL_S later."""
+    calibrated(run(query=SMALL))
+    original = loaders.calibrated
+
+    def evaluating(*args, **kwargs):  # an evaluation that takes longer than GRACE_S, forecasting nothing
+        time.sleep(2 * widgets.GRACE_S)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loaders, "calibrated", evaluating)
+    monkeypatch.setattr(widgets, "QUICK_S", 60.0)  # however slow the machine
+    app = run(query={**SMALL, "samples": "6"})
+    assert not app.get("progress") and not any("not calibrated" in m.delta for m in app.metric)
+    assert app.success[0].value.startswith("Over the last ")
 
 
 def test_a_session_that_changes_its_settings_cancels_the_calibration_it_waited_for(long_market, monkeypatch):

@@ -241,3 +241,39 @@ def test_a_paused_job_nobody_waits_for_any_more_ends_cancelled():
         paused.result()
     gate.set()
     assert blocker.wait(10) and blocker.result() is True
+
+
+def test_waiting_if_quick_waits_for_work_that_reports_no_progress_and_no_longer():
+    jobs, gate, started = Jobs(), threading.Event(), threading.Event()
+
+    def quiet(progress, publish):  # work from kept results: nothing slow, so nothing to report
+        started.set()
+        time.sleep(0.3)
+        return "from kept paths"
+
+    def forecasting(progress, publish):
+        progress(0, 10)  # it has begun its forecasts
+        assert gate.wait(10)
+        return "forecast"
+
+    job = jobs.start("quiet", quiet)
+    assert started.wait(10) and job.wait_if_quick(10) and job.result() == "from kept paths"
+    slow = jobs.start("slow", forecasting)
+    deadline = time.monotonic() + 10
+    while not slow.progressed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    began = time.monotonic()
+    assert not slow.wait_if_quick(10) and time.monotonic() - began < 1  # no waiting for what takes a while
+    gate.set()
+    assert slow.wait(10)
+
+
+def test_waiting_if_quick_does_not_wait_for_a_job_whose_turn_has_not_come():
+    jobs, gate = Jobs(), threading.Event()
+    first = jobs.start("first", lambda progress, publish: gate.wait(10))  # nothing published: it keeps its turn
+    queued = jobs.start("queued", lambda progress, publish: "done")
+    began = time.monotonic()
+    assert not queued.started and not queued.wait_if_quick(10) and time.monotonic() - began < 1
+    gate.set()
+    assert first.wait(10) and queued.wait(10) and queued.result() == "done"

@@ -48,6 +48,7 @@ COMPONENTS = {"model_calibrated": "Kronos (calibrated)"}  # the pool's component
 POLL_S = 2  # how often a page waiting for its calibration looks again (each look costs the browser a redraw)
 LEASE_S = 5 * POLL_S  # a session's lease on its calibration lapses this long after its page last looked
 GRACE_S = 0.25  # waited before saying "not calibrated yet": what needs no backtest (too few rows) shows at once
+QUICK_S = 1.5  # waited at most for a calibration that forecasts nothing (from kept paths), so it shows at once too
 # Prices in tables: six significant digits, so that one far below 1 shows its digits (Streamlit's default keeps a
 # single one: 0.000008)
 PRICE_FORMAT = "%.6g"
@@ -111,12 +112,13 @@ def session() -> Hashable | None:
 
 
 def calibration(job: Job[Calibrated | Unavailable] | None) -> tuple[Calibrated | None, bool]:
-    """The combined forecast once its calibration is done, or why there is none; until then (pending: True) the
-    newest provisional record's when there is one, and the refinement's progress, looked at every POLL_S seconds,
-    the page shown again when a larger record arrives or the calibration ends."""
+    """The combined forecast once its calibration is done (waited for a moment, longer while it forecasts nothing),
+    or why there is none; until then (pending: True) the newest provisional record's when there is one, and the
+    refinement's progress, looked at every POLL_S seconds, the page shown again when a larger record arrives or the
+    calibration ends."""
     if job is None:
         return None, False
-    if not job.wait(GRACE_S):
+    if not job.wait(GRACE_S) and not job.wait_if_quick(QUICK_S - GRACE_S):
         latest = job.latest if isinstance(job.latest, Calibrated) else None
         _calibrating(job, 0 if latest is None else latest.record.origins)
         return latest, True

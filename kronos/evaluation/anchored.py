@@ -336,6 +336,8 @@ class _Fitting:
         if missing:
             done, total = self.forecast, max(self.lacking, 1)
             told = None if self.progress is None else (lambda made, _: self.progress(100 * done + made, 100 * total))
+            if told is not None:
+                told(0, 1)  # said before the first forecast step: what follows takes a while
             paths, vol, _ = _forecast_origins(self.forecaster, self.plan.frame, missing, self.plan.settings,
                                               self.store, told)
             found |= {r: (p, v) for r, p, v in zip(missing, paths, vol)}

@@ -10,9 +10,10 @@ renewed, and a job whose last lease is dropped or lapses is cancelled (kronos.ca
 forecast step) unless it was started with no waiter (a warm start: kept whoever comes). Their forecasts run as
 background work: a Batcher serves interactive requests first (setting a background piece in flight aside once),
 and `Yielding` sends background batches in small pieces, so an interactive forecast waits for one piece at most; the
-piece in flight of a job that pauses is set aside until it goes on, so the job whose turn it is has the cores. No Streamlit here. `close` (and the interpreter's
-exit) ends the job threads: the jobs running or paused are cancelled at their next step, the waiting ones end with
-WorkCancelledError. A cancelled job is started afresh when asked for again."""
+piece in flight of a job that pauses is set aside until it goes on, so the job whose turn it is has the cores. No
+Streamlit here. `close` (and the interpreter's exit) ends the job threads: the jobs running or paused are cancelled
+at their next step, the waiting ones end with WorkCancelledError. A cancelled job is started afresh when asked for
+again."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from kronos.process import release_memory
 T = TypeVar("T")
 KEPT = 64  # finished jobs a registry keeps (the oldest go first); running and waiting ones are always kept
 CLOSE_WAIT_S = 10.0  # how long `close` waits for the job running to stop
+LOOK_S = 0.02  # how often `wait_if_quick` looks whether the work has begun something slow
 PER_WAITER = 1  # leases a waiter holds: a session looks at one calibration, the one its settings ask for
 Work = Callable[[Progress, Callable[[T], None]], T]  # work(progress, publish) -> result
 
@@ -52,6 +54,8 @@ class Job(Generic[T]):
         self.latest: T | None = None  # the newest result published so far (the final one once done)
         self.token = Token(background=True)
         self.pinned = False  # started with no waiter: never cancelled for want of one
+        self.started = False  # its turn came: the work runs (or ran)
+        self.progressed = False  # the work reported progress: it has begun something slow (e.g. forecasts)
         self._work: Work | None = work
         self._check, self._renew = check, renew
         self._result: T | None = None
@@ -61,6 +65,7 @@ class Job(Generic[T]):
     def run(self) -> None:
         """Do the work (once, unless cancelled first), keeping its result or its error."""
         work, self._work = self._work, None
+        self.started = True
         try:
             with running(self.token):
                 self.token.check()
@@ -78,6 +83,7 @@ class Job(Generic[T]):
         (Jobs: a job that has published makes way for one that has nothing yet), and a cancelled job stops
         (WorkCancelledError)."""
         self.fraction = min(1.0, step / total) if total else 0.0
+        self.progressed = True
         self._check(self)
         self.token.check()
 
@@ -109,6 +115,14 @@ class Job(Generic[T]):
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the work ends, at most `timeout` seconds; whether it has."""
         return self._done.wait(timeout)
+
+    def wait_if_quick(self, timeout: float) -> bool:
+        """Wait until the work ends, at most `timeout` seconds, while it runs without having reported progress (work
+        with nothing slow to do, such as a calibration from kept paths, ends in moments); whether it has ended."""
+        deadline = time.monotonic() + timeout
+        while self.started and not self.progressed and not self.done and time.monotonic() < deadline:
+            self._done.wait(min(LOOK_S, max(0.0, deadline - time.monotonic())))
+        return self.done
 
     def result(self) -> T:
         """The work's result; its error raised again if it failed. Only once done."""
