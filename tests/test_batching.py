@@ -274,3 +274,39 @@ def test_a_paused_jobs_batch_is_set_aside_until_the_job_goes_on(forecaster, pari
     assert stepping.calls == [1, 1]
     np.testing.assert_array_equal(found["made"][0].tokens,
                                   forecaster.forecast_many(histories, horizon=3, samples=2, seeds=seeds)[0].tokens)
+
+
+def test_a_pause_lets_a_batch_set_aside_once_be_set_aside_again_for_an_interactive_forecast(forecaster, parity_input):
+    histories, seeds = [parity_input.iloc[:110], parity_input.iloc[:130]], [6, 7]
+    stepping = Stepping(forecaster, hold={1, 3, 4})
+    batcher = Batcher(stepping, window_s=0)
+    token, found = cancellation.Token(background=True), {}
+
+    def background():
+        with cancellation.running(token):
+            found["made"] = batcher.forecast_many(histories, horizon=3, samples=2, seeds=seeds)
+
+    def interactive():
+        return threading.Thread(target=lambda: batcher.forecast(parity_input, horizon=3, samples=2, seed=8))
+
+    threads = [threading.Thread(target=background), interactive(), interactive()]
+    threads[0].start()
+    _entered(stepping)
+    threads[1].start()
+    _queued(batcher, 1)
+    stepping.release.set()  # set aside for the first interactive forecast (and marked)
+    _entered(stepping)  # run again
+    token.paused = True
+    stepping.release.set()  # set aside for the pause
+    time.sleep(0.3)
+    token.paused = False
+    _entered(stepping)  # run again after the pause
+    threads[2].start()
+    _queued(batcher, 1)
+    stepping.release.set()  # the pause cleared the mark: set aside again
+    for thread in threads:
+        thread.join(60)
+    batcher.close()
+    assert stepping.calls == [2, 1, 2, 2, 1, 2]  # background, interactive, background x2, interactive, background
+    for made, alone in zip(found["made"], forecaster.forecast_many(histories, horizon=3, samples=2, seeds=seeds)):
+        np.testing.assert_array_equal(made.tokens, alone.tokens)

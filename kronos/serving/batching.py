@@ -8,11 +8,11 @@ the paths it would get alone. Only this thread computes, so torch may use every 
 instead of concurrent forecasts fighting over them. Progress is reported in the caller's own thread.
 Interactive requests run before background ones (a background job's, kronos.serving.jobs), each batch as it comes.
 A background batch running when an interactive request arrives is set aside at its next step and run again from its
-start afterwards, once: set aside a second time it would never end under a steady stream of requests, so it then
-runs to its end (background work comes in small pieces, kronos.serving.jobs.Yielding: an interactive forecast waits
-for one piece at most). A background batch whose jobs are all paused (their registry gave the turn to another job)
-is set aside until one of them goes on. Each history has its own seed, so a batch run again forecasts what it would
-have; only its progress starts again.
+start afterwards, once (and once again after each pause, below): set aside every time it would never end under a
+steady stream of requests, so it then runs to its end (background work comes in small pieces,
+kronos.serving.jobs.Yielding: an interactive forecast waits for one piece at most). A background batch whose jobs
+are all paused (their registry gave the turn to another job) is set aside until one of them goes on. Each history
+has its own seed, so a batch run again forecasts what it would have; only its progress starts again.
 A caller whose job is cancelled (kronos.cancellation) stops waiting at once; its batch stops at the next
 step once every request in it is cancelled, and goes on for the others otherwise.
 `close` (a model leaving a server's cache, the interpreter's exit: every batcher still open is closed then) ends the
@@ -195,10 +195,13 @@ class Batcher:
 
     def _yields(self, group: list[_Request]) -> bool:
         """Whether the running batch is to be set aside now: a background batch whose jobs are all paused, or one
-        not set aside before while an interactive request waits (it is then marked, to run to its end next time)."""
+        not set aside before while an interactive request waits (it is then marked, to run to its end next time;
+        a pause clears the mark: pauses come only as often as other jobs, so the batch still ends)."""
         if not all(request.background for request in group):
             return False
         if all(request.paused() for request in group):
+            for request in group:
+                request.set_aside = False
             return True
         if self._interactive > 0 and not any(request.set_aside for request in group):
             for request in group:
