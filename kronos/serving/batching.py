@@ -10,7 +10,7 @@ Interactive requests run before background ones (a background job's, kronos.serv
 A background batch running when an interactive request arrives is set aside at its next step and run again from its
 start afterwards, once (and once again after each pause, below): set aside every time it would never end under a
 steady stream of requests, so it then runs to its end (background work comes in small pieces,
-kronos.serving.jobs.Yielding: an interactive forecast waits for one piece at most). A background batch whose jobs
+kronos.serving.pieces.Yielding: an interactive forecast waits for one piece at most). A background batch whose jobs
 are all paused (their registry gave the turn to another job) is set aside until one of them goes on. Each history
 has its own seed, so a batch run again forecasts what it would have; only its progress starts again.
 A caller whose job is cancelled (kronos.cancellation) stops waiting at once; its batch stops at the next
@@ -149,18 +149,7 @@ class Batcher:
                 self._worker.start()
             self._queue.put(request)
             self._interactive += not request.background
-        while True:
-            finished = request.result.done()  # read first: every step reported before the result is then queued
-            if not finished:
-                cancellation.check_current()
-            try:
-                step, total = request.progress.get(block=not finished, timeout=0.05)
-            except queue.Empty:
-                if finished:
-                    return request.result.result()
-                continue
-            if progress is not None:
-                progress(step, total)
+        return _relayed(request, progress)
 
     def close(self, timeout: float = CLOSE_WAIT_S) -> None:
         """End the thread (waiting up to `timeout` seconds for the batch running to stop at its next step); the
@@ -193,22 +182,6 @@ class Batcher:
                     self._interactive -= sum(not request.background for request in group)
                 waiting = self._run(group) + waiting
 
-    def _yields(self, group: list[_Request]) -> bool:
-        """Whether the running batch is to be set aside now: a background batch whose jobs are all paused, or one
-        not set aside before while an interactive request waits (it is then marked, to run to its end next time;
-        a pause clears the mark: pauses come only as often as other jobs, so the batch still ends)."""
-        if not all(request.background for request in group):
-            return False
-        if all(request.paused() for request in group):
-            for request in group:
-                request.set_aside = False
-            return True
-        if self._interactive > 0 and not any(request.set_aside for request in group):
-            for request in group:
-                request.set_aside = True
-            return True
-        return False
-
     def _run(self, group: list[_Request]) -> list[_Request]:
         """One forecast_many call for the group; when it fails on someone's input, each request alone. The requests
         set aside (to run again) are returned."""
@@ -224,7 +197,7 @@ class Batcher:
                 raise _closed_error()
             if all(request.cancelled() for request in group):
                 raise WorkCancelledError("every request of the batch was cancelled", 1)
-            if self._yields(group):
+            if _yields(group, self._interactive > 0):
                 raise _SetAside
 
         try:
@@ -238,15 +211,13 @@ class Batcher:
             traceback.clear_frames(error.__traceback__)  # the callers keep the error, not the batch's tensors
             if len(group) > 1 and not isinstance(error, WorkCancelledError):
                 return [aside for request in group for aside in self._run([request])]
-            for request in group:  # one request, or a batch nobody waits for any more
-                request.result.set_exception(error)
+            _answer(group, error)  # one request, or a batch nobody waits for any more
             if isinstance(error, WorkCancelledError):
                 release_memory()  # the callers left before the batch's tensors were freed (kronos.serving.service)
             return []
         except Exception as error:  # a fault, not an input: every caller hears of it
             traceback.clear_frames(error.__traceback__)
-            for request in group:
-                request.result.set_exception(error)
+            _answer(group, error)
             return []
         for request in group:
             request.result.set_result(made[:len(request.histories)])
@@ -256,6 +227,44 @@ class Batcher:
 
 class _SetAside(Exception):  # noqa: N818 (not an error: the batch yields its turn)
     """Raised at a step of a batch set aside, to run again later."""
+
+
+def _yields(group: list[_Request], interactive_waits: bool) -> bool:
+    """Whether the running batch is to be set aside now: a background batch whose jobs are all paused, or one not set
+    aside before while an interactive request waits (it is then marked, to run to its end next time; a pause clears
+    the mark: pauses come only as often as other jobs, so the batch still ends)."""
+    if not all(request.background for request in group):
+        return False
+    if all(request.paused() for request in group):
+        for request in group:
+            request.set_aside = False
+        return True
+    if interactive_waits and not any(request.set_aside for request in group):
+        for request in group:
+            request.set_aside = True
+        return True
+    return False
+
+
+def _answer(group: list[_Request], error: Exception) -> None:
+    for request in group:
+        request.result.set_exception(error)
+
+
+def _relayed(request: _Request, progress: Progress | None) -> list[Forecast]:
+    """In the caller's thread: the request's progress passed to `progress` as it comes, then its result."""
+    while True:
+        finished = request.result.done()  # read first: every step reported before the result is then queued
+        if not finished:
+            cancellation.check_current()
+        try:
+            step, total = request.progress.get(block=not finished, timeout=0.05)
+        except queue.Empty:
+            if finished:
+                return request.result.result()
+            continue
+        if progress is not None:
+            progress(step, total)
 
 
 def _collect(inbox: queue.SimpleQueue[_Request | None], waiting: list[_Request],
