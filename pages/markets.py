@@ -17,7 +17,8 @@ from kronos.errors import KronosError
 from kronos.scan.combining import ScanCalibration, market_combined
 from kronos.scan.ranking import scan_answer, upside_risk_chart, with_combined
 from kronos.schemas.markets import SORT_COLUMNS, Combined, Scan, ScanQuery
-from kronos.serving.jobs import Job, Yielding
+from kronos.serving.jobs import Job
+from kronos.serving.pieces import Yielding
 from kronos.settings import SCAN_MAX_MARKETS, SCAN_QUOTE, SCAN_TOP
 from kronos.timeframes import describe_age
 from ui import loaders, sidebar, widgets

@@ -12,7 +12,8 @@ import pytest
 from kronos import cancellation
 from kronos.cancellation import Token, current
 from kronos.errors import WorkCancelledError
-from kronos.serving.jobs import Jobs, Yielding
+from kronos.serving.jobs import Jobs
+from kronos.serving.pieces import Yielding
 
 
 def test_one_job_per_key_its_progress_and_its_result():
@@ -193,10 +194,10 @@ def test_a_job_that_has_published_makes_way_for_one_that_has_nothing_yet():
                 computing.append(name)
                 assert len(set(computing)) == 1, "two jobs computed at once"
                 log.append((name, step))
+                computing.remove(name)
                 if step == 1:
                     publish(f"{name} usable")
                     second_asked.wait(10)
-                computing.remove(name)
                 progress(step + 1, steps)
             return f"{name} full"
         return run
@@ -210,7 +211,8 @@ def test_a_job_that_has_published_makes_way_for_one_that_has_nothing_yet():
     second_asked.set()
     assert first.wait(10) and second.wait(10)
     assert first.result() == "first full" and second.result() == "second full"
-    # first stops after its step 1 (it has published and second waits); second runs whole; then first goes on
+    # second starts as soon as it is asked for (first has published) and first stops at its next check; second
+    # runs whole; then first goes on
     assert log == [("first", 0), ("first", 1), ("second", 0), ("second", 1), ("second", 2),
                    ("first", 2), ("first", 3), ("first", 4)]
     # while first waits its turn its token says so: the batcher sets its forecasts aside meanwhile
@@ -277,3 +279,27 @@ def test_waiting_if_quick_does_not_wait_for_a_job_whose_turn_has_not_come():
     assert not queued.started and not queued.wait_if_quick(10) and time.monotonic() - began < 1
     gate.set()
     assert first.wait(10) and queued.wait(10) and queued.result() == "done"
+
+
+def test_a_job_asked_for_while_the_running_one_has_published_starts_at_once():
+    """Not at the running job's next progress check, which may be a while off (its piece set aside for a page's
+    forecast reports nothing): the newcomer starts now, and the other, paused, stops at its check."""
+    jobs, gate, order = Jobs(), threading.Event(), []
+
+    def refining(progress, publish):
+        publish("usable")
+        assert gate.wait(10)  # busy, reporting nothing
+        progress(1, 2)  # its check: it waits here for the newcomer to end
+        order.append("refined")
+        return "full"
+
+    first = jobs.start("first", refining)
+    deadline = time.monotonic() + 10
+    while first.latest is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = jobs.start("second", lambda progress, publish: order.append(("second", first.token.paused)) or "done")
+    assert second.wait(5) and second.result() == "done"  # while first, paused, is still busy
+    gate.set()
+    assert first.wait(10) and first.result() == "full" and order == [("second", True), "refined"]
+    assert not first.token.paused

@@ -23,7 +23,8 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from kronos.cancellation import check_current
 from kronos.errors import InvalidInputError, WorkCancelledError
 from kronos.serving.batching import Batcher
-from kronos.serving.jobs import Jobs, Yielding
+from kronos.serving.jobs import Jobs
+from kronos.serving.pieces import Yielding
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = Path(__file__).parent / "fixtures" / "kronos_parity"

@@ -23,7 +23,8 @@ from kronos.flows import calibrated, forecast_candles
 from kronos.model.checkpoints import check_allowed, model_label
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.serving.batching import Batcher
-from kronos.serving.jobs import Job, Jobs, Yielding
+from kronos.serving.jobs import Job, Jobs
+from kronos.serving.pieces import Yielding
 from kronos.settings import Environment, ForecastSettings, MarketChoice, ModelChoice
 from kronos.views.texts import fingerprint
 from ui import widgets

@@ -24,7 +24,8 @@ from kronos.evaluation.combined import calibration_rows
 from kronos.flows import calibrated, forecast_candles
 from kronos.schemas.calibrated import Calibrated, Unavailable
 from kronos.schemas.service import CalibrationPending
-from kronos.serving.jobs import Job, Jobs, Yielding
+from kronos.serving.jobs import Job, Jobs
+from kronos.serving.pieces import Yielding
 from kronos.settings import FORECAST_DEFAULTS, ForecastSettings, MarketChoice
 from kronos.views.texts import fingerprint
 

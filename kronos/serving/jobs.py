@@ -1,16 +1,17 @@
 """Background jobs shared by every session of a server: one job per key, each in its own thread but one computing at
 a time, the newest first (a job asked for a moment ago is the one someone is looking at), with its progress and the
 provisional results it publishes on the way (a calibration is usable early and refined behind). Turns are fair: a
-job that has published a usable result pauses at its next progress check while another job waits, so that every
-waiter gets a usable result before any job refines its own; the paused ones go on once nobody waits.
+job that has published a usable result makes way for a job asked for (which starts at once; the other stops at its
+next progress check) and pauses at its next check when it publishes while others wait, so that every waiter gets a
+usable result before any job refines its own; the paused ones go on once nobody waits.
 
 Who waits for a job holds a lease on it (a dashboard session, an HTTP client told to ask again): a waiter holds at
 most `per_waiter` leases (asking for another drops its oldest), a lease may lapse after `hold_s` seconds unless
 renewed, and a job whose last lease is dropped or lapses is cancelled (kronos.cancellation: it stops at its next
 forecast step) unless it was started with no waiter (a warm start: kept whoever comes). Their forecasts run as
-background work: a Batcher serves interactive requests first (setting a background piece in flight aside once),
-and `Yielding` sends background batches in small pieces, so an interactive forecast waits for one piece at most; the
-piece in flight of a job that pauses is set aside until it goes on, so the job whose turn it is has the cores. No
+background work (kronos.serving.pieces.Yielding sends them in small pieces): a Batcher serves interactive requests
+first, setting a background piece in flight aside once, so an interactive forecast waits for one piece at most; the
+piece in flight of a paused job is set aside until it goes on, so the job whose turn it is has the cores. No
 Streamlit here. `close` (and the interpreter's exit) ends the job threads: the jobs running or paused are cancelled
 at their next step, the waiting ones end with WorkCancelledError. A cancelled job is started afresh when asked for
 again."""
@@ -25,14 +26,11 @@ import time
 import traceback
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, TypeVar
-
-import pandas as pd
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 from kronos.cancellation import Token, running
-from kronos.engine import HISTORIES_PER_BATCH, ForecastSource, Progress
-from kronos.engine.forecast import Forecast
+from kronos.engine import Progress
 from kronos.errors import WorkCancelledError
 from kronos.process import release_memory
 
@@ -249,9 +247,10 @@ class Jobs:
 
 class _Turns:
     """Whose turn it is: one job computes at a time, in its own thread. The newest waiting job starts when none
-    runs; a running job that has published a usable result pauses at its next progress check while another job
-    waits (a calibration usable early makes way for one that has nothing yet), and the paused ones go on, the most
-    recently paused first, once no job waits."""
+    runs. A running job that has published a usable result makes way for a job asked for (a calibration usable early
+    for one that has nothing yet): the newcomer starts at once, and the other, paused (its token says so, so the
+    batcher sets its forecasts aside), stops at its next progress check; one that publishes while others wait pauses
+    at its next check. The paused ones go on, the most recently paused first, once no job waits."""
 
     def __init__(self) -> None:
         self.ready = threading.Condition()
@@ -263,27 +262,29 @@ class _Turns:
 
     def queue(self, job: Job) -> None:
         self.waiting.append(job)
+        if self.running is not None and self.running.latest is not None:
+            self._pause(self.running)
         self._next()
 
     def drop(self, job: Job) -> None:
         """A cancelled job: out of the queue; a paused one wakes to stop."""
-        if job in self.waiting:
-            self.waiting.remove(job)
+        for jobs in (self.waiting, self.paused):
+            if job in jobs:
+                jobs.remove(job)
         self.ready.notify_all()
 
     def pause_if_others_wait(self, job: Job) -> None:
-        """In `job`'s thread, under the lock: when another job waits and this one has published, wait for its
-        turn again (or until it is cancelled or the registry closes)."""
-        if job is not self.running or job.latest is None or not self.waiting:
-            return
-        self.paused.append(job)
-        self.running, job.token.paused = None, True  # the batcher sets its forecast in flight aside
-        self._next()
+        """In `job`'s thread, under the lock: when another job waits and this one has published, or when it was
+        paused, wait for its turn again (or until it is cancelled or the registry closes)."""
+        if job is self.running and job.latest is not None and self.waiting:
+            self._pause(job)
+            self._next()
         while self.running is not job and not job.cancelled and not self.closed:
             self.ready.wait()
-        job.token.paused = False
-        if job in self.paused:
-            self.paused.remove(job)
+
+    def _pause(self, job: Job) -> None:
+        self.paused.append(job)
+        self.running, job.token.paused = None, True  # the batcher sets its forecast in flight aside
 
     def _next(self) -> None:
         if self.running is not None or self.closed:
@@ -295,6 +296,7 @@ class _Turns:
             thread.start()
         elif self.paused:
             self.running = self.paused.pop()
+            self.running.token.paused = False
             self.ready.notify_all()
 
     def _run(self, job: Job) -> None:
@@ -303,6 +305,8 @@ class _Turns:
         finally:
             with self.ready:
                 self.threads.discard(threading.current_thread())
+                if job in self.paused:  # it ended before its next check
+                    self.paused.remove(job)
                 if self.running is job:
                     self.running = None
                 self._next()
@@ -328,35 +332,3 @@ def _close_open() -> None:
     """At exit, end every registry's worker before the interpreter stops: one stopped inside torch aborts it."""
     for jobs in list(_OPEN):
         jobs.close()
-
-
-class Yielding:
-    """A ForecastSource for background work: `forecast_many` runs in pieces of `piece` histories, each asked for on
-    its own, so the forecasts others ask the same source for meanwhile (a Batcher serves its callers in turn) wait
-    for one piece, not the whole batch. Each history has its own seed, so the pieces forecast what the batch would."""
-
-    def __init__(self, source: ForecastSource, piece: int = HISTORIES_PER_BATCH // 4):
-        self.source, self.piece = source, piece
-
-    def __getattr__(self, name: str) -> Any:  # name, max_context, fingerprint, check_arguments, forecast
-        return getattr(self.source, name)
-
-    def forecast_many(self, histories: Sequence[pd.DataFrame], *, samples: int | Sequence[int] | None = None,
-                      seeds: Sequence[int | None] | None = None, progress: Progress | None = None,
-                      **settings: Any) -> list[Forecast]:
-        """As the source's forecast_many, a piece at a time; `progress` over the whole batch."""
-        starts = range(0, len(histories), self.piece)
-        made: list[Forecast] = []
-        for number, start in enumerate(starts):
-            part = slice(start, start + self.piece)
-            arguments = dict(settings, seeds=None if seeds is None else list(seeds)[part],
-                             progress=None if progress is None else _within(progress, number, len(starts)))
-            if samples is not None:
-                arguments["samples"] = samples if isinstance(samples, int) else list(samples)[part]
-            made += self.source.forecast_many(list(histories)[part], **arguments)
-        return made
-
-
-def _within(progress: Progress, number: int, pieces: int) -> Progress:
-    """Piece `number`'s progress as the batch's, in thousandths of a piece (pieces may count their steps apart)."""
-    return lambda step, total: progress(number * 1000 + round(1000 * step / total), pieces * 1000)
