@@ -16,6 +16,14 @@ from kronos.serving.jobs import Jobs
 from kronos.serving.pieces import Yielding
 
 
+def published(job) -> None:
+    """Wait (at most 10 s) until the job has published a first result."""
+    deadline = time.monotonic() + 10
+    while job.latest is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 def test_one_job_per_key_its_progress_and_its_result():
     jobs, started, gate, calls = Jobs(), threading.Event(), threading.Event(), []
 
@@ -149,10 +157,7 @@ def test_a_job_publishes_what_it_has_on_the_way():
         return "200 origins"
 
     job = jobs.start("k", work)
-    deadline = time.monotonic() + 10
-    while job.latest is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    published(job)
     seen.append(job.latest)
     gate.set()
     assert job.wait(10) and seen == ["34 origins"] and job.latest == job.result() == "200 origins"
@@ -203,10 +208,7 @@ def test_a_job_that_has_published_makes_way_for_one_that_has_nothing_yet():
         return run
 
     first = jobs.start("first", work("first", 5))
-    deadline = time.monotonic() + 10
-    while first.latest is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    published(first)
     second = jobs.start("second", work("second", 3))
     second_asked.set()
     assert first.wait(10) and second.wait(10)
@@ -230,10 +232,7 @@ def test_a_paused_job_nobody_waits_for_any_more_ends_cancelled():
         return "full"
 
     paused = jobs.start("paused", publishing, waiter="session")
-    deadline = time.monotonic() + 10
-    while paused.latest is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    published(paused)
     blocker = jobs.start("other", lambda progress, publish: (other_started.set(), gate.wait(10))[1])
     other_asked.set()
     assert other_started.wait(10) and not paused.done  # paused made way for it
@@ -294,10 +293,7 @@ def test_a_job_asked_for_while_the_running_one_has_published_starts_at_once():
         return "full"
 
     first = jobs.start("first", refining)
-    deadline = time.monotonic() + 10
-    while first.latest is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    published(first)
     second = jobs.start("second", lambda progress, publish: order.append(("second", first.token.paused)) or "done")
     assert second.wait(5) and second.result() == "done"  # while first, paused, is still busy
     gate.set()
