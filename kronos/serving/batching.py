@@ -58,7 +58,7 @@ class _Request:
     result: Future = field(default_factory=Future)
     progress: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     token: cancellation.Token | None = field(default_factory=cancellation.current)  # the caller's job's
-    set_aside: bool = False  # once set aside for an interactive request: it then runs to its end
+    set_aside: bool = False  # set aside for an interactive request: it then runs to its end (until a pause)
 
     def cancelled(self) -> bool:
         return self.token is not None and self.token.cancelled
